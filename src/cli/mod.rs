@@ -1,0 +1,36 @@
+//! The `gmmseg` command-line tool: one file per subcommand group, each a thin layer that
+//! parses arguments, calls the library and prints text or `--json`.
+//!
+//! Errors propagate as [`GmmSegError`](crate::GmmSegError); `main` prints them as one line
+//! and exits non-zero.
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+pub mod gmm;
+
+/// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
+#[derive(Debug, Parser)]
+#[command(name = "gmmseg", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fit a class-conditional GMM to features exported as NumPy arrays.
+    FitGmm(gmm::FitGmmArgs),
+    /// Score features under a fitted GMM: class log-likelihoods, posterior, anomaly score.
+    Score(gmm::ScoreArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::FitGmm(args) => gmm::fit_gmm(args),
+        Command::Score(args) => gmm::score(args),
+    }
+}

@@ -1,0 +1,128 @@
+//! The crate's single error type.
+//!
+//! Every variant names the offending file, argument or field, so that the command-line tool
+//! can print it as one line and a notebook user knows what to fix. Internal invariants use
+//! `assert!` (documented under `# Panics`); anything a user can cause returns one of these.
+
+use std::path::PathBuf;
+
+/// Errors of the gmmseg library and command-line tool.
+#[derive(Debug, thiserror::Error)]
+pub enum GmmSegError {
+    /// A configuration field is out of its valid range.
+    #[error("invalid configuration: `{field}` {reason}")]
+    InvalidConfig { field: String, reason: String },
+
+    /// An argument (array, tensor, option) is invalid for a reason not covered below.
+    #[error("invalid input `{what}`: {reason}")]
+    InvalidInput { what: String, reason: String },
+
+    /// Two inputs disagree in shape, or one input has the wrong number of dimensions.
+    #[error("shape mismatch in `{what}`: {detail}")]
+    Shape { what: String, detail: String },
+
+    /// An input holds NaN or ±inf.
+    #[error("`{what}` holds a non-finite value (NaN or inf) at flat index {index}")]
+    NonFinite { what: String, index: usize },
+
+    /// A label is neither a valid class id nor the ignore value 255.
+    #[error("`{what}` holds label {label} at flat index {index}, but there are {classes} classes (valid: 0..{classes}, or 255 = ignore)")]
+    LabelOutOfRange {
+        what: String,
+        label: i64,
+        index: usize,
+        classes: usize,
+    },
+
+    /// An input that must not be empty is empty (no pixels, no valid labels, ...).
+    #[error("`{what}` is empty: {detail}")]
+    Empty { what: String, detail: String },
+
+    /// A quantity is mathematically undefined for the given input (e.g. AUROC with one class).
+    #[error("{what} is undefined: {reason}")]
+    Undefined { what: String, reason: String },
+
+    /// Reading or writing a file failed at the operating-system level.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file exists but its contents are corrupt, truncated or of an unsupported kind.
+    #[error("{}: {detail}", path.display())]
+    File { path: PathBuf, detail: String },
+
+    /// A checkpoint or results cache does not belong to the requested configuration.
+    #[error("{}: {detail}", path.display())]
+    Mismatch { path: PathBuf, detail: String },
+
+    /// Training diverged (NaN or inf loss).
+    #[error("training diverged at step {step}: {detail}")]
+    Diverged { step: usize, detail: String },
+}
+
+/// The crate's result type.
+pub type Result<T, E = GmmSegError> = std::result::Result<T, E>;
+
+impl GmmSegError {
+    /// Shorthand for [`GmmSegError::InvalidConfig`].
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidConfig {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`GmmSegError::InvalidInput`].
+    pub fn input(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`GmmSegError::Shape`].
+    pub fn shape(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Shape {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Shorthand for [`GmmSegError::Empty`].
+    pub fn empty(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::Empty {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Shorthand for [`GmmSegError::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for [`GmmSegError::File`].
+    pub fn file(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Self::File {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Returns an error naming the first non-finite value of `values`, if any.
+pub fn check_finite<'a>(what: &str, values: impl IntoIterator<Item = &'a f32>) -> Result<()> {
+    match values.into_iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(GmmSegError::NonFinite {
+            what: what.to_string(),
+            index,
+        }),
+        None => Ok(()),
+    }
+}

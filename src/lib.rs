@@ -1,0 +1,29 @@
+//! # gmmseg
+//!
+//! GMMSeg (Liang et al., NeurIPS 2022) on a laptop CPU: semantic segmentation with a dense
+//! *generative* classifier — class-conditional Gaussian mixtures fitted by (Sinkhorn) EM while
+//! the network is trained by cross-entropy on the resulting posterior — and every ablation of
+//! the paper, as a library, a command-line tool and evcxr notebooks.
+//!
+//! The modules read like the pipeline:
+//! - [`gmm`]: the class-conditional diagonal GMM (likelihood, E-steps, M-step, memory).
+//! - [`metrics`]: segmentation, anomaly and calibration metrics (streaming).
+//! - [`plot`]: figures on plotters.
+//! - [`data`]: SynthScapes, DigitScenes and the folder format for one's own data.
+//! - [`nn`]: network pieces on stable dfdx (convolution, backbones, decoders, heads).
+//! - [`io`]: NumPy file input and output.
+//! - [`cli`]: the `gmmseg` command-line tool.
+
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod gmm;
+pub mod io;
+pub mod metrics;
+pub mod nn;
+pub mod plot;
+
+pub use error::{GmmSegError, Result};
+
+#[cfg(feature = "notebook")]
+pub use {plotters, polars};
