@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod data;
 pub mod gmm;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
@@ -25,6 +26,9 @@ pub enum Command {
     FitGmm(gmm::FitGmmArgs),
     /// Score features under a fitted GMM: class log-likelihoods, posterior, anomaly score.
     Score(gmm::ScoreArgs),
+    /// Datasets: export to the folder format, class statistics, preview grids.
+    #[command(subcommand)]
+    Data(data::DataCommand),
 }
 
 /// Runs one parsed command line.
@@ -32,5 +36,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
+        Command::Data(cmd) => data::run(cmd),
     }
 }
