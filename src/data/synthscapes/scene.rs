@@ -74,7 +74,7 @@ pub(crate) fn layout(c: &mut Canvas, rng: &mut impl Rng, setting: Setting) -> St
         road_h: w * 0.02,
         road_b: w * rng.gen_range(0.40..0.60),
         walk_h: w * 0.01,
-        walk_b: w * rng.gen_range(0.14..0.26),
+        walk_b: w * rng.gen_range(0.18..0.30),
     };
 
     // Sky everywhere first.
