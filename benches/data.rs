@@ -1,0 +1,75 @@
+//! Data-pipeline speed: generating 2,000 SynthScapes 64×64 scenes (goal ≤ 5 s on 2 cores)
+//! and loading + augmenting one training batch of 8 (to compare with a training step).
+//!
+//! `cargo bench --bench data`
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gmmseg::data::{Dataset, Loader, LoaderConfig, SynthScapes, SynthScapesConfig, SynthSplit};
+use rayon::prelude::*;
+
+fn generate_2000(c: &mut Criterion) {
+    let ds = SynthScapes::new(
+        SynthScapesConfig::default().check().unwrap(),
+        SynthSplit::Train,
+    );
+    c.bench_function("synthscapes: generate 2000 images 64x64 (rayon)", |b| {
+        b.iter(|| {
+            let n: usize = (0..2000)
+                .into_par_iter()
+                .map(|i| ds.generate(i).label.len())
+                .sum();
+            assert_eq!(n, 2000 * 64 * 64);
+        })
+    });
+    c.bench_function("synthscapes: generate 1 image 64x64", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            ds.generate(i)
+        })
+    });
+}
+
+fn batch_of_8(c: &mut Criterion) {
+    let ds: Arc<dyn Dataset> = Arc::new(SynthScapes::new(
+        SynthScapesConfig::default().check().unwrap(),
+        SynthSplit::Train,
+    ));
+    let loader = Loader::new(ds, LoaderConfig::default().check().unwrap()).unwrap();
+    let mut step = 0;
+    c.bench_function(
+        "loader: synthscapes batch of 8, generate + augment + normalise",
+        |b| {
+            b.iter(|| {
+                step += 1;
+                loader.batch(step).unwrap()
+            })
+        },
+    );
+    let dd: Arc<dyn Dataset> = gmmseg::data::open_dataset(
+        "digitscenes",
+        "train",
+        &gmmseg::data::DatasetOptions::default(),
+    )
+    .unwrap()
+    .into();
+    let loader = Loader::new(dd, LoaderConfig::default().check().unwrap()).unwrap();
+    c.bench_function(
+        "loader: digitscenes batch of 8, generate + augment + normalise",
+        |b| {
+            b.iter(|| {
+                step += 1;
+                loader.batch(step).unwrap()
+            })
+        },
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = generate_2000, batch_of_8
+}
+criterion_main!(benches);
