@@ -114,3 +114,22 @@ fn bad_arguments_fail_with_one_line_errors() {
     assert!(!ok);
     assert!(err.starts_with("error:"), "{err}");
 }
+
+#[test]
+fn data_dir_can_be_overridden_by_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gmmseg"))
+        .args([
+            "data",
+            "stats",
+            "--dataset",
+            "digitscenes",
+            "--split",
+            "train",
+        ])
+        .env("GMMSEG_DATA_DIR", "/nonexistent/gmmseg-data")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/gmmseg-data/mnist-10k"), "{err}");
+}
