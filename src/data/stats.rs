@@ -79,9 +79,9 @@ pub fn class_stats(ds: &dyn Dataset, limit: Option<usize>) -> Result<ClassStats>
         images_with_class: vec![0; c],
     };
     for (counts, ign, anom) in per {
-        for k in 0..c {
-            stats.counts[k] += counts[k];
-            stats.images_with_class[k] += (counts[k] > 0) as u64;
+        for (k, &n) in counts.iter().enumerate() {
+            stats.counts[k] += n;
+            stats.images_with_class[k] += (n > 0) as u64;
         }
         stats.ignored += ign;
         stats.anomalous += anom;

@@ -161,7 +161,7 @@ impl SynthSplit {
         match self {
             SynthSplit::Train => 0x7472_6169_6e00,
             SynthSplit::Val => 0x7661_6c00,
-            SynthSplit::Anomaly => 0x616e_6f6d_00,
+            SynthSplit::Anomaly => 0x0061_6e6f_6d00,
             SynthSplit::AnomalyContext => 0x6374_7800,
         }
     }
