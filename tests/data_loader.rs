@@ -261,3 +261,47 @@ fn open_dataset_rejects_bad_specs_with_a_hint() {
     let d = open_dataset("digitscenes", "test", &o).unwrap();
     assert_eq!(d.name(), "digitscenes/test");
 }
+
+/// A user dataset with a broken sample: labels smaller than the image.
+struct Broken;
+
+impl Dataset for Broken {
+    fn len(&self) -> usize {
+        2
+    }
+    fn get(&self, i: usize) -> gmmseg::Result<gmmseg::data::Sample> {
+        let h = if i == 0 { 8 } else { 7 };
+        Ok(gmmseg::data::Sample {
+            image: ndarray::Array3::zeros((3, 8, 8)),
+            label: ndarray::Array2::zeros((h, 8)),
+            anomaly: None,
+        })
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn class_names(&self) -> Vec<String> {
+        vec!["a".into(), "b".into()]
+    }
+    fn name(&self) -> String {
+        "broken".into()
+    }
+}
+
+#[test]
+fn malformed_samples_are_errors_not_panics() {
+    let cfg = LoaderConfig {
+        batch_size: 2,
+        ..Default::default()
+    }
+    .check()
+    .unwrap();
+    let l = Loader::new(Arc::new(Broken) as Arc<dyn Dataset>, cfg.clone()).unwrap();
+    let err = l.batch(0).unwrap_err().to_string();
+    assert!(err.contains("broken sample 1"), "{err}");
+    let ev = EvalLoader::new(Arc::new(Broken) as Arc<dyn Dataset>, &cfg);
+    assert!(ev.batch(0).is_err());
+    let preview = gmmseg::data::preview::preview_grid(&Broken, &Default::default());
+    assert!(preview.is_err());
+    assert!(gmmseg::data::stats::class_stats(&Broken, None).is_err());
+}

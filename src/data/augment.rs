@@ -9,6 +9,7 @@ use ndarray::{Array2, Array3};
 use rand::Rng;
 
 use super::{Sample, IGNORE_LABEL};
+use crate::error::{GmmSegError, Result};
 
 /// The random draws of one augmentation, kept apart from applying them so that a test can
 /// apply known parameters.
@@ -94,9 +95,32 @@ impl AugmentParams {
 
 /// Applies `p` to `s`, producing a (ch, cw) sample. Pixels outside the scaled image are
 /// padded: image with `pad` (the normalisation mean, so that they normalise to 0), labels
-/// and anomaly masks with 255.
-pub fn apply(s: &Sample, p: &AugmentParams, (ch, cw): (usize, usize), pad: [f32; 3]) -> Sample {
-    let (_, h, w) = s.image.dim();
+/// and anomaly masks with 255. Errors if the sample's image, labels and mask disagree in
+/// size (see [`Sample::validate`]) or are empty.
+pub fn apply(
+    s: &Sample,
+    p: &AugmentParams,
+    (ch, cw): (usize, usize),
+    pad: [f32; 3],
+) -> Result<Sample> {
+    let (c, h, w) = s.image.dim();
+    let mask_ok = s.anomaly.as_ref().map_or(true, |a| a.dim() == (h, w));
+    if c != 3 || h == 0 || w == 0 || s.label.dim() != (h, w) || !mask_ok {
+        return Err(GmmSegError::shape(
+            "augment",
+            format!(
+                "image {:?}, labels {:?}: expected (3, H, W) and (H, W) with H, W > 0",
+                s.image.dim(),
+                s.label.dim()
+            ),
+        ));
+    }
+    if !(p.scale.is_finite() && p.scale > 0.0) {
+        return Err(GmmSegError::input(
+            "augment",
+            format!("scale must be finite and > 0, got {}", p.scale),
+        ));
+    }
     let sh = (h as f32 * p.scale).round().max(1.0) as i64;
     let sw = (w as f32 * p.scale).round().max(1.0) as i64;
     // Exact ratio between source and scaled grids.
@@ -143,11 +167,11 @@ pub fn apply(s: &Sample, p: &AugmentParams, (ch, cw): (usize, usize), pad: [f32;
         }
     }
     color_jitter(&mut img, plane, p);
-    Sample {
+    Ok(Sample {
         image: Array3::from_shape_vec((3, ch, cw), img).expect("crop size"),
         label: Array2::from_shape_vec((ch, cw), lab).expect("crop size"),
         anomaly: anom.map(|a| Array2::from_shape_vec((ch, cw), a).expect("crop size")),
-    }
+    })
 }
 
 /// Brightness, contrast and saturation, clamped to [0, 1] (identity factors skip the work).
@@ -185,7 +209,7 @@ mod tests {
     #[test]
     fn identity_reproduces_the_sample() {
         let s = sample(6, 5);
-        let out = apply(&s, &AugmentParams::identity(), (6, 5), [0.0; 3]);
+        let out = apply(&s, &AugmentParams::identity(), (6, 5), [0.0; 3]).unwrap();
         assert_eq!(out, s);
     }
 
@@ -194,7 +218,7 @@ mod tests {
         let s = sample(4, 4);
         let mut p = AugmentParams::identity();
         p.flip = true;
-        let out = apply(&s, &p, (4, 4), [0.0; 3]);
+        let out = apply(&s, &p, (4, 4), [0.0; 3]).unwrap();
         for y in 0..4 {
             for x in 0..4 {
                 assert_eq!(out.label[(y, x)], s.label[(y, 3 - x)]);
@@ -202,9 +226,16 @@ mod tests {
         }
         let mut p = AugmentParams::identity();
         p.crop_x = -2;
-        let out = apply(&s, &p, (4, 4), [0.5; 3]);
+        let out = apply(&s, &p, (4, 4), [0.5; 3]).unwrap();
         assert_eq!(out.label[(0, 0)], IGNORE_LABEL);
         assert_eq!(out.image[(1, 0, 1)], 0.5);
         assert_eq!(out.label[(1, 2)], s.label[(1, 0)]);
+    }
+
+    #[test]
+    fn mismatched_sample_is_an_error_not_a_panic() {
+        let mut s = sample(4, 4);
+        s.label = Array2::zeros((3, 4));
+        assert!(apply(&s, &AugmentParams::identity(), (4, 4), [0.0; 3]).is_err());
     }
 }

@@ -296,6 +296,10 @@ impl Loader {
     /// One augmented sample: dataset item `index` at position `k` of batch `step`.
     fn item(&self, step: u64, k: usize, index: usize) -> Result<Sample> {
         let s = self.ds.get(index)?;
+        s.validate(
+            &format!("{} sample {index}", self.ds.name()),
+            self.ds.num_classes(),
+        )?;
         let (_, h, w) = s.image.dim();
         let p = if self.cfg.augment {
             let mut rng = ChaCha8Rng::seed_from_u64(
@@ -317,7 +321,7 @@ impl Loader {
         if !self.cfg.augment && (h, w) == self.crop {
             return Ok(s);
         }
-        Ok(apply(&s, &p, self.crop, self.cfg.mean))
+        apply(&s, &p, self.crop, self.cfg.mean)
     }
 
     /// Batch `step`: sampled, augmented and normalised (deterministic).
@@ -375,6 +379,15 @@ impl EvalLoader {
         &self.ds
     }
 
+    fn get(&self, j: usize) -> Result<Sample> {
+        let s = self.ds.get(j)?;
+        s.validate(
+            &format!("{} sample {j}", self.ds.name()),
+            self.ds.num_classes(),
+        )?;
+        Ok(s)
+    }
+
     /// Batch `i` (samples `i·B .. min((i+1)·B, len)`).
     pub fn batch(&self, i: usize) -> Result<Batch> {
         let start = i * self.batch_size;
@@ -388,12 +401,10 @@ impl EvalLoader {
         let samples: Vec<Sample> = if self.parallel {
             (start..end)
                 .into_par_iter()
-                .map(|j| self.ds.get(j))
+                .map(|j| self.get(j))
                 .collect::<Result<_>>()?
         } else {
-            (start..end)
-                .map(|j| self.ds.get(j))
-                .collect::<Result<_>>()?
+            (start..end).map(|j| self.get(j)).collect::<Result<_>>()?
         };
         Batch::from_samples(&samples, self.mean, self.std)
     }

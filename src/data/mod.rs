@@ -45,6 +45,54 @@ pub struct Sample {
     pub anomaly: Option<Array2<u8>>,
 }
 
+impl Sample {
+    /// Checks that the image is (3, H, W), the labels and anomaly mask (H, W), labels are
+    /// `< num_classes` or 255, and mask values are 0, 1 or 255. `what` names the sample in
+    /// errors. Loaders and previews call it so that a malformed custom dataset gives an error
+    /// instead of a panic deep inside an index.
+    pub fn validate(&self, what: &str, num_classes: usize) -> Result<()> {
+        let (c, h, w) = self.image.dim();
+        if c != 3 || self.label.dim() != (h, w) {
+            return Err(GmmSegError::shape(
+                what,
+                format!(
+                    "image {:?} and labels {:?}; expected (3, H, W) and (H, W)",
+                    self.image.dim(),
+                    self.label.dim()
+                ),
+            ));
+        }
+        if let Some((index, &l)) = self
+            .label
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l != IGNORE_LABEL && l as usize >= num_classes)
+        {
+            return Err(GmmSegError::LabelOutOfRange {
+                what: what.to_string(),
+                label: l as i64,
+                index,
+                classes: num_classes,
+            });
+        }
+        if let Some(a) = &self.anomaly {
+            if a.dim() != (h, w) {
+                return Err(GmmSegError::shape(
+                    what,
+                    format!("anomaly mask {:?}, labels ({h}, {w})", a.dim()),
+                ));
+            }
+            if let Some(&v) = a.iter().find(|&&v| v > 1 && v != IGNORE_LABEL) {
+                return Err(GmmSegError::input(
+                    what,
+                    format!("anomaly mask holds {v}; expected 0, 1 or 255"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A finite, indexable split of a dataset. `get` is deterministic: the same index gives the
 /// same sample every time (random augmentation happens in the loader, with its own seed).
 pub trait Dataset: Send + Sync {

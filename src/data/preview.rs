@@ -90,7 +90,9 @@ pub fn preview_grid(ds: &dyn Dataset, cfg: &PreviewConfig) -> Result<RgbImage> {
     }
     let mut cells = Vec::with_capacity(n);
     for i in 0..n {
-        cells.push(panels(&ds.get(i)?, cfg.alpha));
+        let s = ds.get(i)?;
+        s.validate(&format!("{} sample {i}", ds.name()), ds.num_classes())?;
+        cells.push(panels(&s, cfg.alpha));
     }
     let z = cfg.zoom;
     let gap = 4u32;

@@ -46,6 +46,7 @@ pub fn class_stats(ds: &dyn Dataset, limit: Option<usize>) -> Result<ClassStats>
         .into_par_iter()
         .map(|i| {
             let s = ds.get(i)?;
+            s.validate(&format!("{} sample {i}", ds.name()), c)?;
             let mut counts = vec![0u64; c];
             let mut ignored = 0;
             for (k, &l) in s.label.iter().enumerate() {
