@@ -1,4 +1,6 @@
 //! Batch EM against an independent implementation, closed-form GDA, and numerical extremes.
+// The reference EM is written as textbook index loops on purpose.
+#![allow(clippy::needless_range_loop)]
 
 use gmmseg::gmm::{
     fit, ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, LogLikTable, Reduction,
@@ -75,8 +77,8 @@ fn mixture_data(n_per: usize, seed: u64) -> (Array2<f32>, Vec<i64>) {
     }
     for _ in 0..7 {
         rows.extend((0..4).map(|_| rng.gen_range(-50.0f32..50.0)));
-        labels.push(255);
     }
+    labels.extend([255; 7]);
     let n = labels.len();
     (Array2::from_shape_vec((n, 4), rows).unwrap(), labels)
 }

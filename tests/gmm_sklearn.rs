@@ -50,7 +50,7 @@ fn twenty_vanilla_iterations_match_scikit_learn() {
         [0.053, 4.471],
     ];
     let x = Array2::from_shape_vec((30, 2), x.into_iter().flatten().collect()).unwrap();
-    let labels = ClassIndex::new(std::iter::repeat(0i64).take(30), 1, "labels").unwrap();
+    let labels = ClassIndex::new(std::iter::repeat_n(0i64, 30), 1, "labels").unwrap();
     let init = GmmParams {
         means: array![[[1f32, 1.], [2., 2.], [0., 3.]]],
         variances: ndarray::Array3::ones((1, 3, 2)),

@@ -211,12 +211,9 @@ pub fn init_from_data<R: Rng>(
                 counts[a] += 1;
                 sums.row_mut(a).zip_mut_with(&row, |s, &v| *s += v as f64);
             }
-            for j in 0..m {
-                if counts[j] > 0 {
-                    centres
-                        .row_mut(j)
-                        .assign(&sums.row(j).mapv(|v| (v / counts[j] as f64) as f32));
-                }
+            for (j, &count) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
+                let mean = sums.row(j).mapv(|v| (v / count as f64) as f32);
+                centres.row_mut(j).assign(&mean);
             }
         }
         params.means.index_axis_mut(Axis(0), ci).assign(&centres);

@@ -51,5 +51,5 @@ pub use fit::{fit, FitOptions, FitReport};
 pub use labels::{infer_num_classes, ClassIndex};
 pub use likelihood::{anomaly_scores, class_scores, posterior, LogLikTable};
 pub use memory::{FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout, Sampling};
-pub use online::{EmSource, OnlineBatch, OnlineConfig, OnlineGmm, UpdateReport};
+pub use online::{ClassAssignment, EmSource, OnlineBatch, OnlineConfig, OnlineGmm, UpdateReport};
 pub use params::GmmParams;

@@ -98,6 +98,17 @@ pub struct OnlineBatch<'a> {
     pub correct: Option<&'a [bool]>,
 }
 
+/// The E-step's answer for the pixels of one class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassAssignment {
+    /// The class c.
+    pub class: usize,
+    /// Indices (rows of the batch) of the pixels labelled c.
+    pub pixels: Vec<usize>,
+    /// Responsibilities over class c's components, shape (pixels, M).
+    pub responsibilities: Array2<f32>,
+}
+
 /// What an update did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UpdateReport {
@@ -177,14 +188,14 @@ impl OnlineGmm {
             .collect()
     }
 
-    /// Responsibilities of the valid pixels of each class under the current parameters, per
-    /// the configured E-step: `(class, pixel indices, (n_c, M))`. The reference flavour's
-    /// component-level loss takes its targets from here.
+    /// Responsibilities of the valid pixels of each class present, under the current
+    /// parameters and the configured E-step. The reference flavour's component-level loss
+    /// takes its targets from here.
     pub fn assign(
         &self,
         features: ArrayView2<'_, f32>,
         labels: &[u8],
-    ) -> Result<Vec<(usize, Vec<usize>, Array2<f32>)>> {
+    ) -> Result<Vec<ClassAssignment>> {
         let index = self.check_batch(features, labels)?;
         Ok(index
             .per_class
@@ -193,8 +204,12 @@ impl OnlineGmm {
             .filter(|(_, idx)| !idx.is_empty())
             .map(|(c, idx)| {
                 let xc = gather_rows(features, &idx);
-                let (resp, _) = e_step(xc.view(), &self.params, c, &self.valid);
-                (c, idx, resp)
+                let (responsibilities, _) = e_step(xc.view(), &self.params, c, &self.valid);
+                ClassAssignment {
+                    class: c,
+                    pixels: idx,
+                    responsibilities,
+                }
             })
             .collect())
     }
