@@ -36,9 +36,9 @@ use crate::error::{GmmSegError, Result};
 pub mod conv2d;
 // pub mod decoder;
 // pub mod head;
-// pub mod norm;
+pub mod norm;
 pub mod ops;
-// pub mod resample;
+pub mod resample;
 // pub mod segnet;
 
 /// The device every network runs on.
