@@ -32,14 +32,15 @@ use rand_distr::{Distribution, Normal};
 
 use crate::error::{GmmSegError, Result};
 
-// pub mod backbone;
+pub mod backbone;
 pub mod conv2d;
-// pub mod decoder;
-// pub mod head;
+pub mod decoder;
+pub mod head;
+pub mod loss;
 pub mod norm;
 pub mod ops;
 pub mod resample;
-// pub mod segnet;
+pub mod segnet;
 
 /// The device every network runs on.
 pub type Dev = Cpu;
@@ -53,6 +54,21 @@ pub type Scalar<T = NoneTape> = Tensor<(), f32, Cpu, T>;
 pub type Flat = Tensor<(usize,), f32, Cpu>;
 /// The tape of a training forward pass.
 pub type Tp = OwnedTape<f32, Cpu>;
+
+/// What a forward pass can be generic over: `OwnedTape` (training, gradients recorded) or
+/// `NoneTape` (evaluation). Merging is needed wherever two branches meet (residuals, concat).
+pub trait AnyTape: Tape<f32, Cpu> + Merge<Self> + Default {}
+impl<T: Tape<f32, Cpu> + Merge<T> + Default> AnyTape for T {}
+
+/// Splits `x` into a tape-carrying continuation and a tape-less twin with the same id, for a
+/// second use of the same activation (a skip connection). Ops on `twin.retaped::<T>()` write
+/// their gradient to the shared id; dfdx runs backward ops in reverse creation order, so the
+/// gradient from both uses is complete before the producer of `x` reads it.
+pub fn fork<T: AnyTape>(x: Act<T>) -> (Act<T>, Act) {
+    let (x, tape) = x.split_tape();
+    let twin = x.clone();
+    (x.put_tape(tape), twin)
+}
 
 impl From<dfdx::tensor::CpuError> for GmmSegError {
     fn from(e: dfdx::tensor::CpuError) -> Self {

@@ -261,6 +261,7 @@ pub(crate) fn param_handle(p: &Param) -> Tensor<(usize,), f32, Cpu> {
 }
 
 /// The device of a parameter (all live on one [`Dev`]).
+#[allow(dead_code)]
 pub(crate) fn dev_of(p: &Param) -> Dev {
     p.value.device().clone()
 }
