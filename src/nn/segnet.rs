@@ -132,6 +132,23 @@ pub struct SegModel {
     pub head: Box<dyn Head>,
 }
 
+impl SegModel {
+    /// Evaluation forward (running batch-norm statistics, no dropout, no tape).
+    ///
+    /// # Shapes
+    /// images (B, 3, H, W), normalised → logits (B, C, h, w) and head anomaly scores
+    /// (B, 1, h, w) at feature resolution.
+    ///
+    /// # Errors
+    /// Shape errors from the network.
+    pub fn infer(&mut self, images: &ndarray::Array4<f32>) -> Result<super::head::HeadOutput> {
+        let dev = self.net.projection.conv.weight.value.device().clone();
+        let x = super::act_from_array(&dev, images);
+        let feats = self.net.features(x, &mut Ctx::eval())?;
+        self.head.infer(feats)
+    }
+}
+
 impl Params for SegModel {
     fn visit(&self, f: &mut dyn FnMut(&Param)) {
         self.net.visit(f);
