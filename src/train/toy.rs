@@ -94,9 +94,9 @@ impl Dataset for ToyShapes {
                         2 => dy * dy + dx * dx < r * r,
                         _ => {
                             if angle_wide {
-                                dy.abs() < r * 0.25 && dx.abs() < r * 2.0
+                                dy.abs() < r * 0.45 && dx.abs() < r * 2.0
                             } else {
-                                dx.abs() < r * 0.25 && dy.abs() < r * 2.0
+                                dx.abs() < r * 0.45 && dy.abs() < r * 2.0
                             }
                         }
                     };
