@@ -26,6 +26,29 @@ use super::ops::{accumulate_param, expect_channels, grad_of, param_handle};
 use super::{Act, Dev, Param, ParamKind, Params};
 use crate::error::{GmmSegError, Result};
 
+/// Cumulative wall time spent inside convolution forward and backward passes, for the
+/// benchmarks' "share of time in convolution" (two relaxed atomic adds per call).
+pub mod profile {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static FORWARD_NS: AtomicU64 = AtomicU64::new(0);
+    static BACKWARD_NS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn add_forward(ns: u64) {
+        FORWARD_NS.fetch_add(ns, Ordering::Relaxed);
+    }
+    pub(super) fn add_backward(ns: u64) {
+        BACKWARD_NS.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Seconds spent in convolution (forward, backward) since the last call, and resets.
+    pub fn take() -> (f64, f64) {
+        let f = FORWARD_NS.swap(0, Ordering::Relaxed);
+        let b = BACKWARD_NS.swap(0, Ordering::Relaxed);
+        (f as f64 * 1e-9, b as f64 * 1e-9)
+    }
+}
+
 /// Geometry of a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConvSpec {
@@ -256,6 +279,7 @@ pub fn conv2d<T: Tape<f32, Cpu>>(x: Act<T>, weight: &Param, bias: Option<&Param>
             ))
         }
     };
+    let started = std::time::Instant::now();
     let s = *spec;
     let kl = s.k_len();
     let p = ho * wo;
@@ -285,12 +309,14 @@ pub fn conv2d<T: Tape<f32, Cpu>>(x: Act<T>, weight: &Param, bias: Option<&Param>
         }
     });
     let y = xin.device().try_tensor_from_vec(out, (b, s.cout, ho, wo))?;
+    profile::add_forward(started.elapsed().as_nanos() as u64);
 
     if T::OWNS_TAPE {
         let y_id = y.clone();
         let w_id = param_handle(weight);
         let b_id = bias.map(param_handle);
         tape.add_backward_op(move |grads| {
+            let started = std::time::Instant::now();
             let gy = grad_of(grads, &y_id)?;
             let mut gx = vec![0.0f32; b * img];
             // per-image weight gradients, summed in a fixed order afterwards
@@ -341,6 +367,7 @@ pub fn conv2d<T: Tape<f32, Cpu>>(x: Act<T>, weight: &Param, bias: Option<&Param>
             for (d, v) in gxin.iter_mut().zip(&gx) {
                 *d += v;
             }
+            profile::add_backward(started.elapsed().as_nanos() as u64);
             Ok(())
         });
     }
