@@ -149,6 +149,20 @@ impl SegModel {
     }
 }
 
+impl SegModel {
+    /// Evaluation-mode projected features (for post-hoc GMMs, Mahalanobis, feature plots).
+    ///
+    /// # Shapes
+    /// images (B, 3, H, W), normalised → (B, D, h, w).
+    ///
+    /// # Errors
+    /// Shape errors from the network.
+    pub fn features_eval(&mut self, images: &ndarray::Array4<f32>) -> Result<Act> {
+        let dev = self.net.projection.conv.weight.value.device().clone();
+        self.net.features(super::act_from_array(&dev, images), &mut Ctx::eval())
+    }
+}
+
 impl Params for SegModel {
     fn visit(&self, f: &mut dyn FnMut(&Param)) {
         self.net.visit(f);

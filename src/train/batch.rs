@@ -38,6 +38,50 @@ pub fn batch_plan(len: usize, batch: usize, seed: u64, step: usize, flip: bool) 
     out
 }
 
+/// For each class, the images whose labels contain it (the reference code's `lbl2idx`).
+///
+/// # Errors
+/// Errors of [`Dataset::get`].
+pub fn class_index(ds: &dyn Dataset) -> Result<Vec<Vec<usize>>> {
+    let c = ds.num_classes();
+    let mut idx = vec![Vec::new(); c];
+    for i in 0..ds.len() {
+        let s = ds.get(i)?;
+        let mut present = vec![false; c];
+        for &l in s.label.iter() {
+            if (l as usize) < c {
+                present[l as usize] = true;
+            }
+        }
+        for (k, p) in present.iter().enumerate() {
+            if *p {
+                idx[k].push(i);
+            }
+        }
+    }
+    Ok(idx)
+}
+
+/// Class-balanced plan (the reference code's `gmmseg` sampler): each image of the batch at
+/// `step` is drawn by picking a class uniformly among those present in some image, then an
+/// image uniformly among those containing it. A pure function of (seed, step).
+///
+/// # Errors
+/// [`GmmSegError::Empty`] when no class occurs in any image.
+pub fn balanced_plan(index: &[Vec<usize>], batch: usize, seed: u64, step: usize, flip: bool) -> Result<Vec<(usize, bool)>> {
+    let classes: Vec<&Vec<usize>> = index.iter().filter(|v| !v.is_empty()).collect();
+    if classes.is_empty() {
+        return Err(GmmSegError::empty("class index", "no labelled class in the training set"));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (step as u64).wrapping_add(0xBA1A));
+    Ok((0..batch)
+        .map(|_| {
+            let imgs = classes[rng.gen_range(0..classes.len())];
+            (imgs[rng.gen_range(0..imgs.len())], flip && rng.gen_bool(0.5))
+        })
+        .collect())
+}
+
 /// Loads, optionally flips, normalises and stacks the given samples.
 ///
 /// # Errors
@@ -98,5 +142,16 @@ mod tests {
         seen.sort();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
         assert_ne!(batch_plan(10, 4, 3, 5, false), batch_plan(10, 4, 4, 5, false));
+    }
+
+    #[test]
+    fn balanced_plan_draws_rare_classes_as_often_as_common_ones() {
+        // class 0 in all 100 images, class 1 only in image 7
+        let index = vec![(0..100).collect::<Vec<_>>(), vec![7]];
+        let hits = (0..200).flat_map(|t| balanced_plan(&index, 4, 1, t, false).unwrap()).filter(|p| p.0 == 7).count();
+        // P(image 7) = ½ + ½·1/100 ≈ 0.505 of 800 draws
+        assert!((340..470).contains(&hits), "{hits}");
+        assert_eq!(balanced_plan(&index, 4, 1, 3, true).unwrap(), balanced_plan(&index, 4, 1, 3, true).unwrap());
+        assert!(balanced_plan(&[vec![]], 4, 1, 0, false).is_err());
     }
 }

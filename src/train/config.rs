@@ -25,6 +25,16 @@ impl std::fmt::Display for HeadKind {
     }
 }
 
+/// How training images are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Epoch-wise shuffling (mmseg's non-distributed default).
+    Shuffle,
+    /// Class-balanced image sampling (the reference code's `sampler_mode='gmmseg'`).
+    ClassBalanced,
+}
+
 /// Optimiser family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -98,6 +108,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Random horizontal flips in training (default true).
     pub flip: bool,
+    /// Image sampling (default shuffle; class-balanced is optional, as in the issue).
+    pub sampler: SamplerKind,
     /// Seed of initialisation, data order, augmentation and dropout (default 0).
     pub seed: u64,
     /// Evaluate every this many steps, 0 = only at the end (quick 100, full 500).
@@ -119,6 +131,7 @@ impl TrainConfig {
             steps: 300,
             batch_size: 8,
             flip: true,
+            sampler: SamplerKind::Shuffle,
             seed: 0,
             eval_every: 100,
             eval_images: 64,

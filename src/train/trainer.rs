@@ -1,7 +1,8 @@
 //! The training loop.
 //!
 //! # One iteration, in order (the only place this order is written down)
-//! 1. Batch of step t: a pure function of (seed, t) ([`super::batch::batch_plan`]).
+//! 1. Batch of step t: a pure function of (seed, t) ([`super::batch::batch_plan`], or
+//!    [`super::batch::balanced_plan`] with the class-balanced sampler).
 //! 2. Forward with tape: `feats = net.features(images)` (dropout seeded by (seed, t)); the
 //!    detached copy of `feats` and the labels down-sampled to feature resolution (nearest)
 //!    are kept for step 6.
@@ -22,9 +23,9 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::batch::{batch_plan, make_batch};
+use super::batch::{balanced_plan, batch_plan, class_index, make_batch};
 use super::checkpoint;
-use super::config::{learning_rate, HeadKind, ValidTrainConfig};
+use super::config::{learning_rate, HeadKind, SamplerKind, ValidTrainConfig};
 use super::eval::{evaluate, EvalReport};
 use super::optim::Optimizer;
 use crate::data::{Batch, Dataset};
@@ -200,8 +201,15 @@ impl Trainer {
             return Err(GmmSegError::input("training set", format!("{} classes, model has {}", train.num_classes(), self.model.head.num_classes())));
         }
         let start = Instant::now();
+        let index = match cfg.sampler {
+            SamplerKind::Shuffle => None,
+            SamplerKind::ClassBalanced => Some(class_index(train)?),
+        };
         while self.step < cfg.steps {
-            let plan = batch_plan(train.len(), cfg.batch_size, cfg.seed, self.step, cfg.flip);
+            let plan = match &index {
+                None => batch_plan(train.len(), cfg.batch_size, cfg.seed, self.step, cfg.flip),
+                Some(index) => balanced_plan(index, cfg.batch_size, cfg.seed, self.step, cfg.flip)?,
+            };
             let batch = make_batch(train, &plan)?;
             let stats = self.train_step(&batch)?;
             let last = self.step == cfg.steps;
