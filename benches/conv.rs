@@ -48,8 +48,12 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("conv3x3_64_32x32_b8");
     g.sample_size(10);
-    g.bench_function("conv2d_fwd_bwd", |bch| bch.iter(|| conv_step(&dev, &conv, &x)));
-    g.bench_function("dfdx_matmul_fwd_bwd_same_flops", |bch| bch.iter(|| matmul_step(&a, &w)));
+    g.bench_function("conv2d_fwd_bwd", |bch| {
+        bch.iter(|| conv_step(&dev, &conv, &x))
+    });
+    g.bench_function("dfdx_matmul_fwd_bwd_same_flops", |bch| {
+        bch.iter(|| matmul_step(&a, &w))
+    });
     g.finish();
 
     let tc = time_it(|| conv_step(&dev, &conv, &x), 20);

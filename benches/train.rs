@@ -25,7 +25,10 @@ fn main() {
     let train = ToyShapes::new(ToySplit::Train, 512, 64, 0).expect("toy");
     let val = ToyShapes::new(ToySplit::Val, 64, 64, 0).expect("toy");
     let mut cfg = TrainConfig::quick();
-    if let Some(s) = std::env::var("GMMSEG_BENCH_STEPS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(s) = std::env::var("GMMSEG_BENCH_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         cfg.steps = s;
     }
     let cfg = cfg.check().expect("valid");
@@ -33,7 +36,9 @@ fn main() {
 
     // --- train step ---
     let mut t = Trainer::new(cfg.clone(), 4).expect("trainer");
-    let batches: Vec<_> = (0..13).map(|s| make_batch(&train, &batch_plan(train.len(), bsz, 0, s, true)).expect("batch")).collect();
+    let batches: Vec<_> = (0..13)
+        .map(|s| make_batch(&train, &batch_plan(train.len(), bsz, 0, s, true)).expect("batch"))
+        .collect();
     for b in &batches[..3] {
         t.train_step(b).expect("step");
     }
@@ -59,16 +64,30 @@ fn main() {
 
     println!("threads: {threads}");
     println!("train step (batch {bsz}, 64×64): {:.1} ms; convolution {:.0}% (fwd {:.1} ms, bwd {:.1} ms per step)", step_s * 1e3, conv_share * 100.0, cf * 100.0, cb * 100.0);
-    println!("inference (batch {bsz}, 64×64): {:.1} ms ({:.2} ms/image); convolution {:.0}%", infer_s * 1e3, infer_s * 1e3 / bsz as f64, cfi / (infer_s * 10.0) * 100.0);
-    println!("parameters: {}", gmmseg::nn::Params::num_trainable(&t.model));
+    println!(
+        "inference (batch {bsz}, 64×64): {:.1} ms ({:.2} ms/image); convolution {:.0}%",
+        infer_s * 1e3,
+        infer_s * 1e3 / bsz as f64,
+        cfi / (infer_s * 10.0) * 100.0
+    );
+    println!(
+        "parameters: {}",
+        gmmseg::nn::Params::num_trainable(&t.model)
+    );
 
     // --- a whole quick run (with its periodic evaluation), then peak RSS ---
     drop(t);
     let dir = std::env::temp_dir().join(format!("gmmseg-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut run = Trainer::new(cfg.clone(), 4).expect("trainer").with_out_dir(&dir).expect("out dir");
+    let mut run = Trainer::new(cfg.clone(), 4)
+        .expect("trainer")
+        .with_out_dir(&dir)
+        .expect("out dir");
     let start = Instant::now();
-    let rep = run.fit(&train, Some(&val), &mut |_| {}).expect("fit").expect("evaluated");
+    let rep = run
+        .fit(&train, Some(&val), &mut |_| {})
+        .expect("fit")
+        .expect("evaluated");
     let total = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     println!(

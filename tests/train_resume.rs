@@ -38,19 +38,32 @@ fn resumed_run_is_bitwise_identical_to_uninterrupted_run() {
         let mut cfg = small_config(6);
         cfg.optim.kind = kind;
         let dir_a = tempfile::tempdir().unwrap();
-        let mut a = Trainer::new(cfg.clone().check().unwrap(), 4).unwrap().with_out_dir(dir_a.path()).unwrap();
+        let mut a = Trainer::new(cfg.clone().check().unwrap(), 4)
+            .unwrap()
+            .with_out_dir(dir_a.path())
+            .unwrap();
         a.fit(&train, None, &mut |_| {}).unwrap();
 
         // interrupted run: 3 steps by hand, checkpoint, then a fresh process-like resume
         let dir_b = tempfile::tempdir().unwrap();
-        let mut b = Trainer::new(cfg.clone().check().unwrap(), 4).unwrap().with_out_dir(dir_b.path()).unwrap();
+        let mut b = Trainer::new(cfg.clone().check().unwrap(), 4)
+            .unwrap()
+            .with_out_dir(dir_b.path())
+            .unwrap();
         for step in 0..3 {
-            let batch = make_batch(&train, &batch_plan(train.len(), 4, cfg.seed, step, cfg.flip)).unwrap();
+            let batch = make_batch(
+                &train,
+                &batch_plan(train.len(), 4, cfg.seed, step, cfg.flip),
+            )
+            .unwrap();
             b.train_step(&batch).unwrap();
         }
         b.save().unwrap();
         drop(b);
-        let mut c = Trainer::new(cfg.clone().check().unwrap(), 4).unwrap().with_out_dir(dir_b.path()).unwrap();
+        let mut c = Trainer::new(cfg.clone().check().unwrap(), 4)
+            .unwrap()
+            .with_out_dir(dir_b.path())
+            .unwrap();
         assert_eq!(c.step, 3);
         c.fit(&train, None, &mut |_| {}).unwrap();
         assert_eq!(c.step, 6);
@@ -69,19 +82,35 @@ fn checkpoint_of_another_config_is_refused() {
     let train = ToyShapes::new(ToySplit::Train, 4, 32, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(1);
-    let mut a = Trainer::new(cfg.clone().check().unwrap(), 4).unwrap().with_out_dir(dir.path()).unwrap();
+    let mut a = Trainer::new(cfg.clone().check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+        .unwrap();
     a.fit(&train, None, &mut |_| {}).unwrap();
     let mut other = cfg.clone();
     other.seed = 9;
-    match Trainer::new(other.check().unwrap(), 4).unwrap().with_out_dir(dir.path()) {
-        Err(GmmSegError::Mismatch { detail, .. }) => assert!(detail.contains("seed 0") && detail.contains("seed 9"), "{detail}"),
+    match Trainer::new(other.check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+    {
+        Err(GmmSegError::Mismatch { detail, .. }) => assert!(
+            detail.contains("seed 0") && detail.contains("seed 9"),
+            "{detail}"
+        ),
         Err(e) => panic!("expected Mismatch, got {e}"),
         Ok(_) => panic!("expected Mismatch, got a trainer"),
     }
     // a longer run of the same config is accepted (extends the run)
     let mut longer = cfg;
     longer.steps = 2;
-    assert_eq!(Trainer::new(longer.check().unwrap(), 4).unwrap().with_out_dir(dir.path()).unwrap().step, 1);
+    assert_eq!(
+        Trainer::new(longer.check().unwrap(), 4)
+            .unwrap()
+            .with_out_dir(dir.path())
+            .unwrap()
+            .step,
+        1
+    );
 }
 
 /// Serves NaN images once `good` samples have been read.
@@ -115,22 +144,35 @@ impl Dataset for Poisoned {
 
 #[test]
 fn nan_loss_stops_with_diverged_and_keeps_last_good_checkpoint() {
-    let train = Poisoned { inner: ToyShapes::new(ToySplit::Train, 8, 32, 1).unwrap(), good: 4 * 5, served: AtomicUsize::new(0) };
+    let train = Poisoned {
+        inner: ToyShapes::new(ToySplit::Train, 8, 32, 1).unwrap(),
+        good: 4 * 5,
+        served: AtomicUsize::new(0),
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small_config(10);
     cfg.checkpoint_every = 2;
-    let mut t = Trainer::new(cfg.clone().check().unwrap(), 4).unwrap().with_out_dir(dir.path()).unwrap();
+    let mut t = Trainer::new(cfg.clone().check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+        .unwrap();
     match t.fit(&train, None, &mut |_| {}) {
         Err(GmmSegError::Diverged { step, detail }) => {
             assert_eq!(step, 5, "{detail}");
             // ReLU maps NaN to 0, so the poison may surface in a gradient rather than the loss
-            assert!(detail.contains("NaN") || detail.contains("not finite"), "{detail}");
+            assert!(
+                detail.contains("NaN") || detail.contains("not finite"),
+                "{detail}"
+            );
         }
         other => panic!("expected Diverged, got {other:?}"),
     }
     let loaded = checkpoint::read(dir.path()).unwrap();
     assert_eq!(loaded.step, 4);
-    let mut r = Trainer::new(cfg.check().unwrap(), 4).unwrap().with_out_dir(dir.path()).unwrap();
+    let mut r = Trainer::new(cfg.check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+        .unwrap();
     assert_eq!(r.step, 4);
     let clean = ToyShapes::new(ToySplit::Val, 4, 32, 1).unwrap();
     let rep = r.evaluate(&clean, 0).unwrap();

@@ -15,7 +15,10 @@ fn run(decoder: DecoderKind, steps: usize) -> (f64, f32, Vec<f32>) {
     cfg.optim.warmup_steps = 5;
     let mut t = Trainer::new(cfg.check().unwrap(), 4).unwrap();
     let mut losses = Vec::new();
-    let rep = t.fit(&train, Some(&val), &mut |p| losses.push(p.loss)).unwrap().unwrap();
+    let rep = t
+        .fit(&train, Some(&val), &mut |p| losses.push(p.loss))
+        .unwrap()
+        .unwrap();
     let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
     let last: f32 = losses[losses.len() - 5..].iter().sum::<f32>() / 5.0;
     let mut params = Vec::new();
@@ -28,7 +31,10 @@ fn both_decoders_learn_and_runs_repeat_exactly() {
     for decoder in [DecoderKind::Fcn, DecoderKind::Deeplab] {
         let (miou, ratio, p1) = run(decoder, 60);
         eprintln!("{decoder:?}: mIoU {miou:.3}, loss ratio {ratio:.3}");
-        assert!(ratio < 0.6, "{decoder:?}: loss fell only to {ratio} of its start");
+        assert!(
+            ratio < 0.6,
+            "{decoder:?}: loss fell only to {ratio} of its start"
+        );
         // all-background prediction scores about 0.17 here
         assert!(miou > 0.3, "{decoder:?}: mIoU {miou}");
         if decoder == DecoderKind::Deeplab {

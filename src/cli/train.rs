@@ -126,11 +126,17 @@ pub fn train(args: TrainArgs) -> Result<()> {
         eprintln!("resuming {} at step {}", args.out.display(), trainer.step);
     }
     let bar = ProgressBar::new(total as u64);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("valid template"),
+    );
     bar.set_position(trainer.step as u64);
     let report = trainer.fit(train.as_ref(), Some(val.as_ref()), &mut |p| {
         bar.set_position(p.step as u64);
-        let eval = p.eval.map(|e| format!(" val mIoU {:.3}", e.miou)).unwrap_or_default();
+        let eval = p
+            .eval
+            .map(|e| format!(" val mIoU {:.3}", e.miou))
+            .unwrap_or_default();
         bar.set_message(format!("loss {:.4} lr {:.1e}{eval}", p.loss, p.lr));
     });
     bar.finish();
@@ -139,7 +145,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(&r).expect("report serialises"));
         } else {
-            println!("trained {total} steps into {}: val mIoU {:.4}, acc {:.4}, ECE {:.4}", args.out.display(), r.miou, r.acc, r.ece);
+            println!(
+                "trained {total} steps into {}: val mIoU {:.4}, acc {:.4}, ECE {:.4}",
+                args.out.display(),
+                r.miou,
+                r.acc,
+                r.ece
+            );
         }
     }
     Ok(())
@@ -151,7 +163,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// Checkpoint, dataset and evaluation errors.
 pub fn eval(args: EvalArgs) -> Result<()> {
     if !["val", "anomaly", "anomaly-context"].contains(&args.split.as_str()) {
-        return Err(GmmSegError::input("--split", format!("must be val, anomaly or anomaly-context, got `{}`", args.split)));
+        return Err(GmmSegError::input(
+            "--split",
+            format!(
+                "must be val, anomaly or anomaly-context, got `{}`",
+                args.split
+            ),
+        ));
     }
     let ds = resolve_dataset(&args.dataset, &args.split, 0)?;
     let mut t = Trainer::from_checkpoint(&args.checkpoint, ds.num_classes())?;
@@ -159,10 +177,22 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&r).expect("report serialises"));
     } else {
-        println!("{} ({} images): mIoU {:.4}  acc {:.4}  ECE {:.4}  NLL {:.4}  Brier {:.4}", ds.name(), r.images, r.miou, r.acc, r.ece, r.nll, r.brier);
+        println!(
+            "{} ({} images): mIoU {:.4}  acc {:.4}  ECE {:.4}  NLL {:.4}  Brier {:.4}",
+            ds.name(),
+            r.images,
+            r.miou,
+            r.acc,
+            r.ece,
+            r.nll,
+            r.brier
+        );
         if let Some(a) = &r.anomaly {
             for (k, m) in a {
-                println!("  {k:>10}: AUROC {:.4}  AP {:.4}  FPR95 {:.4}", m.auroc, m.ap, m.fpr95);
+                println!(
+                    "  {k:>10}: AUROC {:.4}  AP {:.4}  FPR95 {:.4}",
+                    m.auroc, m.ap, m.fpr95
+                );
             }
         }
     }

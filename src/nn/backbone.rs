@@ -52,21 +52,37 @@ impl BackboneConfig {
     pub fn check(&self) -> Result<()> {
         let n = self.widths.len();
         if n == 0 {
-            return Err(GmmSegError::config("backbone.widths", "must list at least one stage"));
+            return Err(GmmSegError::config(
+                "backbone.widths",
+                "must list at least one stage",
+            ));
         }
-        for (name, v) in [("blocks", &self.blocks), ("strides", &self.strides), ("dilations", &self.dilations)] {
+        for (name, v) in [
+            ("blocks", &self.blocks),
+            ("strides", &self.strides),
+            ("dilations", &self.dilations),
+        ] {
             if v.len() != n {
                 return Err(GmmSegError::config(
                     format!("backbone.{name}"),
-                    format!("must have one entry per stage ({n}, like `widths`), got {}", v.len()),
+                    format!(
+                        "must have one entry per stage ({n}, like `widths`), got {}",
+                        v.len()
+                    ),
                 ));
             }
         }
         if self.stem == 0 || self.widths.contains(&0) {
-            return Err(GmmSegError::config("backbone.widths", "channel counts must be ≥ 1"));
+            return Err(GmmSegError::config(
+                "backbone.widths",
+                "channel counts must be ≥ 1",
+            ));
         }
         if self.blocks.contains(&0) || self.strides.contains(&0) || self.dilations.contains(&0) {
-            return Err(GmmSegError::config("backbone.blocks/strides/dilations", "entries must be ≥ 1"));
+            return Err(GmmSegError::config(
+                "backbone.blocks/strides/dilations",
+                "entries must be ≥ 1",
+            ));
         }
         Ok(())
     }
@@ -134,14 +150,41 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn new(dev: &Dev, name: &str, cin: usize, cout: usize, stride: usize, dil: usize, rng: &mut impl Rng) -> Self {
+    fn new(
+        dev: &Dev,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        dil: usize,
+        rng: &mut impl Rng,
+    ) -> Self {
         let shortcut = (cin != cout || stride != 1).then(|| {
-            let spec = ConvSpec { cin, cout, kernel: 1, stride, padding: 0, dilation: 1 };
+            let spec = ConvSpec {
+                cin,
+                cout,
+                kernel: 1,
+                stride,
+                padding: 0,
+                dilation: 1,
+            };
             ConvBn::new(dev, &format!("{name}.shortcut"), spec, false, rng)
         });
         BasicBlock {
-            a: ConvBn::new(dev, &format!("{name}.a"), ConvSpec::same(cin, cout, 3, stride, dil), true, rng),
-            b: ConvBn::new(dev, &format!("{name}.b"), ConvSpec::same(cout, cout, 3, 1, dil), false, rng),
+            a: ConvBn::new(
+                dev,
+                &format!("{name}.a"),
+                ConvSpec::same(cin, cout, 3, stride, dil),
+                true,
+                rng,
+            ),
+            b: ConvBn::new(
+                dev,
+                &format!("{name}.b"),
+                ConvSpec::same(cout, cout, 3, 1, dil),
+                false,
+                rng,
+            ),
             shortcut,
         }
     }
@@ -201,19 +244,37 @@ impl Backbone {
     /// [`GmmSegError::InvalidConfig`] from [`BackboneConfig::check`].
     pub fn new(dev: &Dev, name: &str, config: &BackboneConfig, rng: &mut impl Rng) -> Result<Self> {
         config.check()?;
-        let stem = ConvBn::new(dev, &format!("{name}.stem"), ConvSpec::same(3, config.stem, 3, 2, 1), true, rng);
+        let stem = ConvBn::new(
+            dev,
+            &format!("{name}.stem"),
+            ConvSpec::same(3, config.stem, 3, 2, 1),
+            true,
+            rng,
+        );
         let mut cin = config.stem;
         let mut stages = Vec::new();
         for (s, &cout) in config.widths.iter().enumerate() {
             let mut blocks = Vec::new();
             for i in 0..config.blocks[s] {
                 let stride = if i == 0 { config.strides[s] } else { 1 };
-                blocks.push(BasicBlock::new(dev, &format!("{name}.stage{s}.{i}"), cin, cout, stride, config.dilations[s], rng));
+                blocks.push(BasicBlock::new(
+                    dev,
+                    &format!("{name}.stage{s}.{i}"),
+                    cin,
+                    cout,
+                    stride,
+                    config.dilations[s],
+                    rng,
+                ));
                 cin = cout;
             }
             stages.push(blocks);
         }
-        Ok(Backbone { config: config.clone(), stem, stages })
+        Ok(Backbone {
+            config: config.clone(),
+            stem,
+            stages,
+        })
     }
 
     /// Channels of the low-level (first-stage) output.
@@ -242,7 +303,10 @@ impl Backbone {
                 low = Some(twin);
             }
         }
-        Ok(BackboneOut { low: low.expect("at least one stage"), high: x })
+        Ok(BackboneOut {
+            low: low.expect("at least one stage"),
+            high: x,
+        })
     }
 }
 
@@ -253,6 +317,9 @@ impl Params for Backbone {
     }
     fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
         self.stem.visit_mut(f);
-        self.stages.iter_mut().flatten().for_each(|b| b.visit_mut(f));
+        self.stages
+            .iter_mut()
+            .flatten()
+            .for_each(|b| b.visit_mut(f));
     }
 }

@@ -99,7 +99,12 @@ impl ConvSpec {
     }
 
     fn check(&self) -> Result<()> {
-        if self.cin == 0 || self.cout == 0 || self.kernel == 0 || self.stride == 0 || self.dilation == 0 {
+        if self.cin == 0
+            || self.cout == 0
+            || self.kernel == 0
+            || self.stride == 0
+            || self.dilation == 0
+        {
             return Err(GmmSegError::input(
                 "ConvSpec",
                 format!("channels, kernel, stride and dilation must be ≥ 1, got {self:?}"),
@@ -142,7 +147,11 @@ fn im2col(x: &[f32], h: usize, w: usize, s: &ConvSpec, ho: usize, wo: usize, col
                     } else {
                         for (ox, v) in drow.iter_mut().enumerate() {
                             let ix = (ox * s.stride) as isize + dx;
-                            *v = if ix < 0 || ix >= w as isize { 0.0 } else { src[ix as usize] };
+                            *v = if ix < 0 || ix >= w as isize {
+                                0.0
+                            } else {
+                                src[ix as usize]
+                            };
                         }
                     }
                 }
@@ -197,7 +206,10 @@ pub(crate) fn matmul(
     b_t: bool,
     par: Parallelism,
 ) {
-    assert!(dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul operand sizes");
+    assert!(
+        dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "matmul operand sizes"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -207,8 +219,16 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let (a_cs, a_rs) = if a_t { (m as isize, 1) } else { (1, k as isize) };
-    let (b_cs, b_rs) = if b_t { (k as isize, 1) } else { (1, n as isize) };
+    let (a_cs, a_rs) = if a_t {
+        (m as isize, 1)
+    } else {
+        (1, k as isize)
+    };
+    let (b_cs, b_rs) = if b_t {
+        (k as isize, 1)
+    } else {
+        (1, n as isize)
+    };
     // SAFETY: the assert above bounds every index the strides can reach; the slices do not
     // alias (dst is &mut).
     unsafe {
@@ -258,16 +278,27 @@ fn inner_parallelism(b: usize) -> Parallelism {
 /// # Errors
 /// [`GmmSegError::Shape`] when the channels or parameter sizes disagree with `spec`, or the
 /// (padded) input is smaller than the kernel span.
-pub fn conv2d<T: Tape<f32, Cpu>>(x: Act<T>, weight: &Param, bias: Option<&Param>, spec: &ConvSpec) -> Result<Act<T>> {
+pub fn conv2d<T: Tape<f32, Cpu>>(
+    x: Act<T>,
+    weight: &Param,
+    bias: Option<&Param>,
+    spec: &ConvSpec,
+) -> Result<Act<T>> {
     spec.check()?;
     let (b, cin, h, w) = *x.shape();
     expect_channels("conv2d input", x.shape(), spec.cin)?;
     if weight.numel() != spec.cout * spec.k_len() {
-        return Err(GmmSegError::shape(&weight.name, format!("{:?} does not fit {spec:?}", weight.shape)));
+        return Err(GmmSegError::shape(
+            &weight.name,
+            format!("{:?} does not fit {spec:?}", weight.shape),
+        ));
     }
     if let Some(bp) = bias {
         if bp.numel() != spec.cout {
-            return Err(GmmSegError::shape(&bp.name, format!("{:?} does not fit {spec:?}", bp.shape)));
+            return Err(GmmSegError::shape(
+                &bp.name,
+                format!("{:?} does not fit {spec:?}", bp.shape),
+            ));
         }
     }
     let (ho, wo) = match (spec.out_len(h), spec.out_len(w)) {
@@ -291,23 +322,25 @@ pub fn conv2d<T: Tape<f32, Cpu>>(x: Act<T>, weight: &Param, bias: Option<&Param>
     let mut out = vec![0.0f32; b * s.cout * p];
     let par = inner_parallelism(b);
     let img = cin * h * w;
-    out.par_chunks_mut(s.cout * p).enumerate().for_each(|(n, yb)| {
-        let xb = &xv[n * img..(n + 1) * img];
-        let mut col_buf;
-        let col: &[f32] = if s.is_pointwise() {
-            xb
-        } else {
-            col_buf = vec![0.0f32; kl * p];
-            im2col(xb, h, w, &s, ho, wo, &mut col_buf);
-            &col_buf
-        };
-        matmul(s.cout, p, kl, yb, false, &wv, false, col, false, par);
-        if let Some(bv) = &bv {
-            for (co, bias) in bv.iter().enumerate() {
-                yb[co * p..(co + 1) * p].iter_mut().for_each(|v| *v += bias);
+    out.par_chunks_mut(s.cout * p)
+        .enumerate()
+        .for_each(|(n, yb)| {
+            let xb = &xv[n * img..(n + 1) * img];
+            let mut col_buf;
+            let col: &[f32] = if s.is_pointwise() {
+                xb
+            } else {
+                col_buf = vec![0.0f32; kl * p];
+                im2col(xb, h, w, &s, ho, wo, &mut col_buf);
+                &col_buf
+            };
+            matmul(s.cout, p, kl, yb, false, &wv, false, col, false, par);
+            if let Some(bv) = &bv {
+                for (co, bias) in bv.iter().enumerate() {
+                    yb[co * p..(co + 1) * p].iter_mut().for_each(|v| *v += bias);
+                }
             }
-        }
-    });
+        });
     let y = xin.device().try_tensor_from_vec(out, (b, s.cout, ho, wo))?;
     profile::add_forward(started.elapsed().as_nanos() as u64);
 
@@ -391,8 +424,22 @@ impl Conv2d {
     /// A new layer named `name` (its parameters are `name.weight`, `name.bias`).
     pub fn new(dev: &Dev, name: &str, spec: ConvSpec, bias: bool, rng: &mut impl Rng) -> Self {
         let k = spec.kernel;
-        let weight = Param::kaiming(dev, format!("{name}.weight"), &[spec.cout, spec.cin, k, k], spec.k_len(), rng);
-        let bias = bias.then(|| Param::constant(dev, format!("{name}.bias"), &[spec.cout], 0.0, ParamKind::NoDecay));
+        let weight = Param::kaiming(
+            dev,
+            format!("{name}.weight"),
+            &[spec.cout, spec.cin, k, k],
+            spec.k_len(),
+            rng,
+        );
+        let bias = bias.then(|| {
+            Param::constant(
+                dev,
+                format!("{name}.bias"),
+                &[spec.cout],
+                0.0,
+                ParamKind::NoDecay,
+            )
+        });
         Conv2d { spec, weight, bias }
     }
 
@@ -424,7 +471,13 @@ impl Params for Conv2d {
 ///
 /// # Shapes
 /// `x` (B, Cin, H, W), `w` (Cout, Cin, k, k), `b` (Cout) → (B, Cout, Ho, Wo) flat.
-pub fn conv2d_direct(x: &[f64], shape: (usize, usize, usize, usize), w: &[f64], b: Option<&[f64]>, s: &ConvSpec) -> Vec<f64> {
+pub fn conv2d_direct(
+    x: &[f64],
+    shape: (usize, usize, usize, usize),
+    w: &[f64],
+    b: Option<&[f64]>,
+    s: &ConvSpec,
+) -> Vec<f64> {
     let (bn, cin, h, wd) = shape;
     let ho = s.out_len(h).expect("kernel fits");
     let wo = s.out_len(wd).expect("kernel fits");
@@ -438,8 +491,10 @@ pub fn conv2d_direct(x: &[f64], shape: (usize, usize, usize, usize), w: &[f64], 
                     for ci in 0..cin {
                         for ky in 0..k {
                             for kx in 0..k {
-                                let iy = (oy * s.stride + ky * s.dilation) as isize - s.padding as isize;
-                                let ix = (ox * s.stride + kx * s.dilation) as isize - s.padding as isize;
+                                let iy =
+                                    (oy * s.stride + ky * s.dilation) as isize - s.padding as isize;
+                                let ix =
+                                    (ox * s.stride + kx * s.dilation) as isize - s.padding as isize;
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
                                     acc += x[((n * cin + ci) * h + iy as usize) * wd + ix as usize]
                                         * w[((co * cin + ci) * k + ky) * k + kx];
@@ -470,10 +525,50 @@ mod tests {
             (ConvSpec::same(3, 4, 3, 1, 1), (2, 3, 7, 6)),
             (ConvSpec::same(3, 5, 3, 2, 1), (2, 3, 9, 8)),
             (ConvSpec::same(2, 3, 3, 1, 2), (1, 2, 8, 9)),
-            (ConvSpec { cin: 4, cout: 2, kernel: 1, stride: 1, padding: 0, dilation: 1 }, (3, 4, 5, 5)),
-            (ConvSpec { cin: 2, cout: 3, kernel: 1, stride: 2, padding: 0, dilation: 1 }, (2, 2, 6, 5)),
-            (ConvSpec { cin: 2, cout: 2, kernel: 3, stride: 2, padding: 0, dilation: 1 }, (2, 2, 7, 8)),
-            (ConvSpec { cin: 3, cout: 2, kernel: 2, stride: 1, padding: 1, dilation: 3 }, (1, 3, 6, 7)),
+            (
+                ConvSpec {
+                    cin: 4,
+                    cout: 2,
+                    kernel: 1,
+                    stride: 1,
+                    padding: 0,
+                    dilation: 1,
+                },
+                (3, 4, 5, 5),
+            ),
+            (
+                ConvSpec {
+                    cin: 2,
+                    cout: 3,
+                    kernel: 1,
+                    stride: 2,
+                    padding: 0,
+                    dilation: 1,
+                },
+                (2, 2, 6, 5),
+            ),
+            (
+                ConvSpec {
+                    cin: 2,
+                    cout: 2,
+                    kernel: 3,
+                    stride: 2,
+                    padding: 0,
+                    dilation: 1,
+                },
+                (2, 2, 7, 8),
+            ),
+            (
+                ConvSpec {
+                    cin: 3,
+                    cout: 2,
+                    kernel: 2,
+                    stride: 1,
+                    padding: 1,
+                    dilation: 3,
+                },
+                (1, 3, 6, 7),
+            ),
         ]
     }
 
@@ -491,7 +586,13 @@ mod tests {
             let x: Act = dev.tensor_from_vec(xv.clone(), shape);
             let y = conv.forward(x).unwrap().as_vec();
             let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-            let r = conv2d_direct(&to64(&xv), shape, &to64(&conv.weight.to_vec()), Some(&to64(&bvals)), &spec);
+            let r = conv2d_direct(
+                &to64(&xv),
+                shape,
+                &to64(&conv.weight.to_vec()),
+                Some(&to64(&bvals)),
+                &spec,
+            );
             assert_eq!(y.len(), r.len(), "{spec:?}");
             for (a, b) in y.iter().zip(&r) {
                 assert!((*a as f64 - b).abs() < 1e-4, "{spec:?}: {a} vs {b}");
@@ -507,7 +608,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for (spec, shape) in specs() {
             let mut conv = Conv2d::new(&dev, "c", spec, true, &mut rng);
-            conv.bias.as_mut().unwrap().set(&rand_vec(spec.cout, &mut rng)).unwrap();
+            conv.bias
+                .as_mut()
+                .unwrap()
+                .set(&rand_vec(spec.cout, &mut rng))
+                .unwrap();
             let n = shape.0 * shape.1 * shape.2 * shape.3;
             let xv = rand_vec(n, &mut rng);
             let x: Act = dev.tensor_from_vec(xv.clone(), shape);
@@ -523,9 +628,18 @@ mod tests {
             let gb = grads.get(&conv.bias.as_ref().unwrap().value).as_vec();
 
             let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-            let (x64, w64, b64, r64) = (to64(&xv), to64(&conv.weight.to_vec()), to64(&conv.bias.as_ref().unwrap().to_vec()), to64(&rv));
+            let (x64, w64, b64, r64) = (
+                to64(&xv),
+                to64(&conv.weight.to_vec()),
+                to64(&conv.bias.as_ref().unwrap().to_vec()),
+                to64(&rv),
+            );
             let f = |x: &[f64], w: &[f64], bb: &[f64]| -> f64 {
-                conv2d_direct(x, shape, w, Some(bb), &spec).iter().zip(&r64).map(|(a, b)| a * b).sum()
+                conv2d_direct(x, shape, w, Some(bb), &spec)
+                    .iter()
+                    .zip(&r64)
+                    .map(|(a, b)| a * b)
+                    .sum()
             };
             let eps = 1e-3;
             let check = |analytic: &[f32], which: usize| {
@@ -534,13 +648,25 @@ mod tests {
                     let (mut xp, mut wp, mut bp) = (x64.clone(), w64.clone(), b64.clone());
                     let (mut xm, mut wm, mut bm) = (x64.clone(), w64.clone(), b64.clone());
                     match which {
-                        0 => { xp[i] += eps; xm[i] -= eps; }
-                        1 => { wp[i] += eps; wm[i] -= eps; }
-                        _ => { bp[i] += eps; bm[i] -= eps; }
+                        0 => {
+                            xp[i] += eps;
+                            xm[i] -= eps;
+                        }
+                        1 => {
+                            wp[i] += eps;
+                            wm[i] -= eps;
+                        }
+                        _ => {
+                            bp[i] += eps;
+                            bm[i] -= eps;
+                        }
                     }
                     let num = (f(&xp, &wp, &bp) - f(&xm, &wm, &bm)) / (2.0 * eps);
-                    assert!((num - analytic[i] as f64).abs() < 1e-3 * (1.0 + num.abs()),
-                        "{spec:?} grad {which}[{i}]: numeric {num} vs analytic {}", analytic[i]);
+                    assert!(
+                        (num - analytic[i] as f64).abs() < 1e-3 * (1.0 + num.abs()),
+                        "{spec:?} grad {which}[{i}]: numeric {num} vs analytic {}",
+                        analytic[i]
+                    );
                 }
             };
             check(&gx, 0);
@@ -553,7 +679,20 @@ mod tests {
     fn rejects_wrong_channels_and_tiny_inputs() {
         let dev = Dev::default();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let conv = Conv2d::new(&dev, "c", ConvSpec { cin: 3, cout: 2, kernel: 3, stride: 1, padding: 0, dilation: 1 }, false, &mut rng);
+        let conv = Conv2d::new(
+            &dev,
+            "c",
+            ConvSpec {
+                cin: 3,
+                cout: 2,
+                kernel: 3,
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+            },
+            false,
+            &mut rng,
+        );
         let x: Act = dev.zeros_like(&(1, 2, 5, 5));
         assert!(matches!(conv.forward(x), Err(GmmSegError::Shape { .. })));
         let x: Act = dev.zeros_like(&(1, 3, 2, 5));

@@ -110,7 +110,10 @@ pub trait Head: Params + Send {
     /// [`GmmSegError::InvalidInput`] when the state does not belong to this head.
     fn load_fitted_state(&mut self, state: &FittedState) -> Result<()> {
         if let Some(k) = state.keys().next() {
-            return Err(GmmSegError::input("fitted head state", format!("unexpected entry `{k}` for a {} head", self.kind())));
+            return Err(GmmSegError::input(
+                "fitted head state",
+                format!("unexpected entry `{k}` for a {} head", self.kind()),
+            ));
         }
         Ok(())
     }
@@ -128,14 +131,35 @@ impl SoftmaxHead {
     ///
     /// # Errors
     /// [`GmmSegError::InvalidConfig`] for zero classes or dimensions.
-    pub fn new(dev: &Dev, name: &str, dim: usize, classes: usize, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        dev: &Dev,
+        name: &str,
+        dim: usize,
+        classes: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         if classes == 0 || dim == 0 {
-            return Err(GmmSegError::config("head", format!("needs ≥ 1 class and feature dim, got C={classes}, D={dim}")));
+            return Err(GmmSegError::config(
+                "head",
+                format!("needs ≥ 1 class and feature dim, got C={classes}, D={dim}"),
+            ));
         }
-        let spec = ConvSpec { cin: dim, cout: classes, kernel: 1, stride: 1, padding: 0, dilation: 1 };
+        let spec = ConvSpec {
+            cin: dim,
+            cout: classes,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
         let mut classifier = Conv2d::new(dev, &format!("{name}.classifier"), spec, true, rng);
         // mmseg initialises conv_seg with N(0, 0.01): start from near-uniform posteriors.
-        let w: Vec<f32> = classifier.weight.to_vec().iter().map(|v| v * 0.01 / (2.0 / dim as f32).sqrt()).collect();
+        let w: Vec<f32> = classifier
+            .weight
+            .to_vec()
+            .iter()
+            .map(|v| v * 0.01 / (2.0 / dim as f32).sqrt())
+            .collect();
         classifier.weight.set(&w)?;
         Ok(SoftmaxHead { classifier })
     }

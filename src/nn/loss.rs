@@ -35,7 +35,11 @@ pub fn cross_entropy<T: Tape<f32, Cpu>>(logits: Act<T>, labels: &Array3<u8>) -> 
     }
     let hw = h * w;
     let lab: Vec<u8> = labels.iter().copied().collect();
-    if let Some((index, &l)) = lab.iter().enumerate().find(|(_, &l)| l != IGNORE_LABEL && l as usize >= c) {
+    if let Some((index, &l)) = lab
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l != IGNORE_LABEL && l as usize >= c)
+    {
         return Err(GmmSegError::LabelOutOfRange {
             what: "labels".into(),
             label: l as i64,
@@ -62,7 +66,11 @@ pub fn cross_entropy<T: Tape<f32, Cpu>>(logits: Act<T>, labels: &Array3<u8>) -> 
             }
         }
     }
-    let loss = if valid == 0 { 0.0 } else { (total / valid as f64) as f32 };
+    let loss = if valid == 0 {
+        0.0
+    } else {
+        (total / valid as f64) as f32
+    };
     unary_op(logits, (), vec![loss], move || {
         Box::new(move |gy, gx| {
             if valid == 0 {
@@ -97,7 +105,9 @@ mod tests {
         let dev = Dev::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let (b, c, h, w) = (2, 3, 2, 2);
-        let zv: Vec<f32> = (0..b * c * h * w).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let zv: Vec<f32> = (0..b * c * h * w)
+            .map(|_| rng.gen_range(-2.0..2.0))
+            .collect();
         let labels = Array3::from_shape_vec((b, h, w), vec![0, 1, 2, 255, 1, 1, 255, 0]).unwrap();
         let f = |zv: &[f32]| -> f64 {
             let mut t = 0.0f64;
@@ -135,8 +145,14 @@ mod tests {
         let l = Array3::from_elem((1, 1, 2), 255u8);
         assert_eq!(cross_entropy(z.clone(), &l).unwrap().array(), 0.0);
         let l = Array3::from_elem((1, 1, 2), 2u8);
-        assert!(matches!(cross_entropy(z.clone(), &l), Err(GmmSegError::LabelOutOfRange { .. })));
+        assert!(matches!(
+            cross_entropy(z.clone(), &l),
+            Err(GmmSegError::LabelOutOfRange { .. })
+        ));
         let l = Array3::from_elem((1, 2, 2), 0u8);
-        assert!(matches!(cross_entropy(z, &l), Err(GmmSegError::Shape { .. })));
+        assert!(matches!(
+            cross_entropy(z, &l),
+            Err(GmmSegError::Shape { .. })
+        ));
     }
 }

@@ -107,7 +107,13 @@ impl Param {
     ///
     /// # Panics
     /// If `data.len()` is not the product of `shape` (an internal invariant).
-    pub fn new(dev: &Dev, name: impl Into<String>, shape: &[usize], data: Vec<f32>, kind: ParamKind) -> Self {
+    pub fn new(
+        dev: &Dev,
+        name: impl Into<String>,
+        shape: &[usize],
+        data: Vec<f32>,
+        kind: ParamKind,
+    ) -> Self {
         let n: usize = shape.iter().product();
         assert_eq!(n, data.len(), "parameter data does not match its shape");
         Param {
@@ -119,7 +125,13 @@ impl Param {
     }
 
     /// Kaiming-normal (fan-in, ReLU gain) initialisation, the torchvision default for convs.
-    pub fn kaiming(dev: &Dev, name: impl Into<String>, shape: &[usize], fan_in: usize, rng: &mut impl Rng) -> Self {
+    pub fn kaiming(
+        dev: &Dev,
+        name: impl Into<String>,
+        shape: &[usize],
+        fan_in: usize,
+        rng: &mut impl Rng,
+    ) -> Self {
         let std = (2.0 / fan_in.max(1) as f32).sqrt();
         let normal = Normal::new(0.0f32, std).expect("finite std");
         let n: usize = shape.iter().product();
@@ -128,7 +140,13 @@ impl Param {
     }
 
     /// A constant-filled parameter (biases, norm scales, running statistics).
-    pub fn constant(dev: &Dev, name: impl Into<String>, shape: &[usize], value: f32, kind: ParamKind) -> Self {
+    pub fn constant(
+        dev: &Dev,
+        name: impl Into<String>,
+        shape: &[usize],
+        value: f32,
+        kind: ParamKind,
+    ) -> Self {
         let n: usize = shape.iter().product();
         Self::new(dev, name, shape, vec![value; n], kind)
     }
@@ -151,7 +169,12 @@ impl Param {
         if data.len() != self.numel() {
             return Err(GmmSegError::shape(
                 self.name.clone(),
-                format!("expected {} values ({:?}), got {}", self.numel(), self.shape, data.len()),
+                format!(
+                    "expected {} values ({:?}), got {}",
+                    self.numel(),
+                    self.shape,
+                    data.len()
+                ),
             ));
         }
         self.value.copy_from(data);

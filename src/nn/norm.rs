@@ -38,8 +38,20 @@ impl BatchNorm2d {
         BatchNorm2d {
             scale: Param::constant(dev, format!("{name}.scale"), &[c], 1.0, ParamKind::NoDecay),
             shift: Param::constant(dev, format!("{name}.shift"), &[c], 0.0, ParamKind::NoDecay),
-            running_mean: Param::constant(dev, format!("{name}.running_mean"), &[c], 0.0, ParamKind::Buffer),
-            running_var: Param::constant(dev, format!("{name}.running_var"), &[c], 1.0, ParamKind::Buffer),
+            running_mean: Param::constant(
+                dev,
+                format!("{name}.running_mean"),
+                &[c],
+                0.0,
+                ParamKind::Buffer,
+            ),
+            running_var: Param::constant(
+                dev,
+                format!("{name}.running_var"),
+                &[c],
+                1.0,
+                ParamKind::Buffer,
+            ),
             eps: 1e-5,
             momentum: 0.1,
         }
@@ -73,7 +85,10 @@ impl BatchNorm2d {
             for ch in 0..c {
                 let mut s = 0.0f64;
                 for i in 0..b {
-                    s += xv[(i * c + ch) * hw..(i * c + ch + 1) * hw].iter().map(|&v| v as f64).sum::<f64>();
+                    s += xv[(i * c + ch) * hw..(i * c + ch + 1) * hw]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>();
                 }
                 let m = s / n;
                 let mut q = 0.0f64;
@@ -88,8 +103,20 @@ impl BatchNorm2d {
             }
             let mom = self.momentum;
             let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 } as f32;
-            let rm: Vec<f32> = self.running_mean.to_vec().iter().zip(&mean).map(|(r, s)| (1.0 - mom) * r + mom * s).collect();
-            let rv: Vec<f32> = self.running_var.to_vec().iter().zip(&var).map(|(r, s)| (1.0 - mom) * r + mom * s * unbias).collect();
+            let rm: Vec<f32> = self
+                .running_mean
+                .to_vec()
+                .iter()
+                .zip(&mean)
+                .map(|(r, s)| (1.0 - mom) * r + mom * s)
+                .collect();
+            let rv: Vec<f32> = self
+                .running_var
+                .to_vec()
+                .iter()
+                .zip(&var)
+                .map(|(r, s)| (1.0 - mom) * r + mom * s * unbias)
+                .collect();
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             (mean, var)
@@ -133,7 +160,11 @@ impl BatchNorm2d {
                     let (mg, mgx) = ((sg / n) as f32, (sgx / n) as f32);
                     for i in 0..b {
                         let off = (i * c + ch) * hw;
-                        for ((d, gv), xv) in gx[off..off + hw].iter_mut().zip(&gy[off..off + hw]).zip(&xv[off..off + hw]) {
+                        for ((d, gv), xv) in gx[off..off + hw]
+                            .iter_mut()
+                            .zip(&gy[off..off + hw])
+                            .zip(&xv[off..off + hw])
+                        {
                             *d = if train {
                                 g * s * (gv - mg - (xv - m) * s * mgx)
                             } else {
@@ -189,14 +220,20 @@ mod tests {
         let loss = |bn: &mut BatchNorm2d, xv: &[f32]| -> f64 {
             let x: Act = dev.tensor_from_vec(xv.to_vec(), shape);
             let y = bn.forward(x, &Ctx::train(0)).unwrap().as_vec();
-            y.iter().zip(&rv).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+            y.iter()
+                .zip(&rv)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum()
         };
         let x: Act = dev.tensor_from_vec(xv.clone(), shape);
         let x_in = x.clone();
         let y = bn.forward(x.leaky_trace(), &Ctx::train(0)).unwrap();
         // channel 0 has mean β₀ = 0.2 after the affine map
         let yv = y.as_vec();
-        let mean0: f32 = (0..3).map(|i| yv[(i * 2) * 12..(i * 2 + 1) * 12].iter().sum::<f32>()).sum::<f32>() / 36.0;
+        let mean0: f32 = (0..3)
+            .map(|i| yv[(i * 2) * 12..(i * 2 + 1) * 12].iter().sum::<f32>())
+            .sum::<f32>()
+            / 36.0;
         assert!((mean0 - 0.2).abs() < 1e-4, "{mean0}");
         let r: Act = dev.tensor_from_vec(rv.clone(), shape);
         let grads = (y * r).sum().backward();
@@ -209,7 +246,11 @@ mod tests {
             xp[i] += eps;
             xm[i] -= eps;
             let num = (loss(&mut bn, &xp) - loss(&mut bn, &xm)) / (2.0 * eps as f64);
-            assert!((num - gx[i] as f64).abs() < 2e-2 * (1.0 + num.abs()), "dx[{i}] {num} vs {}", gx[i]);
+            assert!(
+                (num - gx[i] as f64).abs() < 2e-2 * (1.0 + num.abs()),
+                "dx[{i}] {num} vs {}",
+                gx[i]
+            );
         }
         for ch in 0..2 {
             let base = bn.scale.to_vec();
@@ -222,8 +263,18 @@ mod tests {
             let lm = loss(&mut bn, &xv);
             bn.scale.set(&base).unwrap();
             let num = (lp - lm) / (2.0 * eps as f64);
-            assert!((num - gg[ch] as f64).abs() < 2e-2 * (1.0 + num.abs()), "dγ {num} vs {}", gg[ch]);
-            let expect_gb: f32 = (0..3).map(|i| rv[(i * 2 + ch) * 12..(i * 2 + ch + 1) * 12].iter().sum::<f32>()).sum();
+            assert!(
+                (num - gg[ch] as f64).abs() < 2e-2 * (1.0 + num.abs()),
+                "dγ {num} vs {}",
+                gg[ch]
+            );
+            let expect_gb: f32 = (0..3)
+                .map(|i| {
+                    rv[(i * 2 + ch) * 12..(i * 2 + ch + 1) * 12]
+                        .iter()
+                        .sum::<f32>()
+                })
+                .sum();
             assert!((expect_gb - gb[ch]).abs() < 1e-4);
         }
     }

@@ -116,7 +116,8 @@ pub fn concat_channels<T: Tape<f32, Cpu> + Merge<T>>(a: Act<T>, b: Act<T>) -> Re
     let mut out = vec![0.0f32; ba * c * hw];
     for n in 0..ba {
         out[n * c * hw..n * c * hw + ca * hw].copy_from_slice(&av[n * ca * hw..(n + 1) * ca * hw]);
-        out[n * c * hw + ca * hw..(n + 1) * c * hw].copy_from_slice(&bv[n * cb * hw..(n + 1) * cb * hw]);
+        out[n * c * hw + ca * hw..(n + 1) * c * hw]
+            .copy_from_slice(&bv[n * cb * hw..(n + 1) * cb * hw]);
     }
     let y = a.device().try_tensor_from_vec(out, (ba, c, ha, wa))?;
     if T::OWNS_TAPE {
@@ -155,7 +156,12 @@ pub fn concat_channels<T: Tape<f32, Cpu> + Merge<T>>(a: Act<T>, b: Act<T>) -> Re
 ///
 /// # Shapes
 /// (B, C, H, W) → (B, C, H, W).
-pub fn dropout2d<T: Tape<f32, Cpu>>(x: Act<T>, p: f32, train: bool, rng: &mut impl Rng) -> Result<Act<T>> {
+pub fn dropout2d<T: Tape<f32, Cpu>>(
+    x: Act<T>,
+    p: f32,
+    train: bool,
+    rng: &mut impl Rng,
+) -> Result<Act<T>> {
     if !train || p <= 0.0 {
         return Ok(x);
     }
@@ -173,7 +179,10 @@ pub fn dropout2d<T: Tape<f32, Cpu>>(x: Act<T>, p: f32, train: bool, rng: &mut im
     unary_op(x, (b, c, h, w), out, move || {
         Box::new(move |gy, gx| {
             for (i, m) in mask.iter().enumerate() {
-                for (d, s) in gx[i * hw..(i + 1) * hw].iter_mut().zip(&gy[i * hw..(i + 1) * hw]) {
+                for (d, s) in gx[i * hw..(i + 1) * hw]
+                    .iter_mut()
+                    .zip(&gy[i * hw..(i + 1) * hw])
+                {
                     *d += s * m;
                 }
             }
@@ -219,10 +228,18 @@ pub fn to_pixels<T: Tape<f32, Cpu>>(x: Act<T>) -> Result<Tensor<(usize, usize), 
 ///
 /// # Errors
 /// [`GmmSegError::Shape`] when the row count is not B·H·W.
-pub fn from_pixels<T: Tape<f32, Cpu>>(x: Tensor<(usize, usize), f32, Cpu, T>, b: usize, h: usize, w: usize) -> Result<Act<T>> {
+pub fn from_pixels<T: Tape<f32, Cpu>>(
+    x: Tensor<(usize, usize), f32, Cpu, T>,
+    b: usize,
+    h: usize,
+    w: usize,
+) -> Result<Act<T>> {
     let (n, d) = *x.shape();
     if n != b * h * w {
-        return Err(GmmSegError::shape("from_pixels", format!("{n} rows, expected {b}·{h}·{w}")));
+        return Err(GmmSegError::shape(
+            "from_pixels",
+            format!("{n} rows, expected {b}·{h}·{w}"),
+        ));
     }
     let hw = h * w;
     let xv = x.as_vec();
@@ -250,7 +267,10 @@ pub fn from_pixels<T: Tape<f32, Cpu>>(x: Tensor<(usize, usize), f32, Cpu, T>, b:
 /// Checks that `x` is 4-d with `c` channels.
 pub(crate) fn expect_channels(what: &str, s: &Shape4, c: usize) -> Result<()> {
     if s.1 != c {
-        return Err(GmmSegError::shape(what, format!("expected {c} input channels, got shape {s:?}")));
+        return Err(GmmSegError::shape(
+            what,
+            format!("expected {c} input channels, got shape {s:?}"),
+        ));
     }
     Ok(())
 }

@@ -36,7 +36,10 @@ fn taps(inp: usize, out: usize) -> Vec<(usize, usize, f32)> {
 pub fn resize_bilinear<T: Tape<f32, Cpu>>(x: Act<T>, ho: usize, wo: usize) -> Result<Act<T>> {
     let (b, c, h, w) = *x.shape();
     if h == 0 || w == 0 || ho == 0 || wo == 0 {
-        return Err(GmmSegError::shape("resize_bilinear", format!("{h}×{w} → {ho}×{wo}")));
+        return Err(GmmSegError::shape(
+            "resize_bilinear",
+            format!("{h}×{w} → {ho}×{wo}"),
+        ));
     }
     if (h, w) == (ho, wo) {
         return Ok(x);
@@ -83,7 +86,11 @@ pub fn global_avg_pool<T: Tape<f32, Cpu>>(x: Act<T>) -> Result<Act<T>> {
     if hw == 0 {
         return Err(GmmSegError::shape("global_avg_pool", "empty spatial size"));
     }
-    let out: Vec<f32> = x.as_vec().chunks(hw).map(|p| p.iter().sum::<f32>() / hw as f32).collect();
+    let out: Vec<f32> = x
+        .as_vec()
+        .chunks(hw)
+        .map(|p| p.iter().sum::<f32>() / hw as f32)
+        .collect();
     unary_op(x, (b, c, 1, 1), out, move || {
         Box::new(move |gy, gx| {
             for (g, dst) in gy.iter().zip(gx.chunks_mut(hw)) {

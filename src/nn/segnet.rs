@@ -49,10 +49,16 @@ impl NetConfig {
         self.backbone.check()?;
         self.decoder.check()?;
         if self.feature_dim == 0 {
-            return Err(GmmSegError::config("net.feature_dim", "must be ≥ 1 (paper: 64)"));
+            return Err(GmmSegError::config(
+                "net.feature_dim",
+                "must be ≥ 1 (paper: 64)",
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GmmSegError::config("net.dropout", format!("must be in [0, 1), got {}", self.dropout)));
+            return Err(GmmSegError::config(
+                "net.dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
         }
         Ok(())
     }
@@ -87,10 +93,29 @@ impl SegNet {
     pub fn new(dev: &Dev, config: &NetConfig, rng: &mut impl Rng) -> Result<Self> {
         config.check()?;
         let backbone = Backbone::new(dev, "backbone", &config.backbone, rng)?;
-        let decoder = Decoder::new(dev, "decoder", &config.decoder, backbone.low_channels(), backbone.out_channels(), rng)?;
-        let spec = ConvSpec { cin: config.decoder.channels, cout: config.feature_dim, kernel: 1, stride: 1, padding: 0, dilation: 1 };
+        let decoder = Decoder::new(
+            dev,
+            "decoder",
+            &config.decoder,
+            backbone.low_channels(),
+            backbone.out_channels(),
+            rng,
+        )?;
+        let spec = ConvSpec {
+            cin: config.decoder.channels,
+            cout: config.feature_dim,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
         let projection = ConvBn::new(dev, "projection", spec, true, rng);
-        Ok(SegNet { config: config.clone(), backbone, decoder, projection })
+        Ok(SegNet {
+            config: config.clone(),
+            backbone,
+            decoder,
+            projection,
+        })
     }
 
     /// Projected features.
@@ -102,7 +127,10 @@ impl SegNet {
     /// [`GmmSegError::Shape`] for an input without 3 channels or too small for the strides.
     pub fn features<T: AnyTape>(&mut self, x: Act<T>, ctx: &mut Ctx) -> Result<Act<T>> {
         if x.shape().1 != 3 {
-            return Err(GmmSegError::shape("images", format!("expected (B, 3, H, W), got {:?}", x.shape())));
+            return Err(GmmSegError::shape(
+                "images",
+                format!("expected (B, 3, H, W), got {:?}", x.shape()),
+            ));
         }
         let b = self.backbone.forward(x, ctx)?;
         let y = self.decoder.forward(b, ctx)?;
@@ -159,7 +187,8 @@ impl SegModel {
     /// Shape errors from the network.
     pub fn features_eval(&mut self, images: &ndarray::Array4<f32>) -> Result<Act> {
         let dev = self.net.projection.conv.weight.value.device().clone();
-        self.net.features(super::act_from_array(&dev, images), &mut Ctx::eval())
+        self.net
+            .features(super::act_from_array(&dev, images), &mut Ctx::eval())
     }
 }
 
@@ -200,10 +229,21 @@ mod tests {
             assert_eq!(*f.shape(), (2, 64, 32 / s, 32 / s), "{kind:?}");
             let labels = ndarray::Array3::from_shape_fn((2, 32, 32), |(_, y, _)| (y / 11) as u8);
             let lf = resize_labels_nearest(&labels, 32 / s, 32 / s);
-            let loss = head.loss(f, &HeadTarget { labels: &labels, labels_feat: &lf }).unwrap();
+            let loss = head
+                .loss(
+                    f,
+                    &HeadTarget {
+                        labels: &labels,
+                        labels_feat: &lf,
+                    },
+                )
+                .unwrap();
             let grads = loss.backward();
             let mut missing = HashSet::new();
-            let model = SegModel { net, head: Box::new(head) };
+            let model = SegModel {
+                net,
+                head: Box::new(head),
+            };
             model.visit(&mut |p| {
                 if p.kind != crate::nn::ParamKind::Buffer {
                     let g = grads.get(&p.value).as_vec();

@@ -78,10 +78,23 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 ///
 /// # Errors
 /// I/O errors naming the file.
-pub fn save(dir: &Path, config: &ValidTrainConfig, model: &SegModel, optimizer: &Optimizer, step: usize, last_eval: Option<&EvalReport>) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    config: &ValidTrainConfig,
+    model: &SegModel,
+    optimizer: &Optimizer,
+    step: usize,
+    last_eval: Option<&EvalReport>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GmmSegError::io(dir, e))?;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    model.visit(&mut |p| tensors.push((format!("param.{}", p.name), p.shape.clone(), f32_bytes(&p.to_vec()))));
+    model.visit(&mut |p| {
+        tensors.push((
+            format!("param.{}", p.name),
+            p.shape.clone(),
+            f32_bytes(&p.to_vec()),
+        ))
+    });
     for (k, v) in &optimizer.state {
         tensors.push((format!("optim.{k}"), vec![v.len()], f32_bytes(v)));
     }
@@ -106,9 +119,15 @@ pub fn save(dir: &Path, config: &ValidTrainConfig, model: &SegModel, optimizer: 
         .iter()
         .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| GmmSegError::file(dir.join(TENSORS_FILE), format!("cannot build tensor view: {e:?}")))?;
-    let bytes = safetensors::serialize(views, &Some(md))
-        .map_err(|e| GmmSegError::file(dir.join(TENSORS_FILE), format!("cannot serialise: {e:?}")))?;
+        .map_err(|e| {
+            GmmSegError::file(
+                dir.join(TENSORS_FILE),
+                format!("cannot build tensor view: {e:?}"),
+            )
+        })?;
+    let bytes = safetensors::serialize(views, &Some(md)).map_err(|e| {
+        GmmSegError::file(dir.join(TENSORS_FILE), format!("cannot serialise: {e:?}"))
+    })?;
     write_atomic(&dir.join(TENSORS_FILE), &bytes)?;
     let json = serde_json::to_string_pretty(&meta).expect("metadata serialises");
     write_atomic(&dir.join(META_FILE), json.as_bytes())
@@ -138,26 +157,57 @@ pub struct Loaded {
 pub fn read(dir: &Path) -> Result<Loaded> {
     let path = dir.join(TENSORS_FILE);
     let bytes = std::fs::read(&path).map_err(|e| GmmSegError::io(&path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| GmmSegError::file(&path, format!("not a safetensors file: {e:?}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| GmmSegError::file(&path, format!("not a safetensors file: {e:?}")))?;
     let md = header.metadata().clone().unwrap_or_default();
-    let get = |k: &str| md.get(k).cloned().ok_or_else(|| GmmSegError::file(&path, format!("metadata lacks `{k}`; not a gmmseg checkpoint")));
+    let get = |k: &str| {
+        md.get(k).cloned().ok_or_else(|| {
+            GmmSegError::file(
+                &path,
+                format!("metadata lacks `{k}`; not a gmmseg checkpoint"),
+            )
+        })
+    };
     if get("format")? != FORMAT {
-        return Err(GmmSegError::file(&path, format!("format `{}`, expected `{FORMAT}`", get("format")?)));
+        return Err(GmmSegError::file(
+            &path,
+            format!("format `{}`, expected `{FORMAT}`", get("format")?),
+        ));
     }
-    let step = get("step")?.parse().map_err(|_| GmmSegError::file(&path, "bad `step`"))?;
-    let optimizer_t = get("optimizer_t")?.parse().map_err(|_| GmmSegError::file(&path, "bad `optimizer_t`"))?;
-    let config: TrainConfig = serde_json::from_str(&get("config")?).map_err(|e| GmmSegError::file(&path, format!("bad `config`: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| GmmSegError::file(&path, format!("corrupt: {e:?}")))?;
+    let step = get("step")?
+        .parse()
+        .map_err(|_| GmmSegError::file(&path, "bad `step`"))?;
+    let optimizer_t = get("optimizer_t")?
+        .parse()
+        .map_err(|_| GmmSegError::file(&path, "bad `optimizer_t`"))?;
+    let config: TrainConfig = serde_json::from_str(&get("config")?)
+        .map_err(|e| GmmSegError::file(&path, format!("bad `config`: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| GmmSegError::file(&path, format!("corrupt: {e:?}")))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(GmmSegError::file(&path, format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+            return Err(GmmSegError::file(
+                &path,
+                format!("tensor `{name}` is {:?}, expected F32", view.dtype()),
+            ));
         }
-        let vals: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let vals: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         tensors.insert(name, (view.shape().to_vec(), vals));
     }
     let config_hash = get("config_hash")?;
-    Ok(Loaded { path, step, optimizer_t, config_hash, config, tensors })
+    Ok(Loaded {
+        path,
+        step,
+        optimizer_t,
+        config_hash,
+        config,
+        tensors,
+    })
 }
 
 /// Restores `model` and `optimizer` from `loaded`, refusing a checkpoint of another config.
@@ -165,7 +215,12 @@ pub fn read(dir: &Path) -> Result<Loaded> {
 /// # Errors
 /// [`GmmSegError::Mismatch`] for another config hash, a missing parameter or a shape
 /// difference.
-pub fn restore(loaded: &Loaded, expected: &ValidTrainConfig, model: &mut SegModel, optimizer: &mut Optimizer) -> Result<usize> {
+pub fn restore(
+    loaded: &Loaded,
+    expected: &ValidTrainConfig,
+    model: &mut SegModel,
+    optimizer: &mut Optimizer,
+) -> Result<usize> {
     if loaded.config_hash != expected.hash() {
         return Err(GmmSegError::Mismatch {
             path: loaded.path.clone(),
@@ -207,7 +262,10 @@ pub fn load_params(loaded: &Loaded, model: &mut SegModel) -> Result<()> {
         match loaded.tensors.get(&format!("param.{}", p.name)) {
             None => err = Some(format!("parameter `{}` is not in the checkpoint", p.name)),
             Some((shape, _)) if *shape != p.shape => {
-                err = Some(format!("parameter `{}` has shape {:?} in the checkpoint, {:?} in the model", p.name, shape, p.shape))
+                err = Some(format!(
+                    "parameter `{}` has shape {:?} in the checkpoint, {:?} in the model",
+                    p.name, shape, p.shape
+                ))
             }
             Some((_, values)) => {
                 if let Err(e) = p.set(values) {
@@ -217,12 +275,18 @@ pub fn load_params(loaded: &Loaded, model: &mut SegModel) -> Result<()> {
         }
     });
     if let Some(detail) = err {
-        return Err(GmmSegError::Mismatch { path: loaded.path.clone(), detail });
+        return Err(GmmSegError::Mismatch {
+            path: loaded.path.clone(),
+            detail,
+        });
     }
     let fitted: FittedState = loaded
         .tensors
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("fitted.").map(|s| (s.to_string(), v.clone())))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("fitted.")
+                .map(|s| (s.to_string(), v.clone()))
+        })
         .collect();
     model.head.load_fitted_state(&fitted)
 }

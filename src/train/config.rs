@@ -160,7 +160,10 @@ impl TrainConfig {
         match name {
             "quick" => Ok(Self::quick()),
             "full" => Ok(Self::full()),
-            other => Err(GmmSegError::config("profile", format!("must be `quick` or `full`, got `{other}`"))),
+            other => Err(GmmSegError::config(
+                "profile",
+                format!("must be `quick` or `full`, got `{other}`"),
+            )),
         }
     }
 
@@ -184,28 +187,52 @@ impl TrainConfig {
             return Err(GmmSegError::config("batch_size", "must be ≥ 1, got 0"));
         }
         if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(GmmSegError::config("optim.lr", format!("must be > 0, got {}", o.lr)));
+            return Err(GmmSegError::config(
+                "optim.lr",
+                format!("must be > 0, got {}", o.lr),
+            ));
         }
         if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            return Err(GmmSegError::config("optim.weight_decay", format!("must be ≥ 0, got {}", o.weight_decay)));
+            return Err(GmmSegError::config(
+                "optim.weight_decay",
+                format!("must be ≥ 0, got {}", o.weight_decay),
+            ));
         }
         if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            return Err(GmmSegError::config("optim.betas", format!("must be in [0, 1), got {:?}", o.betas)));
+            return Err(GmmSegError::config(
+                "optim.betas",
+                format!("must be in [0, 1), got {:?}", o.betas),
+            ));
         }
-        if !(o.eps > 0.0) {
-            return Err(GmmSegError::config("optim.eps", format!("must be > 0, got {}", o.eps)));
+        if o.eps.is_nan() || o.eps <= 0.0 {
+            return Err(GmmSegError::config(
+                "optim.eps",
+                format!("must be > 0, got {}", o.eps),
+            ));
         }
         if !(0.0..1.0).contains(&o.momentum) {
-            return Err(GmmSegError::config("optim.momentum", format!("must be in [0, 1), got {}", o.momentum)));
+            return Err(GmmSegError::config(
+                "optim.momentum",
+                format!("must be in [0, 1), got {}", o.momentum),
+            ));
         }
         if !(o.warmup_ratio > 0.0 && o.warmup_ratio <= 1.0) {
-            return Err(GmmSegError::config("optim.warmup_ratio", format!("must be in (0, 1], got {}", o.warmup_ratio)));
+            return Err(GmmSegError::config(
+                "optim.warmup_ratio",
+                format!("must be in (0, 1], got {}", o.warmup_ratio),
+            ));
         }
         if !(o.poly_power >= 0.0 && o.poly_power.is_finite()) {
-            return Err(GmmSegError::config("optim.poly_power", format!("must be ≥ 0, got {}", o.poly_power)));
+            return Err(GmmSegError::config(
+                "optim.poly_power",
+                format!("must be ≥ 0, got {}", o.poly_power),
+            ));
         }
         if !(o.min_lr >= 0.0 && o.min_lr <= o.lr) {
-            return Err(GmmSegError::config("optim.min_lr", format!("must be in [0, lr], got {}", o.min_lr)));
+            return Err(GmmSegError::config(
+                "optim.min_lr",
+                format!("must be in [0, lr], got {}", o.min_lr),
+            ));
         }
         Ok(ValidTrainConfig(self))
     }
@@ -274,27 +301,39 @@ mod tests {
 
     #[test]
     fn test_invalid_fields() {
-        let bad: Vec<(&str, Box<dyn Fn(&mut TrainConfig)>)> = vec![
+        type Edit = Box<dyn Fn(&mut TrainConfig)>;
+        let bad: Vec<(&str, Edit)> = vec![
             ("steps", Box::new(|c| c.steps = 0)),
             ("batch_size", Box::new(|c| c.batch_size = 0)),
             ("optim.lr", Box::new(|c| c.optim.lr = 0.0)),
-            ("optim.weight_decay", Box::new(|c| c.optim.weight_decay = -1.0)),
+            (
+                "optim.weight_decay",
+                Box::new(|c| c.optim.weight_decay = -1.0),
+            ),
             ("optim.betas", Box::new(|c| c.optim.betas = [0.9, 1.0])),
             ("optim.eps", Box::new(|c| c.optim.eps = 0.0)),
             ("optim.momentum", Box::new(|c| c.optim.momentum = 1.0)),
-            ("optim.warmup_ratio", Box::new(|c| c.optim.warmup_ratio = 0.0)),
+            (
+                "optim.warmup_ratio",
+                Box::new(|c| c.optim.warmup_ratio = 0.0),
+            ),
             ("optim.poly_power", Box::new(|c| c.optim.poly_power = -1.0)),
             ("optim.min_lr", Box::new(|c| c.optim.min_lr = 1.0)),
             ("net.feature_dim", Box::new(|c| c.net.feature_dim = 0)),
             ("net.dropout", Box::new(|c| c.net.dropout = 1.0)),
-            ("backbone.blocks", Box::new(|c| c.net.backbone.blocks = vec![1])),
+            (
+                "backbone.blocks",
+                Box::new(|c| c.net.backbone.blocks = vec![1]),
+            ),
             ("decoder.channels", Box::new(|c| c.net.decoder.channels = 0)),
         ];
         for (field, f) in bad {
             let mut c = TrainConfig::quick();
             f(&mut c);
             match c.check() {
-                Err(GmmSegError::InvalidConfig { field: got, .. }) => assert!(got.contains(field), "{field} vs {got}"),
+                Err(GmmSegError::InvalidConfig { field: got, .. }) => {
+                    assert!(got.contains(field), "{field} vs {got}")
+                }
                 other => panic!("{field}: expected InvalidConfig, got {other:?}"),
             }
         }
@@ -302,7 +341,10 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_min() {
-        let o = OptimConfig { warmup_steps: 10, ..OptimConfig::default() };
+        let o = OptimConfig {
+            warmup_steps: 10,
+            ..OptimConfig::default()
+        };
         let lr0 = learning_rate(&o, 0, 100);
         assert!((lr0 - o.lr * 1e-6).abs() < 1e-12);
         assert!(learning_rate(&o, 5, 100) < learning_rate(&o, 10, 100));

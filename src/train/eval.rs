@@ -61,15 +61,28 @@ pub struct EvalReport {
 ///
 /// # Errors
 /// Dataset and shape errors; [`GmmSegError::Empty`] when no pixel has a valid label.
-pub fn evaluate(model: &mut SegModel, ds: &dyn Dataset, batch: usize, max_images: usize) -> Result<EvalReport> {
+pub fn evaluate(
+    model: &mut SegModel,
+    ds: &dyn Dataset,
+    batch: usize,
+    max_images: usize,
+) -> Result<EvalReport> {
     let c = model.head.num_classes();
     if ds.num_classes() != c {
         return Err(GmmSegError::input(
             "dataset",
-            format!("{} has {} classes, the model {c}", ds.name(), ds.num_classes()),
+            format!(
+                "{} has {} classes, the model {c}",
+                ds.name(),
+                ds.num_classes()
+            ),
         ));
     }
-    let n_img = if max_images == 0 { ds.len() } else { max_images.min(ds.len()) };
+    let n_img = if max_images == 0 {
+        ds.len()
+    } else {
+        max_images.min(ds.len())
+    };
     let mut conf = vec![0u64; c * c];
     const BINS: usize = 15;
     let mut bin_n = [0u64; BINS];
@@ -105,7 +118,10 @@ pub fn evaluate(model: &mut SegModel, ds: &dyn Dataset, batch: usize, max_images
                 for (k, pk) in p.iter_mut().enumerate() {
                     *pk = (z(k) - m).exp() / s;
                 }
-                let (pred, pmax) = p.iter().enumerate().fold((0, f32::MIN), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
+                let (pred, pmax) =
+                    p.iter()
+                        .enumerate()
+                        .fold((0, f32::MIN), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
                 let label = b.labels.as_slice().expect("standard layout")[n * hw + px];
                 if label != IGNORE_LABEL {
                     let y = label as usize;
@@ -115,14 +131,21 @@ pub fn evaluate(model: &mut SegModel, ds: &dyn Dataset, batch: usize, max_images
                     bin_conf[bin] += pmax as f64;
                     bin_acc[bin] += (pred == y) as u8 as f64;
                     nll -= (p[y].max(1e-12) as f64).ln();
-                    brier += p.iter().enumerate().map(|(k, &v)| ((v - (k == y) as u8 as f32) as f64).powi(2)).sum::<f64>();
+                    brier += p
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &v)| ((v - (k == y) as u8 as f32) as f64).powi(2))
+                        .sum::<f64>();
                     valid += 1;
                 }
                 if let Some(mask) = mask {
                     let a = mask.as_slice().expect("standard layout")[n * hw + px];
                     if a != IGNORE_LABEL {
                         is_anomaly.push(a == 1);
-                        let ent: f32 = p.iter().map(|&v| if v > 0.0 { -v * v.ln() } else { 0.0 }).sum();
+                        let ent: f32 = p
+                            .iter()
+                            .map(|&v| if v > 0.0 { -v * v.ln() } else { 0.0 })
+                            .sum();
                         scores.entry("msp".into()).or_default().push(-pmax);
                         scores.entry("entropy".into()).or_default().push(ent);
                         scores.entry("maxlogit".into()).or_default().push(-m);
@@ -135,7 +158,10 @@ pub fn evaluate(model: &mut SegModel, ds: &dyn Dataset, batch: usize, max_images
         }
     }
     if valid == 0 {
-        return Err(GmmSegError::empty("evaluation labels", format!("no valid pixel in {} images of {}", n_img, ds.name())));
+        return Err(GmmSegError::empty(
+            "evaluation labels",
+            format!("no valid pixel in {} images of {}", n_img, ds.name()),
+        ));
     }
     let mut ious = Vec::with_capacity(c);
     let mut correct = 0u64;
@@ -151,7 +177,9 @@ pub fn evaluate(model: &mut SegModel, ds: &dyn Dataset, batch: usize, max_images
     let miou = present.iter().sum::<f64>() / present.len().max(1) as f64;
     let ece = (0..BINS)
         .filter(|&i| bin_n[i] > 0)
-        .map(|i| (bin_n[i] as f64 / valid as f64) * ((bin_acc[i] - bin_conf[i]) / bin_n[i] as f64).abs())
+        .map(|i| {
+            (bin_n[i] as f64 / valid as f64) * ((bin_acc[i] - bin_conf[i]) / bin_n[i] as f64).abs()
+        })
         .sum();
     let anomaly = if with_anomaly {
         let mut out = BTreeMap::new();
@@ -213,7 +241,11 @@ pub(crate) fn anomaly_metrics(scores: &[f32], positive: &[bool]) -> Result<Anoma
             fpr95 = Some(fpr);
         }
     }
-    Ok(AnomalyMetrics { auroc: auc, ap, fpr95: fpr95.unwrap_or(1.0) })
+    Ok(AnomalyMetrics {
+        auroc: auc,
+        ap,
+        fpr95: fpr95.unwrap_or(1.0),
+    })
 }
 
 #[cfg(test)]

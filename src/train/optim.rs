@@ -59,7 +59,13 @@ impl Optimizer {
     /// # Errors
     /// [`GmmSegError::NonFinite`] naming the parameter whose gradient holds NaN/inf (nothing
     /// is updated then).
-    pub fn step(&mut self, cfg: &OptimConfig, model: &mut dyn Params, grads: &Gradients<f32, Cpu>, lr: f64) -> Result<()> {
+    pub fn step(
+        &mut self,
+        cfg: &OptimConfig,
+        model: &mut dyn Params,
+        grads: &Gradients<f32, Cpu>,
+        lr: f64,
+    ) -> Result<()> {
         // check first, so that a bad gradient leaves the model untouched
         let mut bad = None;
         model.visit(&mut |p| {
@@ -71,7 +77,10 @@ impl Optimizer {
             }
         });
         if let Some((what, index)) = bad {
-            return Err(GmmSegError::NonFinite { what: format!("gradient of {what}"), index });
+            return Err(GmmSegError::NonFinite {
+                what: format!("gradient of {what}"),
+                index,
+            });
         }
         self.t += 1;
         let t = self.t as f64;
@@ -83,17 +92,25 @@ impl Optimizer {
             }
             let g = grads.get(&p.value).as_vec();
             let mut w = p.to_vec();
-            let wd = if p.kind == ParamKind::Weight { cfg.weight_decay } else { 0.0 };
+            let wd = if p.kind == ParamKind::Weight {
+                cfg.weight_decay
+            } else {
+                0.0
+            };
             match cfg.kind {
                 OptimizerKind::Adamw => {
                     let [b1, b2] = cfg.betas;
                     let (c1, c2) = (1.0 - b1.powf(t), 1.0 - b2.powf(t));
-                    let m = state.entry(format!("m.{}", p.name)).or_insert_with(|| vec![0.0; g.len()]);
+                    let m = state
+                        .entry(format!("m.{}", p.name))
+                        .or_insert_with(|| vec![0.0; g.len()]);
                     for (mi, gi) in m.iter_mut().zip(&g) {
                         *mi = (b1 * *mi as f64 + (1.0 - b1) * *gi as f64) as f32;
                     }
                     let m = m.clone();
-                    let v = state.entry(format!("v.{}", p.name)).or_insert_with(|| vec![0.0; g.len()]);
+                    let v = state
+                        .entry(format!("v.{}", p.name))
+                        .or_insert_with(|| vec![0.0; g.len()]);
                     for (vi, gi) in v.iter_mut().zip(&g) {
                         *vi = (b2 * *vi as f64 + (1.0 - b2) * (*gi as f64).powi(2)) as f32;
                     }
@@ -105,10 +122,16 @@ impl Optimizer {
                 }
                 OptimizerKind::Sgd => {
                     let first = !state.contains_key(&format!("b.{}", p.name));
-                    let b = state.entry(format!("b.{}", p.name)).or_insert_with(|| vec![0.0; g.len()]);
+                    let b = state
+                        .entry(format!("b.{}", p.name))
+                        .or_insert_with(|| vec![0.0; g.len()]);
                     for ((bi, gi), wi) in b.iter_mut().zip(&g).zip(w.iter_mut()) {
                         let gd = *gi as f64 + wd * *wi as f64;
-                        let nb = if first { gd } else { cfg.momentum * *bi as f64 + gd };
+                        let nb = if first {
+                            gd
+                        } else {
+                            cfg.momentum * *bi as f64 + gd
+                        };
                         *bi = nb as f32;
                         *wi = (*wi as f64 - lr * nb) as f32;
                     }
@@ -151,8 +174,17 @@ mod tests {
     fn adamw_first_step_matches_closed_form() {
         // step 1: m̂ = g, v̂ = g² ⇒ p ← p(1 − lr·wd) − lr·g/(|g| + ε)
         let dev = Dev::default();
-        let mut m = One(Param::new(&dev, "w", &[2], vec![1.0, -2.0], ParamKind::Weight));
-        let cfg = OptimConfig { weight_decay: 0.1, ..OptimConfig::default() };
+        let mut m = One(Param::new(
+            &dev,
+            "w",
+            &[2],
+            vec![1.0, -2.0],
+            ParamKind::Weight,
+        ));
+        let cfg = OptimConfig {
+            weight_decay: 0.1,
+            ..OptimConfig::default()
+        };
         let mut opt = Optimizer::new();
         let g = grads_of(&m, 1.0);
         opt.step(&cfg, &mut m, &g, 0.01).unwrap();
@@ -167,7 +199,11 @@ mod tests {
     fn sgd_momentum_matches_pytorch_recurrence() {
         let dev = Dev::default();
         let mut m = One(Param::new(&dev, "w", &[1], vec![1.0], ParamKind::NoDecay));
-        let cfg = OptimConfig { kind: OptimizerKind::Sgd, weight_decay: 0.5, ..OptimConfig::default() };
+        let cfg = OptimConfig {
+            kind: OptimizerKind::Sgd,
+            weight_decay: 0.5,
+            ..OptimConfig::default()
+        };
         let mut opt = Optimizer::new();
         // NoDecay: no weight decay. g = p. Step 1: b = 1, p = 1 − 0.1 = 0.9.
         // Step 2: g = 0.9, b = 0.9·1 + 0.9 = 1.8, p = 0.9 − 0.18 = 0.72.

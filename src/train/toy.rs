@@ -53,9 +53,17 @@ impl ToyShapes {
     /// [`GmmSegError::InvalidConfig`] for `size < 16`.
     pub fn new(split: ToySplit, len: usize, size: usize, seed: u64) -> Result<Self> {
         if size < 16 {
-            return Err(GmmSegError::config("toy.size", format!("must be ≥ 16 pixels, got {size}")));
+            return Err(GmmSegError::config(
+                "toy.size",
+                format!("must be ≥ 16 pixels, got {size}"),
+            ));
         }
-        Ok(ToyShapes { split, len, size, seed })
+        Ok(ToyShapes {
+            split,
+            len,
+            size,
+            seed,
+        })
     }
 }
 
@@ -66,14 +74,19 @@ impl Dataset for ToyShapes {
 
     fn get(&self, index: usize) -> Result<Sample> {
         if index >= self.len {
-            return Err(GmmSegError::input("index", format!("{index} out of range for {} images", self.len)));
+            return Err(GmmSegError::input(
+                "index",
+                format!("{index} out of range for {} images", self.len),
+            ));
         }
         let split_id = match self.split {
             ToySplit::Train => 0u64,
             ToySplit::Val => 1,
             ToySplit::Anomaly => 2,
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (split_id << 56) ^ (index as u64).wrapping_mul(0x9E37_79B9));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.seed ^ (split_id << 56) ^ (index as u64).wrapping_mul(0x9E37_79B9),
+        );
         let s = self.size;
         let mut label = Array2::<u8>::zeros((s, s));
         let mut mode = Array2::<u8>::zeros((s, s));
@@ -110,7 +123,10 @@ impl Dataset for ToyShapes {
         let mut anomaly = None;
         if self.split == ToySplit::Anomaly {
             let mut a = Array2::<u8>::zeros((s, s));
-            let (cy, cx) = (rng.gen_range(s / 4..3 * s / 4) as f32, rng.gen_range(s / 4..3 * s / 4) as f32);
+            let (cy, cx) = (
+                rng.gen_range(s / 4..3 * s / 4) as f32,
+                rng.gen_range(s / 4..3 * s / 4) as f32,
+            );
             let r = s as f32 * 0.18;
             for y in 0..s {
                 for x in 0..s {
@@ -132,13 +148,21 @@ impl Dataset for ToyShapes {
                     l => PALETTE[l as usize][mode[(y, x)] as usize],
                 };
                 // a soft texture on the background so that colour alone is not the whole story
-                let tex = if label[(y, x)] == 0 { 0.05 * ((x as f32 * 0.4).sin() + (y as f32 * 0.3).cos()) } else { 0.0 };
+                let tex = if label[(y, x)] == 0 {
+                    0.05 * ((x as f32 * 0.4).sin() + (y as f32 * 0.3).cos())
+                } else {
+                    0.0
+                };
                 for c in 0..3 {
                     image[(c, y, x)] = (base[c] + tex + noise.sample(&mut rng)).clamp(0.0, 1.0);
                 }
             }
         }
-        Ok(Sample { image, label, anomaly })
+        Ok(Sample {
+            image,
+            label,
+            anomaly,
+        })
     }
 
     fn num_classes(&self) -> usize {
@@ -146,7 +170,10 @@ impl Dataset for ToyShapes {
     }
 
     fn class_names(&self) -> Vec<String> {
-        ["background", "rectangle", "disc", "bar"].iter().map(|s| s.to_string()).collect()
+        ["background", "rectangle", "disc", "bar"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn name(&self) -> String {
@@ -174,7 +201,10 @@ mod tests {
         assert!(a.label.iter().all(|&l| l < 4));
         assert!(a.anomaly.is_none());
         assert!(ds.get(4).is_err());
-        let an = ToyShapes::new(ToySplit::Anomaly, 2, 32, 7).unwrap().get(0).unwrap();
+        let an = ToyShapes::new(ToySplit::Anomaly, 2, 32, 7)
+            .unwrap()
+            .get(0)
+            .unwrap();
         let mask = an.anomaly.unwrap();
         assert!(mask.iter().any(|&m| m == 1));
         for (m, l) in mask.iter().zip(an.label.iter()) {

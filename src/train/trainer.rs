@@ -69,14 +69,26 @@ pub fn print_every(n: usize) -> impl FnMut(&Progress<'_>) {
     let n = n.max(1);
     move |p| {
         if p.step % n == 0 || p.step == p.steps || p.eval.is_some() {
-            let eval = p.eval.map(|e| format!("  val mIoU {:.3} acc {:.3}", e.miou, e.acc)).unwrap_or_default();
-            println!("step {:>5}/{}  loss {:.4}  lr {:.2e}  {:.1}s{eval}", p.step, p.steps, p.loss, p.lr, p.elapsed_s);
+            let eval = p
+                .eval
+                .map(|e| format!("  val mIoU {:.3} acc {:.3}", e.miou, e.acc))
+                .unwrap_or_default();
+            println!(
+                "step {:>5}/{}  loss {:.4}  lr {:.2e}  {:.1}s{eval}",
+                p.step, p.steps, p.loss, p.lr, p.elapsed_s
+            );
         }
     }
 }
 
 /// Builds the head named in the config.
-fn build_head(kind: HeadKind, dev: &Dev, dim: usize, classes: usize, rng: &mut ChaCha8Rng) -> Result<Box<dyn Head>> {
+fn build_head(
+    kind: HeadKind,
+    dev: &Dev,
+    dim: usize,
+    classes: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Box<dyn Head>> {
     Ok(match kind {
         HeadKind::Softmax => Box::new(SoftmaxHead::new(dev, "head", dim, classes, rng)?),
     })
@@ -129,10 +141,14 @@ impl Trainer {
     pub fn with_out_dir(mut self, dir: &Path) -> Result<Self> {
         if dir.join(checkpoint::TENSORS_FILE).exists() {
             let loaded = checkpoint::read(dir)?;
-            self.step = checkpoint::restore(&loaded, &self.config, &mut self.model, &mut self.optimizer)?;
+            self.step =
+                checkpoint::restore(&loaded, &self.config, &mut self.model, &mut self.optimizer)?;
         } else {
             std::fs::create_dir_all(dir).map_err(|e| GmmSegError::io(dir, e))?;
-            checkpoint::write_atomic(&dir.join(checkpoint::CONFIG_FILE), self.config.to_json().as_bytes())?;
+            checkpoint::write_atomic(
+                &dir.join(checkpoint::CONFIG_FILE),
+                self.config.to_json().as_bytes(),
+            )?;
         }
         self.out_dir = Some(dir.to_path_buf());
         Ok(self)
@@ -166,25 +182,48 @@ impl Trainer {
         let (feats, twin) = crate::nn::fork(feats);
         let (b, d, h, w) = *twin.shape();
         let labels_feat = resize_labels_nearest(&batch.labels, h, w);
-        let loss = self.model.head.loss(feats, &HeadTarget { labels: &batch.labels, labels_feat: &labels_feat })?;
+        let loss = self.model.head.loss(
+            feats,
+            &HeadTarget {
+                labels: &batch.labels,
+                labels_feat: &labels_feat,
+            },
+        )?;
         let loss_value = loss.array();
         if !loss_value.is_finite() {
-            return Err(GmmSegError::Diverged { step, detail: format!("loss is {loss_value} (lr {lr:.3e}); the last checkpoint was kept") });
+            return Err(GmmSegError::Diverged {
+                step,
+                detail: format!("loss is {loss_value} (lr {lr:.3e}); the last checkpoint was kept"),
+            });
         }
         let grads = loss.backward();
-        self.optimizer.step(&cfg.optim, &mut self.model, &grads, lr).map_err(|e| match e {
-            GmmSegError::NonFinite { what, .. } => GmmSegError::Diverged { step, detail: format!("{what} is not finite; the last checkpoint was kept") },
-            other => other,
-        })?;
+        self.optimizer
+            .step(&cfg.optim, &mut self.model, &grads, lr)
+            .map_err(|e| match e {
+                GmmSegError::NonFinite { what, .. } => GmmSegError::Diverged {
+                    step,
+                    detail: format!("{what} is not finite; the last checkpoint was kept"),
+                },
+                other => other,
+            })?;
         drop(grads);
         // detached features as (N, D) rows for the head's no-gradient update
         let fv = twin.as_vec();
         let hw = h * w;
-        let rows = Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
+        let rows =
+            Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
         let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();
         self.step += 1;
-        self.model.head.after_step(&StepFeatures { step: self.step, feats: &rows, labels: &labels_rows })?;
-        Ok(StepStats { step, loss: loss_value, lr })
+        self.model.head.after_step(&StepFeatures {
+            step: self.step,
+            feats: &rows,
+            labels: &labels_rows,
+        })?;
+        Ok(StepStats {
+            step,
+            loss: loss_value,
+            lr,
+        })
     }
 
     /// Trains until `config.steps`, evaluating on `val` and checkpointing as configured, and
@@ -192,13 +231,25 @@ impl Trainer {
     ///
     /// # Errors
     /// As [`Trainer::train_step`], dataset errors, I/O errors of checkpoints.
-    pub fn fit(&mut self, train: &dyn Dataset, val: Option<&dyn Dataset>, progress: &mut dyn FnMut(&Progress<'_>)) -> Result<Option<EvalReport>> {
+    pub fn fit(
+        &mut self,
+        train: &dyn Dataset,
+        val: Option<&dyn Dataset>,
+        progress: &mut dyn FnMut(&Progress<'_>),
+    ) -> Result<Option<EvalReport>> {
         let cfg = self.config.get().clone();
         if train.is_empty() {
             return Err(GmmSegError::empty("training set", train.name()));
         }
         if train.num_classes() != self.model.head.num_classes() {
-            return Err(GmmSegError::input("training set", format!("{} classes, model has {}", train.num_classes(), self.model.head.num_classes())));
+            return Err(GmmSegError::input(
+                "training set",
+                format!(
+                    "{} classes, model has {}",
+                    train.num_classes(),
+                    self.model.head.num_classes()
+                ),
+            ));
         }
         let start = Instant::now();
         let index = match cfg.sampler {
@@ -216,14 +267,26 @@ impl Trainer {
             let mut eval = None;
             if let Some(val) = val {
                 if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
-                    eval = Some(evaluate(&mut self.model, val, cfg.batch_size, cfg.eval_images)?);
+                    eval = Some(evaluate(
+                        &mut self.model,
+                        val,
+                        cfg.batch_size,
+                        cfg.eval_images,
+                    )?);
                     self.last_eval = eval.clone();
                 }
             }
             if last || (cfg.checkpoint_every > 0 && self.step % cfg.checkpoint_every == 0) {
                 self.save()?;
             }
-            progress(&Progress { step: self.step, steps: cfg.steps, loss: stats.loss, lr: stats.lr, elapsed_s: start.elapsed().as_secs_f64(), eval: eval.as_ref() });
+            progress(&Progress {
+                step: self.step,
+                steps: cfg.steps,
+                loss: stats.loss,
+                lr: stats.lr,
+                elapsed_s: start.elapsed().as_secs_f64(),
+                eval: eval.as_ref(),
+            });
         }
         Ok(self.last_eval.clone())
     }
@@ -234,7 +297,14 @@ impl Trainer {
     /// I/O errors.
     pub fn save(&self) -> Result<()> {
         match &self.out_dir {
-            Some(dir) => checkpoint::save(dir, &self.config, &self.model, &self.optimizer, self.step, self.last_eval.as_ref()),
+            Some(dir) => checkpoint::save(
+                dir,
+                &self.config,
+                &self.model,
+                &self.optimizer,
+                self.step,
+                self.last_eval.as_ref(),
+            ),
             None => Ok(()),
         }
     }

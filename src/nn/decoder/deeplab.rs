@@ -38,9 +38,23 @@ pub struct DeepLabLite {
 
 impl DeepLabLite {
     /// Builds it for a backbone with `low_in` low-level and `high_in` last-stage channels.
-    pub fn new(dev: &Dev, name: &str, cfg: &DecoderConfig, low_in: usize, high_in: usize, rng: &mut impl Rng) -> Self {
+    pub fn new(
+        dev: &Dev,
+        name: &str,
+        cfg: &DecoderConfig,
+        low_in: usize,
+        high_in: usize,
+        rng: &mut impl Rng,
+    ) -> Self {
         let a = cfg.aspp_channels;
-        let pw = |cin, cout| ConvSpec { cin, cout, kernel: 1, stride: 1, padding: 0, dilation: 1 };
+        let pw = |cin, cout| ConvSpec {
+            cin,
+            cout,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
         let branches = 2 + cfg.aspp_rates.len();
         DeepLabLite {
             aspp_1x1: ConvBn::new(dev, &format!("{name}.aspp.b0"), pw(high_in, a), true, rng),
@@ -48,11 +62,31 @@ impl DeepLabLite {
                 .aspp_rates
                 .iter()
                 .enumerate()
-                .map(|(i, &r)| ConvBn::new(dev, &format!("{name}.aspp.r{}", i + 1), ConvSpec::same(high_in, a, 3, 1, r), true, rng))
+                .map(|(i, &r)| {
+                    ConvBn::new(
+                        dev,
+                        &format!("{name}.aspp.r{}", i + 1),
+                        ConvSpec::same(high_in, a, 3, 1, r),
+                        true,
+                        rng,
+                    )
+                })
                 .collect(),
             aspp_pool: ConvBn::new(dev, &format!("{name}.aspp.pool"), pw(high_in, a), true, rng),
-            aspp_fuse: ConvBn::new(dev, &format!("{name}.aspp.fuse"), pw(a * branches, cfg.channels), true, rng),
-            low_reduce: ConvBn::new(dev, &format!("{name}.low"), pw(low_in, cfg.low_channels), true, rng),
+            aspp_fuse: ConvBn::new(
+                dev,
+                &format!("{name}.aspp.fuse"),
+                pw(a * branches, cfg.channels),
+                true,
+                rng,
+            ),
+            low_reduce: ConvBn::new(
+                dev,
+                &format!("{name}.low"),
+                pw(low_in, cfg.low_channels),
+                true,
+                rng,
+            ),
             refine1: ConvBn::new(
                 dev,
                 &format!("{name}.refine1"),
@@ -60,7 +94,13 @@ impl DeepLabLite {
                 true,
                 rng,
             ),
-            refine2: ConvBn::new(dev, &format!("{name}.refine2"), ConvSpec::same(cfg.channels, cfg.channels, 3, 1, 1), true, rng),
+            refine2: ConvBn::new(
+                dev,
+                &format!("{name}.refine2"),
+                ConvSpec::same(cfg.channels, cfg.channels, 3, 1, 1),
+                true,
+                rng,
+            ),
         }
     }
 

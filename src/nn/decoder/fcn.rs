@@ -22,8 +22,20 @@ impl Fcn {
     /// Builds it for a backbone with `cin` output channels.
     pub fn new(dev: &Dev, name: &str, cfg: &DecoderConfig, cin: usize, rng: &mut impl Rng) -> Self {
         Fcn {
-            conv1: ConvBn::new(dev, &format!("{name}.conv1"), ConvSpec::same(cin, cfg.channels, 3, 1, 1), true, rng),
-            conv2: ConvBn::new(dev, &format!("{name}.conv2"), ConvSpec::same(cfg.channels, cfg.channels, 3, 1, 1), true, rng),
+            conv1: ConvBn::new(
+                dev,
+                &format!("{name}.conv1"),
+                ConvSpec::same(cin, cfg.channels, 3, 1, 1),
+                true,
+                rng,
+            ),
+            conv2: ConvBn::new(
+                dev,
+                &format!("{name}.conv2"),
+                ConvSpec::same(cfg.channels, cfg.channels, 3, 1, 1),
+                true,
+                rng,
+            ),
         }
     }
 

@@ -79,7 +79,10 @@ impl DecoderConfig {
                 return Err(GmmSegError::config("decoder.low_channels", "must be ≥ 1"));
             }
             if self.aspp_rates.contains(&0) {
-                return Err(GmmSegError::config("decoder.aspp_rates", "dilations must be ≥ 1"));
+                return Err(GmmSegError::config(
+                    "decoder.aspp_rates",
+                    "dilations must be ≥ 1",
+                ));
             }
         }
         Ok(())
@@ -90,9 +93,9 @@ impl DecoderConfig {
 #[derive(Clone, Debug)]
 pub enum Decoder {
     /// See [`fcn::Fcn`].
-    Fcn(fcn::Fcn),
+    Fcn(Box<fcn::Fcn>),
     /// See [`deeplab::DeepLabLite`].
-    Deeplab(deeplab::DeepLabLite),
+    Deeplab(Box<deeplab::DeepLabLite>),
 }
 
 impl Decoder {
@@ -100,11 +103,20 @@ impl Decoder {
     ///
     /// # Errors
     /// [`GmmSegError::InvalidConfig`] from [`DecoderConfig::check`].
-    pub fn new(dev: &Dev, name: &str, cfg: &DecoderConfig, low_in: usize, high_in: usize, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        dev: &Dev,
+        name: &str,
+        cfg: &DecoderConfig,
+        low_in: usize,
+        high_in: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         cfg.check()?;
         Ok(match cfg.kind {
-            DecoderKind::Fcn => Decoder::Fcn(fcn::Fcn::new(dev, name, cfg, high_in, rng)),
-            DecoderKind::Deeplab => Decoder::Deeplab(deeplab::DeepLabLite::new(dev, name, cfg, low_in, high_in, rng)),
+            DecoderKind::Fcn => Decoder::Fcn(Box::new(fcn::Fcn::new(dev, name, cfg, high_in, rng))),
+            DecoderKind::Deeplab => Decoder::Deeplab(Box::new(deeplab::DeepLabLite::new(
+                dev, name, cfg, low_in, high_in, rng,
+            ))),
         })
     }
 
