@@ -58,6 +58,10 @@ pub enum GmmSegError {
     #[error("{}: {detail}", path.display())]
     Mismatch { path: PathBuf, detail: String },
 
+    /// The tensor device failed (out of memory, or an internal size mismatch in dfdx).
+    #[error("tensor device error: {detail}")]
+    Device { detail: String },
+
     /// Training diverged (NaN or inf loss).
     #[error("training diverged at step {step}: {detail}")]
     Diverged { step: usize, detail: String },

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 
 pub mod gmm;
+pub mod train;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
 #[derive(Debug, Parser)]
@@ -25,6 +26,10 @@ pub enum Command {
     FitGmm(gmm::FitGmmArgs),
     /// Score features under a fitted GMM: class log-likelihoods, posterior, anomaly score.
     Score(gmm::ScoreArgs),
+    /// Train a segmentation network (softmax baseline; GMM heads follow).
+    Train(train::TrainArgs),
+    /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
+    Eval(train::EvalArgs),
 }
 
 /// Runs one parsed command line.
@@ -32,5 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval(args),
     }
 }
