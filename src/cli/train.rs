@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::Dataset;
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
-use crate::train::config::{HeadKind, TrainConfig};
+use crate::train::config::{EmKind, HeadKind, TrainConfig};
 use crate::train::toy::{ToyShapes, ToySplit};
 use crate::train::trainer::Trainer;
 
@@ -33,6 +33,15 @@ pub struct TrainArgs {
     /// Classification head.
     #[arg(long, value_enum, default_value_t = HeadKind::Softmax)]
     pub head: HeadKind,
+    /// Components per class M of the GMM heads.
+    #[arg(long)]
+    pub components: Option<usize>,
+    /// E-step of the GMM heads.
+    #[arg(long, value_enum)]
+    pub em: Option<EmKind>,
+    /// EM loops per training iteration of the GMM heads.
+    #[arg(long)]
+    pub em_loops: Option<usize>,
     /// Decoder (default: the profile's, DeepLabV3+-lite).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderKind>,
@@ -108,6 +117,15 @@ pub fn train(args: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::profile(&args.profile)?;
     cfg.dataset = args.dataset.clone();
     cfg.head = args.head;
+    if let Some(m) = args.components {
+        cfg.gmm.components = m;
+    }
+    if let Some(e) = args.em {
+        cfg.gmm.em = e;
+    }
+    if let Some(l) = args.em_loops {
+        cfg.gmm.em_loops = l;
+    }
     if let Some(d) = args.decoder {
         cfg.net.decoder.kind = d;
     }

@@ -187,61 +187,78 @@ pub fn init_from_data<R: Rng>(
     cfg: &ValidGmmConfig,
     rng: &mut R,
 ) -> GmmParams {
-    const SUBSAMPLE: usize = 20_000;
-    const LLOYD_ITERS: usize = 10;
     let (c, m, d) = (cfg.num_classes, cfg.components, cfg.dim);
     let mut params = GmmParams::standard(c, m, d);
     for (ci, xc) in per_class.iter().enumerate() {
-        let n = xc.nrows();
-        if n == 0 {
-            continue;
-        }
-        let sub: Vec<usize> = if n > SUBSAMPLE {
-            rand::seq::index::sample(rng, n, SUBSAMPLE).into_vec()
-        } else {
-            (0..n).collect()
-        };
-        let xs = xc.select(Axis(0), &sub);
-        let mut centres = kmeans_pp(xs.view(), m, rng);
-        for _ in 0..LLOYD_ITERS {
-            let assign = nearest(xs.view(), centres.view());
-            let mut sums = Array2::<f64>::zeros((m, d));
-            let mut counts = vec![0usize; m];
-            for (row, &a) in xs.axis_iter(Axis(0)).zip(&assign) {
-                counts[a] += 1;
-                sums.row_mut(a).zip_mut_with(&row, |s, &v| *s += v as f64);
-            }
-            for (j, &count) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
-                let mean = sums.row(j).mapv(|v| (v / count as f64) as f32);
-                centres.row_mut(j).assign(&mean);
-            }
-        }
-        params.means.index_axis_mut(Axis(0), ci).assign(&centres);
-        let assign = nearest(xc.view(), centres.view());
-        let mut resp = Array2::<f32>::zeros((n, m));
-        for (i, &a) in assign.iter().enumerate() {
-            resp[[i, a]] = 1.0;
-        }
-        let est = estimate(
-            &Moments::accumulate(xc.view(), resp.view(), centres.view()),
-            cfg.var_reg,
-            cfg.mean_estimator,
-        );
-        let vanilla = matches!(cfg.e_step, EStep::Vanilla);
-        apply(&mut params, ci, &est, 0.0, 0.0, vanilla, cfg.mean_estimator);
-        // A component that got no pixel keeps mean = seed and gets the class variance.
-        let class_var = xc.var_axis(Axis(0), 0.0).mapv(|v| v + cfg.var_reg);
-        for j in 0..m {
-            if !est.estimated[j] {
-                params
-                    .variances
-                    .index_axis_mut(Axis(0), ci)
-                    .row_mut(j)
-                    .assign(&class_var);
-            }
+        if xc.nrows() > 0 {
+            init_class_from_data(&mut params, ci, xc.view(), cfg, rng);
         }
     }
     params
+}
+
+/// Re-initialises class `ci` of `params` from its features `xc` (n ≥ 1 rows), as
+/// [`init_from_data`] does for every class.
+pub fn init_class_from_data<R: Rng>(
+    params: &mut GmmParams,
+    ci: usize,
+    xc: ArrayView2<'_, f32>,
+    cfg: &ValidGmmConfig,
+    rng: &mut R,
+) {
+    const SUBSAMPLE: usize = 20_000;
+    const LLOYD_ITERS: usize = 10;
+    let (m, d) = (cfg.components, cfg.dim);
+    let n = xc.nrows();
+    let sub: Vec<usize> = if n > SUBSAMPLE {
+        rand::seq::index::sample(rng, n, SUBSAMPLE).into_vec()
+    } else {
+        (0..n).collect()
+    };
+    let xs = xc.select(Axis(0), &sub);
+    let mut centres = kmeans_pp(xs.view(), m, rng);
+    for _ in 0..LLOYD_ITERS {
+        let assign = nearest(xs.view(), centres.view());
+        let mut sums = Array2::<f64>::zeros((m, d));
+        let mut counts = vec![0usize; m];
+        for (row, &a) in xs.axis_iter(Axis(0)).zip(&assign) {
+            counts[a] += 1;
+            sums.row_mut(a).zip_mut_with(&row, |s, &v| *s += v as f64);
+        }
+        for (j, &count) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
+            let mean = sums.row(j).mapv(|v| (v / count as f64) as f32);
+            centres.row_mut(j).assign(&mean);
+        }
+    }
+    params.means.index_axis_mut(Axis(0), ci).assign(&centres);
+    params.variances.index_axis_mut(Axis(0), ci).fill(1.0);
+    params
+        .log_weights
+        .index_axis_mut(Axis(0), ci)
+        .fill(-(m as f32).ln());
+    let assign = nearest(xc, centres.view());
+    let mut resp = Array2::<f32>::zeros((n, m));
+    for (i, &a) in assign.iter().enumerate() {
+        resp[[i, a]] = 1.0;
+    }
+    let est = estimate(
+        &Moments::accumulate(xc, resp.view(), centres.view()),
+        cfg.var_reg,
+        cfg.mean_estimator,
+    );
+    let vanilla = matches!(cfg.e_step, EStep::Vanilla);
+    apply(params, ci, &est, 0.0, 0.0, vanilla, cfg.mean_estimator);
+    // A component that got no pixel keeps mean = seed and gets the class variance.
+    let class_var = xc.var_axis(Axis(0), 0.0).mapv(|v| v + cfg.var_reg);
+    for j in 0..m {
+        if !est.estimated[j] {
+            params
+                .variances
+                .index_axis_mut(Axis(0), ci)
+                .row_mut(j)
+                .assign(&class_var);
+        }
+    }
 }
 
 /// k-means++ seeds: the first uniformly, each next with probability ∝ squared distance.

@@ -48,6 +48,8 @@ pub struct StepFeatures<'a> {
     pub feats: &'a Array2<f32>,
     /// Labels at feature resolution, same row order, 255 = ignore.
     pub labels: &'a [u8],
+    /// Rows per image (h·w), so that a head can sample per image.
+    pub pixels_per_image: usize,
 }
 
 /// A head's evaluation output.

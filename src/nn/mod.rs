@@ -35,11 +35,13 @@ use crate::error::{GmmSegError, Result};
 pub mod backbone;
 pub mod conv2d;
 pub mod decoder;
+pub mod gmm_head;
 pub mod head;
 pub mod loss;
 pub mod norm;
 pub mod ops;
 pub mod resample;
+pub mod rowops;
 pub mod segnet;
 
 /// The device every network runs on.

@@ -15,12 +15,22 @@ use crate::nn::segnet::NetConfig;
 pub enum HeadKind {
     /// Linear 1×1 classifier + softmax (the baseline).
     Softmax,
+    /// GMMSeg, paper flavour: generative GMM head fitted by EM, network by cross-entropy.
+    Gmmseg,
+    /// GMMSeg, reference-code flavour (LayerNorm + L2 features, class LayerNorm, hard
+    /// Sinkhorn, per-component queues, component loss).
+    GmmsegRef,
+    /// The same mixture trained discriminatively by SGD, no EM (the paper's Table 4).
+    DiscGmm,
 }
 
 impl std::fmt::Display for HeadKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             HeadKind::Softmax => "softmax",
+            HeadKind::Gmmseg => "gmmseg",
+            HeadKind::GmmsegRef => "gmmseg-ref",
+            HeadKind::DiscGmm => "disc-gmm",
         })
     }
 }
@@ -33,6 +43,37 @@ pub enum SamplerKind {
     Shuffle,
     /// Class-balanced image sampling (the reference code's `sampler_mode='gmmseg'`).
     ClassBalanced,
+}
+
+/// E-step of the GMM heads (command-line `--em`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EmKind {
+    /// Soft responsibilities, weights re-estimated.
+    Vanilla,
+    /// Equipartition (entropic optimal transport), weights fixed at 1/M.
+    Sinkhorn,
+}
+
+/// Options of the GMM heads (ignored by the softmax head).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GmmOptions {
+    /// Components per class M (default 5, the paper's).
+    pub components: usize,
+    /// E-step (default Sinkhorn).
+    pub em: EmKind,
+    /// EM loops per training iteration (default 1).
+    pub em_loops: usize,
+}
+
+impl Default for GmmOptions {
+    fn default() -> Self {
+        GmmOptions {
+            components: 5,
+            em: EmKind::Sinkhorn,
+            em_loops: 1,
+        }
+    }
 }
 
 /// Optimiser family.
@@ -100,6 +141,9 @@ pub struct TrainConfig {
     pub net: NetConfig,
     /// The head (default softmax).
     pub head: HeadKind,
+    /// GMM head options (used by `gmmseg`, `gmmseg-ref`, `disc-gmm`).
+    #[serde(default)]
+    pub gmm: GmmOptions,
     /// Optimiser and schedule.
     pub optim: OptimConfig,
     /// Optimiser steps (quick 300, full 3000).
@@ -127,6 +171,7 @@ impl TrainConfig {
             dataset: "toy".into(),
             net: NetConfig::default(),
             head: HeadKind::Softmax,
+            gmm: GmmOptions::default(),
             optim: OptimConfig::default(),
             steps: 300,
             batch_size: 8,
@@ -182,6 +227,12 @@ impl TrainConfig {
         let o = &self.optim;
         if self.steps == 0 {
             return Err(GmmSegError::config("steps", "must be ≥ 1, got 0"));
+        }
+        if self.gmm.components == 0 {
+            return Err(GmmSegError::config("gmm.components", "must be ≥ 1, got 0"));
+        }
+        if self.gmm.em_loops == 0 {
+            return Err(GmmSegError::config("gmm.em_loops", "must be ≥ 1, got 0"));
         }
         if self.batch_size == 0 {
             return Err(GmmSegError::config("batch_size", "must be ≥ 1, got 0"));

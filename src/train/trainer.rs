@@ -25,11 +25,13 @@ use rand_chacha::ChaCha8Rng;
 
 use super::batch::{balanced_plan, batch_plan, class_index, make_batch};
 use super::checkpoint;
-use super::config::{learning_rate, HeadKind, SamplerKind, ValidTrainConfig};
+use super::config::{learning_rate, EmKind, HeadKind, SamplerKind, TrainConfig, ValidTrainConfig};
 use super::eval::{evaluate, EvalReport};
 use super::optim::Optimizer;
 use crate::data::{Batch, Dataset};
 use crate::error::{GmmSegError, Result};
+use crate::gmm::EStep;
+use crate::nn::gmm_head::{DiscGmmHead, GmmHead, GmmHeadConfig};
 use crate::nn::head::{Head, HeadTarget, SoftmaxHead, StepFeatures};
 use crate::nn::resample::resize_labels_nearest;
 use crate::nn::segnet::{SegModel, SegNet};
@@ -83,14 +85,35 @@ pub fn print_every(n: usize) -> impl FnMut(&Progress<'_>) {
 
 /// Builds the head named in the config.
 fn build_head(
-    kind: HeadKind,
+    cfg: &TrainConfig,
     dev: &Dev,
-    dim: usize,
     classes: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Box<dyn Head>> {
-    Ok(match kind {
+    let dim = cfg.net.feature_dim;
+    let m = cfg.gmm.components;
+    let with_em = |mut g: GmmHeadConfig| {
+        g.online.gmm.em_loops = cfg.gmm.em_loops;
+        if cfg.gmm.em == EmKind::Vanilla {
+            g.online.gmm.e_step = EStep::Vanilla;
+        }
+        g
+    };
+    Ok(match cfg.head {
         HeadKind::Softmax => Box::new(SoftmaxHead::new(dev, "head", dim, classes, rng)?),
+        HeadKind::Gmmseg => Box::new(GmmHead::new(
+            dev,
+            "gmmseg",
+            with_em(GmmHeadConfig::paper(classes, m, dim)),
+            rng,
+        )?),
+        HeadKind::GmmsegRef => Box::new(GmmHead::new(
+            dev,
+            "gmmseg-ref",
+            with_em(GmmHeadConfig::reference_code(classes, m, dim)),
+            rng,
+        )?),
+        HeadKind::DiscGmm => Box::new(DiscGmmHead::new(dev, classes, m, dim, rng)?),
     })
 }
 
@@ -121,7 +144,7 @@ impl Trainer {
         let cfg = config.get();
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let net = SegNet::new(&dev, &cfg.net, &mut rng)?;
-        let head = build_head(cfg.head, &dev, cfg.net.feature_dim, num_classes, &mut rng)?;
+        let head = build_head(cfg, &dev, num_classes, &mut rng)?;
         Ok(Trainer {
             config,
             model: SegModel { net, head },
@@ -218,6 +241,7 @@ impl Trainer {
             step: self.step,
             feats: &rows,
             labels: &labels_rows,
+            pixels_per_image: hw,
         })?;
         Ok(StepStats {
             step,
