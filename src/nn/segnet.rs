@@ -264,8 +264,10 @@ mod tests {
         use rand::Rng;
         let dev = Dev::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let mut cfg = NetConfig::default();
-        cfg.dropout = 0.0;
+        let mut cfg = NetConfig {
+            dropout: 0.0,
+            ..NetConfig::default()
+        };
         cfg.backbone.widths = vec![4, 6, 8];
         cfg.backbone.stem = 4;
         cfg.decoder.channels = 8;
