@@ -3,6 +3,8 @@
 //! resident memory (VmHWM) of a whole quick training run on the toy set.
 //!
 //! Run: `cargo bench --bench train`. Set `GMMSEG_BENCH_STEPS` to shorten the quick run.
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs a 2-step smoke version so
+//! that the code cannot rot without slowing the test suite down.
 
 use std::time::Instant;
 
@@ -24,7 +26,11 @@ fn main() {
     let threads = rayon::current_num_threads();
     let train = ToyShapes::new(ToySplit::Train, 512, 64, 0).expect("toy");
     let val = ToyShapes::new(ToySplit::Val, 64, 64, 0).expect("toy");
+    let bench_mode = std::env::args().any(|a| a == "--bench");
     let mut cfg = TrainConfig::quick();
+    if !bench_mode {
+        cfg.steps = 2;
+    }
     if let Some(s) = std::env::var("GMMSEG_BENCH_STEPS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -11,6 +11,7 @@
 //! - [`plot`]: figures on plotters.
 //! - [`data`]: SynthScapes, DigitScenes and the folder format for one's own data.
 //! - [`nn`]: network pieces on stable dfdx (convolution, backbones, decoders, heads).
+//! - [`train`]: the trainer, optimisers and schedule, checkpoints, evaluation.
 //! - [`io`]: NumPy file input and output.
 //! - [`cli`]: the `gmmseg` command-line tool.
 

@@ -288,7 +288,7 @@ impl Backbone {
     }
 
     /// # Shapes
-    /// (B, 3, H, W) → low (B, widths[0], H/ls, W/ls), high (B, widths[-1], H/os, W/os) (sizes
+    /// (B, 3, H, W) → low (B, widths\[0\], H/ls, W/ls), high (B, widths\[last\], H/os, W/os) (sizes
     /// rounded up).
     pub fn forward<T: AnyTape>(&mut self, x: Act<T>, ctx: &Ctx) -> Result<BackboneOut<T>> {
         let mut x = self.stem.forward(x, ctx)?;

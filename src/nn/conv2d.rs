@@ -471,6 +471,9 @@ impl Params for Conv2d {
 ///
 /// # Shapes
 /// `x` (B, Cin, H, W), `w` (Cout, Cin, k, k), `b` (Cout) → (B, Cout, Ho, Wo) flat.
+///
+/// # Panics
+/// When the kernel does not fit the padded input (a test helper: callers pass valid specs).
 pub fn conv2d_direct(
     x: &[f64],
     shape: (usize, usize, usize, usize),

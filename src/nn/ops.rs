@@ -285,3 +285,57 @@ pub(crate) fn param_handle(p: &Param) -> Tensor<(usize,), f32, Cpu> {
 pub(crate) fn dev_of(p: &Param) -> Dev {
     p.value.device().clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn dropout2d_drops_whole_channels_scales_survivors_and_is_identity_in_eval() {
+        let dev = Dev::default();
+        let x: Act = dev.ones_like(&(2, 8, 3, 3));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let x_in = x.clone();
+        let y = dropout2d(x.leaky_trace(), 0.5, true, &mut rng).unwrap();
+        let yv = y.as_vec();
+        let mut dropped = 0;
+        for ch in yv.chunks(9) {
+            assert!(ch.iter().all(|&v| v == ch[0]) && (ch[0] == 0.0 || ch[0] == 2.0));
+            dropped += (ch[0] == 0.0) as usize;
+        }
+        assert!(dropped > 0 && dropped < 16);
+        let g = y.sum().backward().get(&x_in).as_vec();
+        assert_eq!(g, yv, "gradient of Σ y is the mask");
+        let e = dropout2d(x_in.clone(), 0.5, false, &mut rng).unwrap();
+        assert_eq!(e.as_vec(), x_in.as_vec());
+    }
+
+    #[test]
+    fn concat_and_pixel_layouts_round_trip_with_gradients() {
+        let dev = Dev::default();
+        let a: Act = dev.tensor_from_vec((0..12).map(|v| v as f32).collect(), (2, 1, 2, 3));
+        let b: Act = dev.tensor_from_vec((0..24).map(|v| 100.0 + v as f32).collect(), (2, 2, 2, 3));
+        let (a_in, b_in) = (a.clone(), b.clone());
+        let c = concat_channels(a.leaky_trace(), b.leaky_trace()).unwrap();
+        assert_eq!(*c.shape(), (2, 3, 2, 3));
+        let cv = c.as_vec();
+        assert_eq!(&cv[..6], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(cv[6], 100.0);
+        assert_eq!(cv[18], 6.0);
+        let p = to_pixels(c).unwrap();
+        assert_eq!(*p.shape(), (12, 3));
+        let pv = p.as_vec();
+        assert_eq!(&pv[..3], &[0.0, 100.0, 106.0]);
+        let back = from_pixels(p, 2, 2, 3).unwrap();
+        assert_eq!(back.as_vec(), cv);
+        let w: Act = dev.tensor_from_vec((0..36).map(|v| v as f32).collect(), (2, 3, 2, 3));
+        let grads = (back * w).sum().backward();
+        let ga = grads.get(&a_in).as_vec();
+        let gb = grads.get(&b_in).as_vec();
+        assert_eq!(&ga[..6], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(&ga[6..], &[18.0, 19.0, 20.0, 21.0, 22.0, 23.0]);
+        assert_eq!(gb[0], 6.0);
+        assert!(concat_channels(a_in, dev.zeros_like(&(2, 1, 2, 2))).is_err());
+    }
+}

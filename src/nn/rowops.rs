@@ -254,10 +254,10 @@ mod tests {
         check_grad(
             x0.clone(),
             (3, 4),
-            |x| (layer_norm_rows(x, &gamma, &beta, 1e-5).unwrap() * w.clone()).sum(),
+            |x| (layer_norm_rows(x, &gamma, &beta, 1e-5).unwrap() * w.clone()).sum::<(), _>(),
             |x| {
                 (layer_norm_rows(x, &gamma, &beta, 1e-5).unwrap() * w.clone())
-                    .sum()
+                    .sum::<(), _>()
                     .array()
             },
         );
@@ -284,8 +284,12 @@ mod tests {
         check_grad(
             x0.clone(),
             (3, 4),
-            |x| (l2_normalize_rows(x).unwrap() * w.clone()).sum(),
-            |x| (l2_normalize_rows(x).unwrap() * w.clone()).sum().array(),
+            |x| (l2_normalize_rows(x).unwrap() * w.clone()).sum::<(), _>(),
+            |x| {
+                (l2_normalize_rows(x).unwrap() * w.clone())
+                    .sum::<(), _>()
+                    .array()
+            },
         );
         let y = l2_normalize_rows(Dev::default().tensor_from_vec(x0, (3, 4)))
             .unwrap()

@@ -255,4 +255,106 @@ mod tests {
             assert!(missing.is_empty(), "{kind:?}: no gradient for {missing:?}");
         }
     }
+
+    /// The whole network's gradient (through residuals, the ASPP branches, the low-level skip
+    /// and batch norm in training mode) against a central finite difference of the loss along
+    /// a random direction of each of a few parameter tensors.
+    #[test]
+    fn network_gradient_matches_directional_finite_difference() {
+        use rand::Rng;
+        let dev = Dev::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut cfg = NetConfig {
+            dropout: 0.0,
+            ..NetConfig::default()
+        };
+        cfg.backbone.widths = vec![4, 6, 8];
+        cfg.backbone.stem = 4;
+        cfg.decoder.channels = 8;
+        cfg.decoder.aspp_channels = 4;
+        cfg.decoder.low_channels = 4;
+        cfg.feature_dim = 8;
+        let mut net = SegNet::new(&dev, &cfg, &mut rng).unwrap();
+        let mut head = SoftmaxHead::new(&dev, "head", 8, 3, &mut rng).unwrap();
+        // a non-tiny classifier, so that the network's gradients are far above f32 noise
+        let wc: Vec<f32> = (0..24).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        head.classifier.weight.set(&wc).unwrap();
+        let xv: Vec<f32> = (0..2 * 3 * 32 * 32)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let labels = ndarray::Array3::from_shape_fn((2, 16, 16), |(n, y, x)| {
+            ((n + y / 6 + x / 7) % 3) as u8
+        });
+        let lf = resize_labels_nearest(&labels, 8, 8);
+        let loss_of = |net: &mut SegNet, head: &mut SoftmaxHead, traced: bool| {
+            let x: Act = dev.tensor_from_vec(xv.clone(), (2, 3, 32, 32));
+            let f = net.features(x.leaky_trace(), &mut Ctx::train(0)).unwrap();
+            let l = head
+                .loss(
+                    f,
+                    &HeadTarget {
+                        labels: &labels,
+                        labels_feat: &lf,
+                    },
+                )
+                .unwrap();
+            if traced {
+                (l.array() as f64, Some(l.backward()))
+            } else {
+                (l.array() as f64, None)
+            }
+        };
+        // (the image-pooling branch is left out: its batch norm over B = 2 values of 1×1 maps
+        // outputs ±1 whatever the weights, so its gradient is legitimately ≈ 0)
+        let (_, grads) = loss_of(&mut net, &mut head, true);
+        let grads = grads.unwrap();
+        let names = [
+            "backbone.stem.conv.weight",
+            "backbone.stage0.0.a.bn.scale",
+            "decoder.low.conv.weight",
+            "decoder.aspp.fuse.conv.weight",
+            "decoder.aspp.r2.conv.weight",
+            "projection.conv.weight",
+        ];
+        for name in names {
+            let mut found = None;
+            net.visit(&mut |p| {
+                if p.name == name {
+                    found = Some((p.to_vec(), grads.get(&p.value).as_vec()));
+                }
+            });
+            let (w0, g) = found.unwrap_or_else(|| panic!("no parameter {name}"));
+            let d: Vec<f32> = (0..w0.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let analytic: f64 = g
+                .iter()
+                .zip(&d)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            // small steps: the loss is piecewise smooth (ReLU kinks), larger ones cross kinks;
+            // 1e-4 keeps the f32 noise of the difference below ~3e-4
+            let eps = 1e-4f32;
+            let set = |net: &mut SegNet, k: f32| {
+                let w: Vec<f32> = w0.iter().zip(&d).map(|(w, d)| w + k * d).collect();
+                net.visit_mut(&mut |p| {
+                    if p.name == name {
+                        p.set(&w).unwrap();
+                    }
+                });
+            };
+            set(&mut net, eps);
+            let lp = loss_of(&mut net, &mut head, false).0;
+            set(&mut net, -eps);
+            let lm = loss_of(&mut net, &mut head, false).0;
+            set(&mut net, 0.0);
+            let numeric = (lp - lm) / (2.0 * eps as f64);
+            assert!(
+                (numeric - analytic).abs() < 0.03 * analytic.abs().max(numeric.abs()) + 5e-4,
+                "{name}: numeric {numeric} vs analytic {analytic}"
+            );
+            assert!(
+                analytic.abs() > 1e-3,
+                "{name}: gradient {analytic} too small for the check to mean anything"
+            );
+        }
+    }
 }

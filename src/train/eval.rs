@@ -94,9 +94,17 @@ pub fn evaluate(
     let mut with_anomaly = false;
     let mut start = 0;
     while start < n_img {
-        let end = (start + batch.max(1)).min(n_img);
+        let mut end = (start + batch.max(1)).min(n_img);
         let plan: Vec<(usize, bool)> = (start..end).map(|i| (i, false)).collect();
-        let b = make_batch(ds, &plan)?;
+        // images of different sizes (folder datasets) cannot share a batch: fall back to one
+        let b = match make_batch(ds, &plan) {
+            Ok(b) => b,
+            Err(GmmSegError::Shape { .. }) if plan.len() > 1 => {
+                end = start + 1;
+                make_batch(ds, &plan[..1])?
+            }
+            Err(e) => return Err(e),
+        };
         start = end;
         let (bn, h, w) = b.labels.dim();
         let out = model.infer(&b.images)?;
@@ -262,5 +270,51 @@ mod tests {
         let m = anomaly_metrics(&[0.5; 4], &[true, false, false, false]).unwrap();
         assert!((m.auroc - 0.5).abs() < 1e-12 && (m.ap - 0.25).abs() < 1e-12);
         assert!(anomaly_metrics(&[0.5], &[true]).is_err());
+    }
+
+    /// Two toy sets of different image sizes behind one `Dataset`.
+    struct Mixed(crate::train::toy::ToyShapes, crate::train::toy::ToyShapes);
+    impl Dataset for Mixed {
+        fn len(&self) -> usize {
+            4
+        }
+        fn get(&self, i: usize) -> Result<crate::data::Sample> {
+            if i % 2 == 0 {
+                self.0.get(i / 2)
+            } else {
+                self.1.get(i / 2)
+            }
+        }
+        fn num_classes(&self) -> usize {
+            4
+        }
+        fn class_names(&self) -> Vec<String> {
+            self.0.class_names()
+        }
+        fn name(&self) -> String {
+            "mixed".into()
+        }
+    }
+
+    #[test]
+    fn evaluates_mixed_image_sizes_and_reports_anomaly_metrics() {
+        use crate::train::config::TrainConfig;
+        use crate::train::toy::{ToyShapes, ToySplit};
+        use crate::train::trainer::Trainer;
+        let ds = Mixed(
+            ToyShapes::new(ToySplit::Anomaly, 2, 32, 0).unwrap(),
+            ToyShapes::new(ToySplit::Anomaly, 2, 40, 0).unwrap(),
+        );
+        let mut t = Trainer::new(TrainConfig::quick().check().unwrap(), 4).unwrap();
+        let r = evaluate(&mut t.model, &ds, 4, 0).unwrap();
+        assert_eq!(r.images, 4);
+        for v in [r.miou, r.acc, r.ece, r.brier] {
+            assert!((0.0..=2.0).contains(&v), "{r:?}");
+        }
+        let a = r.anomaly.unwrap();
+        assert_eq!(
+            a.keys().cloned().collect::<Vec<_>>(),
+            vec!["entropy", "maxlogit", "msp"]
+        );
     }
 }

@@ -140,11 +140,47 @@ impl Trainer {
     /// # Errors
     /// [`GmmSegError::InvalidConfig`] for zero classes or a bad network config.
     pub fn new(config: ValidTrainConfig, num_classes: usize) -> Result<Self> {
-        let dev = Dev::default();
         let cfg = config.get();
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let dev = Dev::default();
         let net = SegNet::new(&dev, &cfg.net, &mut rng)?;
         let head = build_head(cfg, &dev, num_classes, &mut rng)?;
+        Self::assemble(config, net, head, dev)
+    }
+
+    /// A fresh trainer with a caller-built head (a head type that [`HeadKind`] does not list
+    /// yet, e.g. while developing one). The network is drawn from the config's seed exactly as
+    /// in [`Trainer::new`]. Note that the config hash only knows `config.head`, so checkpoints
+    /// cannot tell two custom heads apart beyond their parameter names and shapes.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] for a bad network config or a head whose feature
+    /// dimension differs from `net.feature_dim`.
+    pub fn with_head(config: ValidTrainConfig, head: Box<dyn Head>) -> Result<Self> {
+        let cfg = config.get();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let dev = Dev::default();
+        let net = SegNet::new(&dev, &cfg.net, &mut rng)?;
+        Self::assemble(config, net, head, dev)
+    }
+
+    fn assemble(
+        config: ValidTrainConfig,
+        net: SegNet,
+        head: Box<dyn Head>,
+        dev: Dev,
+    ) -> Result<Self> {
+        if head.feature_dim() != config.get().net.feature_dim {
+            return Err(GmmSegError::config(
+                "net.feature_dim",
+                format!(
+                    "is {}, but the {} head expects {}",
+                    config.get().net.feature_dim,
+                    head.kind(),
+                    head.feature_dim()
+                ),
+            ));
+        }
         Ok(Trainer {
             config,
             model: SegModel { net, head },
