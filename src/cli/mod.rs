@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 
 pub mod gmm;
+pub mod metrics;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
 #[derive(Debug, Parser)]
@@ -25,6 +26,9 @@ pub enum Command {
     FitGmm(gmm::FitGmmArgs),
     /// Score features under a fitted GMM: class log-likelihoods, posterior, anomaly score.
     Score(gmm::ScoreArgs),
+    /// Evaluate saved predictions: segmentation, anomaly and calibration metrics.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
 }
 
 /// Runs one parsed command line.
@@ -32,5 +36,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
+        Command::Metrics(cmd) => metrics::run(cmd),
     }
 }

@@ -1,1 +1,1 @@
-//! (work in progress)
+//! Figures (work in progress).
