@@ -412,3 +412,33 @@ fn summary_hand_computed() {
     assert_eq!(gmmseg::metrics::student_t_975(0), None);
     assert_abs_diff_eq!(gmmseg::metrics::student_t_975(30).unwrap(), 2.0422724563012378);
 }
+
+/// The `u8` fast path (256×256 tables per 4M-pixel chunk) agrees with the generic path, over
+/// several chunks, and reports the exact index of a bad pixel in a later chunk.
+#[test]
+fn confusion_u8_fast_path_matches_generic_path() {
+    let n = 9_000_001usize;
+    let gt: Vec<u8> = (0..n)
+        .map(|i| if i % 37 == 0 { 255 } else { (i / 1013 % 7) as u8 })
+        .collect();
+    let pred: Vec<u8> = (0..n).map(|i| ((i * 31) % 101 % 7) as u8).collect();
+    let (gt64, pred64): (Vec<i64>, Vec<i64>) =
+        gt.iter().zip(&pred).map(|(&g, &p)| (g as i64, p as i64)).unzip();
+    let mut fast = ConfusionMatrix::new(7).unwrap();
+    fast.update(&pred, &gt).unwrap();
+    let mut generic = ConfusionMatrix::new(7).unwrap();
+    generic.update(&pred64, &gt64).unwrap();
+    assert_eq!(fast, generic);
+    assert_eq!(fast.matrix().sum(), (0..n).filter(|i| i % 37 != 0).count() as u64);
+
+    let mut bad = pred.clone();
+    bad[6_000_123] = 9; // an invalid prediction at a valid pixel (6_000_123 % 37 != 0)
+    bad[8_000_000] = 9;
+    match fast.update(&bad, &gt) {
+        Err(GmmSegError::LabelOutOfRange { index, label, what, classes }) => {
+            assert_eq!((index, label, what.as_str(), classes), (6_000_123, 9, "pred", 7))
+        }
+        other => panic!("expected LabelOutOfRange, got {other:?}"),
+    }
+    assert_eq!(fast, generic, "a failed update leaves the matrix unchanged");
+}

@@ -43,6 +43,24 @@ pub use summary::{summarize, student_t_975, Summary};
 pub trait Label: Copy + Send + Sync {
     /// The label as `i64` (255 is the ignore value whatever the type).
     fn to_i64(self) -> i64;
+
+    /// The slice as bytes when the label type is `u8`, so that hot loops can take a
+    /// branch-free path (e.g. the confusion matrix's 256×256 histogram).
+    fn as_u8_slice(s: &[Self]) -> Option<&[u8]> {
+        let _ = s;
+        None
+    }
+}
+
+impl Label for u8 {
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+
+    fn as_u8_slice(s: &[Self]) -> Option<&[u8]> {
+        Some(s)
+    }
 }
 
 macro_rules! impl_label {
@@ -55,7 +73,7 @@ macro_rules! impl_label {
         }
     )*};
 }
-impl_label!(u8, u16, u32, u64, usize, i8, i16, i32, i64);
+impl_label!(u16, u32, u64, usize, i8, i16, i32, i64);
 
 /// The ignore label as `i64`, for comparisons inside the hot loops.
 pub(crate) const IGNORE: i64 = crate::data::IGNORE_LABEL as i64;

@@ -53,6 +53,57 @@ pub struct SegmentationMetrics {
 /// balance across cores.
 const CHUNK: usize = 1 << 20;
 
+/// Pixels per rayon task on the `u8` path (u32 counters cannot overflow).
+const CHUNK_U8: usize = 1 << 22;
+
+/// Branch-free histogram of (gt, pred) byte pairs into four interleaved 256×256 tables (four,
+/// so that runs of equal labels, the common case in label maps, do not serialise on one
+/// counter's store-to-load latency), then folded into C×C. `Err(())` when some pixel is
+/// invalid (the caller finds which).
+fn histogram_u8(pred: &[u8], gt: &[u8], c: usize) -> std::result::Result<Vec<u64>, ()> {
+    const WAYS: usize = 4;
+    let mut h = vec![[0u32; 65536]; WAYS];
+    let [h0, h1, h2, h3] = &mut h[..] else {
+        unreachable!("WAYS tables")
+    };
+    let key = |g: u8, p: u8| ((g as usize) << 8 | p as usize) & 0xffff;
+    let mut pc = pred.chunks_exact(WAYS);
+    let mut gc = gt.chunks_exact(WAYS);
+    for (p, g) in (&mut pc).zip(&mut gc) {
+        h0[key(g[0], p[0])] += 1;
+        h1[key(g[1], p[1])] += 1;
+        h2[key(g[2], p[2])] += 1;
+        h3[key(g[3], p[3])] += 1;
+    }
+    for (p, g) in pc.remainder().iter().zip(gc.remainder()) {
+        h0[key(*g, *p)] += 1;
+    }
+    let mut local = vec![0u64; c * c];
+    for g in 0..256usize {
+        for p in 0..256usize {
+            let k = g << 8 | p;
+            let n = h.iter().map(|t| t[k] as u64).sum::<u64>();
+            if n == 0 || g == IGNORE as usize {
+                continue;
+            }
+            if g < c && p < c {
+                local[g * c + p] += n;
+            } else {
+                return Err(());
+            }
+        }
+    }
+    Ok(local)
+}
+
+/// Index of the first pixel that is neither valid nor ignored.
+fn first_bad(pred: &[u8], gt: &[u8], cc: i64) -> Option<usize> {
+    pred.iter().zip(gt).position(|(&p, &g)| {
+        let (p, g) = (p as i64, g as i64);
+        g != IGNORE && !(g < cc && p < cc)
+    })
+}
+
 impl ConfusionMatrix {
     /// An empty matrix for `classes` classes (1..=255, since 255 is the ignore label).
     pub fn new(classes: usize) -> Result<Self> {
@@ -95,23 +146,36 @@ impl ConfusionMatrix {
         let c = self.classes;
         let cc = c as i64;
         // Per chunk: a local histogram, or the first bad index.
-        let partial: Vec<std::result::Result<Vec<u64>, usize>> = pred
-            .par_chunks(CHUNK)
-            .zip(gt.par_chunks(CHUNK))
-            .enumerate()
-            .map(|(ci, (p, g))| {
-                let mut local = vec![0u64; c * c];
-                for (i, (&p, &g)) in p.iter().zip(g).enumerate() {
-                    let (p, g) = (p.to_i64(), g.to_i64());
-                    if (g as u64) < cc as u64 && (p as u64) < cc as u64 {
-                        local[g as usize * c + p as usize] += 1;
-                    } else if g != IGNORE {
-                        return Err(ci * CHUNK + i);
-                    }
-                }
-                Ok(local)
-            })
-            .collect();
+        let partial: Vec<std::result::Result<Vec<u64>, usize>> =
+            match (P::as_u8_slice(pred), G::as_u8_slice(gt)) {
+                (Some(p8), Some(g8)) => p8
+                    .par_chunks(CHUNK_U8)
+                    .zip(g8.par_chunks(CHUNK_U8))
+                    .enumerate()
+                    .map(|(ci, (p, g))| {
+                        histogram_u8(p, g, c).map_err(|()| {
+                            ci * CHUNK_U8 + first_bad(p, g, cc).expect("a bad pixel exists")
+                        })
+                    })
+                    .collect(),
+                _ => pred
+                    .par_chunks(CHUNK)
+                    .zip(gt.par_chunks(CHUNK))
+                    .enumerate()
+                    .map(|(ci, (p, g))| {
+                        let mut local = vec![0u64; c * c];
+                        for (i, (&p, &g)) in p.iter().zip(g).enumerate() {
+                            let (p, g) = (p.to_i64(), g.to_i64());
+                            if (g as u64) < cc as u64 && (p as u64) < cc as u64 {
+                                local[g as usize * c + p as usize] += 1;
+                            } else if g != IGNORE {
+                                return Err(ci * CHUNK + i);
+                            }
+                        }
+                        Ok(local)
+                    })
+                    .collect(),
+            };
         if let Some(index) = partial.iter().filter_map(|r| r.as_ref().err()).min() {
             let (p, g) = (pred[*index].to_i64(), gt[*index].to_i64());
             let (what, label) = if (0..cc).contains(&g) || g == IGNORE {

@@ -8,7 +8,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bold, font, register_fonts, series_color};
+use super::{bold, font, register_fonts, series_color, tidy};
 use crate::error::{GmmSegError, Result};
 use crate::metrics::Summary;
 
@@ -95,9 +95,11 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(&labels.x)
         .y_desc(&labels.y)
+        .x_label_formatter(&tidy)
+        .y_label_formatter(&tidy)
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(240, 240, 240))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
     let max_n = series
@@ -185,9 +187,10 @@ pub fn grouped_bars<DB: DrawingBackend>(
         })
         .x_desc(&labels.x)
         .y_desc(&labels.y)
+        .y_label_formatter(&tidy)
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(240, 240, 240))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
     let k = series.len() as f64;

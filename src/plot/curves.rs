@@ -56,7 +56,7 @@ pub fn roc_chart<DB: DrawingBackend>(
         .y_desc("True-positive rate")
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
     chart.draw_series(std::iter::once(DashedPathElement::new(
@@ -110,7 +110,7 @@ pub fn pr_chart<DB: DrawingBackend>(
         .y_desc("Precision")
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
     let m0 = methods[0].metrics;

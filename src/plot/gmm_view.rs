@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::{bold, font, register_fonts, rgb};
+use super::{bold, font, register_fonts, rgb, tidy};
 use crate::data::palette::class_color;
 use crate::error::{GmmSegError, Result};
 
@@ -267,9 +267,11 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(format!("PC 1 ({:.0}% of variance)", 100.0 * pca.explained[0]))
         .y_desc(format!("PC 2 ({:.0}% of variance)", 100.0 * pca.explained[1]))
+        .x_label_formatter(&tidy)
+        .y_label_formatter(&tidy)
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(242, 242, 242))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(220, 220, 220))
         .draw()?;
     chart.draw_series(

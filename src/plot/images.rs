@@ -91,10 +91,11 @@ fn draw_picture<DB: DrawingBackend>(
     let step = h.max(w).div_ceil(MAX_DRAWN_SIDE).max(1);
     let pos = |i: usize, o: f64| (o + i as f64 * scale).round() as i32;
     for y in (0..h).step_by(step) {
-        let (y0, y1) = (pos(y, oy), pos((y + step).min(h), oy) - 1);
+        let (y0, y1) = (pos(y, oy), pos((y + step).min(h), oy));
         for x in (0..w).step_by(step) {
-            let (x0, x1) = (pos(x, ox), pos((x + step).min(w), ox) - 1);
-            area.draw(&Rectangle::new([(x0, y0), (x1.max(x0), y1.max(y0))], color(y, x).filled()))?;
+            let (x0, x1) = (pos(x, ox), pos((x + step).min(w), ox));
+            // Edges shared with the neighbours: no hairline gaps in either backend.
+            area.draw(&Rectangle::new([(x0, y0), (x1.max(x0 + 1), y1.max(y0 + 1))], color(y, x).filled()))?;
         }
     }
     area.draw(&Rectangle::new(
@@ -152,7 +153,9 @@ fn heat_colors<'a>(
         let g = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
         let s = scores[[y, x]] as f64;
         if s.is_finite() {
-            blend([g, g, g], inferno((s - lo) / span), alpha)
+            // Low scores let more of the image through, so the scene stays readable.
+            let t = ((s - lo) / span).clamp(0.0, 1.0);
+            blend([g, g, g], inferno(t), alpha * (0.35 + 0.65 * t))
         } else {
             let v = (g * 255.0).round() as u8;
             RGBColor(v, v, v)
@@ -246,18 +249,22 @@ impl Default for OverlayOptions {
 }
 
 fn class_name(names: &[String], c: usize) -> String {
+    if c == IGNORE_LABEL as usize {
+        return "ignore".into();
+    }
     names.get(c).cloned().unwrap_or_else(|| format!("class {c}"))
 }
 
-/// Classes present in the label maps, sorted (ignore excluded).
-fn present(maps: &[&Array2<u8>]) -> Vec<usize> {
+/// Classes present in the label maps, sorted; 255 (ignore) last, only if `with_ignore`.
+fn present(maps: &[&Array2<u8>], with_ignore: bool) -> Vec<usize> {
     let mut seen = [false; 256];
     for m in maps {
         for &v in m.iter() {
             seen[v as usize] = true;
         }
     }
-    (0..255).filter(|&c| seen[c]).collect()
+    let top = if with_ignore { 256 } else { 255 };
+    (0..top).filter(|&c| seen[c]).collect()
 }
 
 /// A vertical or wrapped legend of colour swatches and class names.
@@ -310,7 +317,7 @@ pub fn segmentation_overlay<DB: DrawingBackend>(
             blend(p, rgb(class_color(l as usize)), alpha)
         }
     })?;
-    class_legend(&legend, &present(&[labels]), class_names, 1)
+    class_legend(&legend, &present(&[labels], false), class_names, 1)
 }
 
 /// One row of a [`sample_grid`].
@@ -351,7 +358,7 @@ pub fn sample_grid<DB: DrawingBackend>(
         headers.push("Anomaly score");
     }
     let maps: Vec<&Array2<u8>> = rows.iter().flat_map(|r| [r.label, r.prediction]).collect();
-    let classes = present(&maps);
+    let classes = present(&maps, true);
     let (aw, ah) = area.dim_in_pixel();
     let legend_cols = ((aw as usize) / 150).max(1);
     let legend_h = 16 + 24 * classes.len().div_ceil(legend_cols) as u32;

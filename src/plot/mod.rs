@@ -285,6 +285,16 @@ pub fn series_color(i: usize) -> RGBColor {
     SERIES_COLORS[i % SERIES_COLORS.len()]
 }
 
+/// An axis tick label without noise: "2" not "2.0", "0.25" not "0.250".
+pub(crate) fn tidy(v: &f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 /// Text style of a given size in the figure font.
 pub(crate) fn font(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().into()

@@ -81,7 +81,7 @@ fn draw_panel<DB: DrawingBackend>(
     mesh.y_desc("Accuracy")
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(215, 215, 215))
         .y_labels(6)
         .x_labels(6);
@@ -164,7 +164,7 @@ fn draw_panel<DB: DrawingBackend>(
                     format!("{v}")
                 }
             })
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(TRANSPARENT)
             .bold_line_style(RGBColor(215, 215, 215))
             .draw()?;
         counts.draw_series(m.bins.iter().filter(|b| b.count > 0).map(|b| {
