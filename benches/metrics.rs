@@ -38,7 +38,13 @@ fn anomaly_inputs() -> (Vec<f32>, Vec<u8>) {
 fn seg_inputs() -> (Vec<u8>, Vec<u8>) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let gt: Vec<u8> = (0..SEG_PIXELS)
-        .map(|i| if i % 50 == 0 { 255 } else { (i / 997 % CLASSES) as u8 })
+        .map(|i| {
+            if i % 50 == 0 {
+                255
+            } else {
+                (i / 997 % CLASSES) as u8
+            }
+        })
         .collect();
     let pred: Vec<u8> = gt
         .iter()

@@ -31,8 +31,15 @@ fn seg_json_keys_and_values() {
     write_npy(&dir.path().join("pred.npy"), &pred).unwrap();
     write_npy(&dir.path().join("gt.npy"), &gt).unwrap();
     let (ok, out, err) = gmmseg(&[
-        "metrics", "seg", "--pred", &p(dir.path(), "pred.npy"), "--gt",
-        &p(dir.path(), "gt.npy"), "--classes", "4", "--json",
+        "metrics",
+        "seg",
+        "--pred",
+        &p(dir.path(), "pred.npy"),
+        "--gt",
+        &p(dir.path(), "gt.npy"),
+        "--classes",
+        "4",
+        "--json",
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -45,18 +52,33 @@ fn seg_json_keys_and_values() {
 
     // Text output mentions mIoU.
     let (ok, out, _) = gmmseg(&[
-        "metrics", "seg", "--pred", &p(dir.path(), "pred.npy"), "--gt",
-        &p(dir.path(), "gt.npy"), "--classes", "4",
+        "metrics",
+        "seg",
+        "--pred",
+        &p(dir.path(), "pred.npy"),
+        "--gt",
+        &p(dir.path(), "gt.npy"),
+        "--classes",
+        "4",
     ]);
     assert!(ok && out.contains("miou"), "{out}");
 
     // Too few classes → a one-line error naming the label, non-zero exit.
     let (ok, _, err) = gmmseg(&[
-        "metrics", "seg", "--pred", &p(dir.path(), "pred.npy"), "--gt",
-        &p(dir.path(), "gt.npy"), "--classes", "2",
+        "metrics",
+        "seg",
+        "--pred",
+        &p(dir.path(), "pred.npy"),
+        "--gt",
+        &p(dir.path(), "gt.npy"),
+        "--classes",
+        "2",
     ]);
     assert!(!ok);
-    assert!(err.starts_with("error:") && err.contains("label 2"), "{err}");
+    assert!(
+        err.starts_with("error:") && err.contains("label 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -67,8 +89,13 @@ fn anomaly_json_keys_and_errors() {
     write_npy(&dir.path().join("s.npy"), &s).unwrap();
     write_npy(&dir.path().join("l.npy"), &l).unwrap();
     let (ok, out, err) = gmmseg(&[
-        "metrics", "anomaly", "--scores", &p(dir.path(), "s.npy"), "--labels",
-        &p(dir.path(), "l.npy"), "--json",
+        "metrics",
+        "anomaly",
+        "--scores",
+        &p(dir.path(), "s.npy"),
+        "--labels",
+        &p(dir.path(), "l.npy"),
+        "--json",
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -80,19 +107,31 @@ fn anomaly_json_keys_and_errors() {
     let one = array![0u8, 0, 0, 0, 0, 0, 0, 0];
     write_npy(&dir.path().join("one.npy"), &one).unwrap();
     let (ok, _, err) = gmmseg(&[
-        "metrics", "anomaly", "--scores", &p(dir.path(), "s.npy"), "--labels",
+        "metrics",
+        "anomaly",
+        "--scores",
+        &p(dir.path(), "s.npy"),
+        "--labels",
         &p(dir.path(), "one.npy"),
     ]);
     assert!(!ok && err.contains("undefined"), "{err}");
     let short = array![0u8, 1];
     write_npy(&dir.path().join("short.npy"), &short).unwrap();
     let (ok, _, err) = gmmseg(&[
-        "metrics", "anomaly", "--scores", &p(dir.path(), "s.npy"), "--labels",
+        "metrics",
+        "anomaly",
+        "--scores",
+        &p(dir.path(), "s.npy"),
+        "--labels",
         &p(dir.path(), "short.npy"),
     ]);
     assert!(!ok && err.contains("shape"), "{err}");
     let (ok, _, err) = gmmseg(&[
-        "metrics", "anomaly", "--scores", &p(dir.path(), "missing.npy"), "--labels",
+        "metrics",
+        "anomaly",
+        "--scores",
+        &p(dir.path(), "missing.npy"),
+        "--labels",
         &p(dir.path(), "l.npy"),
     ]);
     assert!(!ok && err.contains("missing.npy"), "{err}");
@@ -114,8 +153,15 @@ fn calibration_json_keys_and_bad_probabilities() {
     write_npy(&dir.path().join("p.npy"), &probs).unwrap();
     write_npy(&dir.path().join("y.npy"), &labels).unwrap();
     let (ok, out, err) = gmmseg(&[
-        "metrics", "calibration", "--probs", &p(dir.path(), "p.npy"), "--labels",
-        &p(dir.path(), "y.npy"), "--bins", "5", "--json",
+        "metrics",
+        "calibration",
+        "--probs",
+        &p(dir.path(), "p.npy"),
+        "--labels",
+        &p(dir.path(), "y.npy"),
+        "--bins",
+        "5",
+        "--json",
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -130,7 +176,11 @@ fn calibration_json_keys_and_bad_probabilities() {
 
     // Text mode prints the bins table.
     let (ok, out, _) = gmmseg(&[
-        "metrics", "calibration", "--probs", &p(dir.path(), "p.npy"), "--labels",
+        "metrics",
+        "calibration",
+        "--probs",
+        &p(dir.path(), "p.npy"),
+        "--labels",
         &p(dir.path(), "y.npy"),
     ]);
     assert!(ok && out.contains("ece") && out.contains("count"), "{out}");
@@ -141,13 +191,23 @@ fn calibration_json_keys_and_bad_probabilities() {
     let y1 = array![0u8];
     write_npy(&dir.path().join("y1.npy"), &y1).unwrap();
     let (ok, _, err) = gmmseg(&[
-        "metrics", "calibration", "--probs", &p(dir.path(), "logits.npy"), "--labels",
+        "metrics",
+        "calibration",
+        "--probs",
+        &p(dir.path(), "logits.npy"),
+        "--labels",
         &p(dir.path(), "y1.npy"),
     ]);
     assert!(!ok && err.contains("outside [0, 1]"), "{err}");
     let (ok, _, err) = gmmseg(&[
-        "metrics", "calibration", "--probs", &p(dir.path(), "p.npy"), "--labels",
-        &p(dir.path(), "y.npy"), "--bins", "0",
+        "metrics",
+        "calibration",
+        "--probs",
+        &p(dir.path(), "p.npy"),
+        "--labels",
+        &p(dir.path(), "y.npy"),
+        "--bins",
+        "0",
     ]);
     assert!(!ok && err.contains("bins"), "{err}");
 }

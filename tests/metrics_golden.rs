@@ -23,7 +23,10 @@ fn segmentation_hand_computed() {
     let gt: [u8; 10] = [0, 0, 0, 1, 1, 2, 2, 2, 255, 255];
     let pred: [u8; 10] = [0, 0, 1, 1, 2, 2, 2, 0, 3, 0];
     let m = segmentation_metrics(&pred, &gt, 4).unwrap();
-    assert_eq!(m.per_class_iou, vec![Some(0.5), Some(1.0 / 3.0), Some(0.5), None]);
+    assert_eq!(
+        m.per_class_iou,
+        vec![Some(0.5), Some(1.0 / 3.0), Some(0.5), None]
+    );
     assert_abs_diff_eq!(m.miou, 4.0 / 9.0, epsilon = TOL);
     assert_abs_diff_eq!(m.acc, 5.0 / 8.0, epsilon = TOL);
     assert_abs_diff_eq!(m.macc, 11.0 / 18.0, epsilon = TOL);
@@ -94,7 +97,9 @@ fn segmentation_bad_input_is_a_typed_error() {
         Err(GmmSegError::Shape { .. })
     ));
     match cm.update(&[0u8, 1, 2], &[0u8, 7, 1]) {
-        Err(GmmSegError::LabelOutOfRange { label, index, what, .. }) => {
+        Err(GmmSegError::LabelOutOfRange {
+            label, index, what, ..
+        }) => {
             assert_eq!((label, index, what.as_str()), (7, 1, "gt"))
         }
         other => panic!("expected LabelOutOfRange, got {other:?}"),
@@ -183,7 +188,11 @@ fn anomaly_curves_are_monotone_and_end_at_one() {
     let (m, c) = acc.finish_with_curves(50).unwrap();
     assert_eq!((c.fpr[0], c.tpr[0]), (0.0, 0.0));
     assert_eq!((*c.fpr.last().unwrap(), *c.tpr.last().unwrap()), (1.0, 1.0));
-    assert!(c.fpr.len() <= 2 * 50 + 2, "thinned to ~max_points: {}", c.fpr.len());
+    assert!(
+        c.fpr.len() <= 2 * 50 + 2,
+        "thinned to ~max_points: {}",
+        c.fpr.len()
+    );
     assert!(c.fpr.windows(2).all(|w| w[0] <= w[1]));
     assert!(c.tpr.windows(2).all(|w| w[0] <= w[1]));
     // The final precision is the positive rate.
@@ -256,7 +265,11 @@ fn calibration_hand_computed() {
     let eps = 1e-6; // the inputs are f32
     assert_abs_diff_eq!(m.ece, 0.3 / 6.0 + 0.5 * (0.9 - 2.0 / 3.0), epsilon = eps);
     assert_abs_diff_eq!(m.mce, 0.3, epsilon = eps);
-    let nll = -[0.7f64, 0.3, 0.8, 0.5, 1.0, 0.05].iter().map(|p| p.ln()).sum::<f64>() / 6.0;
+    let nll = -[0.7f64, 0.3, 0.8, 0.5, 1.0, 0.05]
+        .iter()
+        .map(|p| p.ln())
+        .sum::<f64>()
+        / 6.0;
     assert_abs_diff_eq!(m.nll, nll, epsilon = eps);
     assert_abs_diff_eq!(m.brier, 3.075 / 6.0, epsilon = eps);
     assert_eq!(m.pixels, 6);
@@ -316,8 +329,11 @@ fn calibration_matches_numpy_reference() {
     let mut acc = CalibrationAccumulator::new(CalibrationConfig::default().check().unwrap());
     for start in (0..n).step_by(64) {
         let end = (start + 64).min(n);
-        acc.update(probs.slice(ndarray::s![start..end, ..]), &labels[start..end])
-            .unwrap();
+        acc.update(
+            probs.slice(ndarray::s![start..end, ..]),
+            &labels[start..end],
+        )
+        .unwrap();
     }
     let m = acc.finish().unwrap();
     assert_eq!(m.pixels, 450);
@@ -394,23 +410,37 @@ fn summary_hand_computed() {
     assert_eq!(s.n, 3);
     assert_abs_diff_eq!(s.mean, 42.0, epsilon = TOL);
     assert_abs_diff_eq!(s.std.unwrap(), 2.0, epsilon = TOL);
-    assert_abs_diff_eq!(s.ci95.unwrap(), 4.302652729749462 * 2.0 / 3f64.sqrt(), epsilon = TOL);
+    assert_abs_diff_eq!(
+        s.ci95.unwrap(),
+        4.302652729749462 * 2.0 / 3f64.sqrt(),
+        epsilon = TOL
+    );
     assert_abs_diff_eq!(s.upper() - s.lower(), 2.0 * s.ci95.unwrap(), epsilon = TOL);
     // One run: no spread, no interval.
     let one = summarize(&[3.5]).unwrap();
-    assert_eq!((one.std, one.ci95, one.lower(), one.upper()), (None, None, 3.5, 3.5));
+    assert_eq!(
+        (one.std, one.ci95, one.lower(), one.upper()),
+        (None, None, 3.5, 3.5)
+    );
     // Beyond df = 30 the normal quantile is used.
     let many: Vec<f64> = (0..41).map(|i| (i % 2) as f64).collect();
     let s = summarize(&many).unwrap();
     let sd = s.std.unwrap();
-    assert_abs_diff_eq!(s.ci95.unwrap(), 1.959963984540054 * sd / 41f64.sqrt(), epsilon = TOL);
+    assert_abs_diff_eq!(
+        s.ci95.unwrap(),
+        1.959963984540054 * sd / 41f64.sqrt(),
+        epsilon = TOL
+    );
     assert!(matches!(summarize(&[]), Err(GmmSegError::Empty { .. })));
     assert!(matches!(
         summarize(&[1.0, f64::NAN]),
         Err(GmmSegError::NonFinite { index: 1, .. })
     ));
     assert_eq!(gmmseg::metrics::student_t_975(0), None);
-    assert_abs_diff_eq!(gmmseg::metrics::student_t_975(30).unwrap(), 2.0422724563012378);
+    assert_abs_diff_eq!(
+        gmmseg::metrics::student_t_975(30).unwrap(),
+        2.0422724563012378
+    );
 }
 
 /// The `u8` fast path (256×256 tables per 4M-pixel chunk) agrees with the generic path, over
@@ -419,24 +449,44 @@ fn summary_hand_computed() {
 fn confusion_u8_fast_path_matches_generic_path() {
     let n = 9_000_001usize;
     let gt: Vec<u8> = (0..n)
-        .map(|i| if i % 37 == 0 { 255 } else { (i / 1013 % 7) as u8 })
+        .map(|i| {
+            if i % 37 == 0 {
+                255
+            } else {
+                (i / 1013 % 7) as u8
+            }
+        })
         .collect();
     let pred: Vec<u8> = (0..n).map(|i| ((i * 31) % 101 % 7) as u8).collect();
-    let (gt64, pred64): (Vec<i64>, Vec<i64>) =
-        gt.iter().zip(&pred).map(|(&g, &p)| (g as i64, p as i64)).unzip();
+    let (gt64, pred64): (Vec<i64>, Vec<i64>) = gt
+        .iter()
+        .zip(&pred)
+        .map(|(&g, &p)| (g as i64, p as i64))
+        .unzip();
     let mut fast = ConfusionMatrix::new(7).unwrap();
     fast.update(&pred, &gt).unwrap();
     let mut generic = ConfusionMatrix::new(7).unwrap();
     generic.update(&pred64, &gt64).unwrap();
     assert_eq!(fast, generic);
-    assert_eq!(fast.matrix().sum(), (0..n).filter(|i| i % 37 != 0).count() as u64);
+    assert_eq!(
+        fast.matrix().sum(),
+        (0..n).filter(|i| i % 37 != 0).count() as u64
+    );
 
     let mut bad = pred.clone();
     bad[6_000_123] = 9; // an invalid prediction at a valid pixel (6_000_123 % 37 != 0)
     bad[8_000_000] = 9;
     match fast.update(&bad, &gt) {
-        Err(GmmSegError::LabelOutOfRange { index, label, what, classes }) => {
-            assert_eq!((index, label, what.as_str(), classes), (6_000_123, 9, "pred", 7))
+        Err(GmmSegError::LabelOutOfRange {
+            index,
+            label,
+            what,
+            classes,
+        }) => {
+            assert_eq!(
+                (index, label, what.as_str(), classes),
+                (6_000_123, 9, "pred", 7)
+            )
         }
         other => panic!("expected LabelOutOfRange, got {other:?}"),
     }

@@ -14,7 +14,10 @@ fn scored_labels() -> impl Strategy<Value = (Vec<f32>, Vec<u8>)> {
     (3usize..300).prop_flat_map(|n| {
         (
             prop::collection::vec((0i32..40).prop_map(|v| v as f32 / 8.0 - 2.0), n),
-            prop::collection::vec(prop_oneof![6 => Just(0u8), 3 => Just(1u8), 1 => Just(255u8)], n),
+            prop::collection::vec(
+                prop_oneof![6 => Just(0u8), 3 => Just(1u8), 1 => Just(255u8)],
+                n,
+            ),
         )
             .prop_filter("both classes present", |(_, l)| {
                 l.contains(&0) && l.contains(&1)

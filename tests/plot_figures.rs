@@ -37,7 +37,10 @@ where
     save_svg_and_png(&stem, size, draw).unwrap();
     let png = stem.with_extension("png");
     let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{name}: not an SVG");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("</svg>"),
+        "{name}: not an SVG"
+    );
     assert!(svg.contains("<text"), "{name}: SVG has no text");
     let img = image::open(&png).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), size, "{name}: PNG size");
@@ -66,7 +69,11 @@ fn calibration_model(overconfidence: f64, seed: u64) -> gmmseg::metrics::Calibra
         for k in 1..c {
             probs[[i, k]] = rest as f32;
         }
-        labels.push(if rng.gen::<f64>() < p_correct { 0u8 } else { 1 + (i % 4) as u8 });
+        labels.push(if rng.gen::<f64>() < p_correct {
+            0u8
+        } else {
+            1 + (i % 4) as u8
+        });
     }
     let mut acc = CalibrationAccumulator::new(CalibrationConfig::default().check().unwrap());
     acc.update(probs.view(), &labels).unwrap();
@@ -87,6 +94,11 @@ fn reliability_diagram_two_models() {
     })
     .unwrap();
     assert!(svg.contains("ECE"), "ECE in the title");
+    let cell = gmmseg::plot::inline((900, 450), |area| {
+        reliability_diagram(area, &models, &ReliabilityOptions::default())
+    })
+    .unwrap();
+    assert_eq!(cell.0, svg, "inline figures are the same SVG");
     let none: [(&str, &gmmseg::metrics::CalibrationMetrics); 0] = [];
     let err = to_svg_string((900, 450), |area| {
         reliability_diagram(area, &none, &ReliabilityOptions::default())
@@ -114,7 +126,11 @@ fn roc_and_pr_curves() {
     assert!(results[0].1.auroc > results[2].1.auroc);
     let methods: Vec<ScoredMethod> = results
         .iter()
-        .map(|(name, m, c)| ScoredMethod { name, metrics: m, curves: c })
+        .map(|(name, m, c)| ScoredMethod {
+            name,
+            metrics: m,
+            curves: c,
+        })
         .collect();
     render("roc_pr", (1100, 500), |area| roc_pr_curves(area, &methods));
 }
@@ -171,8 +187,20 @@ fn scene(h: usize, w: usize) -> (Array3<f32>, Array2<u8>, Array2<u8>, Array2<f32
 
 fn cityscapes_names() -> Vec<String> {
     [
-        "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-        "vegetation", "terrain", "sky", "person", "rider", "car",
+        "road",
+        "sidewalk",
+        "building",
+        "wall",
+        "fence",
+        "pole",
+        "traffic light",
+        "traffic sign",
+        "vegetation",
+        "terrain",
+        "sky",
+        "person",
+        "rider",
+        "car",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -187,7 +215,13 @@ fn anomaly_heatmap_and_overlay() {
         anomaly_heatmap(area, &img, &anomaly, &HeatmapOptions::default())
     });
     render("segmentation_overlay", (700, 440), |area| {
-        segmentation_overlay(area, &img, &pred, &cityscapes_names(), &OverlayOptions::default())
+        segmentation_overlay(
+            area,
+            &img,
+            &pred,
+            &cityscapes_names(),
+            &OverlayOptions::default(),
+        )
     });
     // Shape mismatch and bad options are errors.
     let small = Array2::<u8>::zeros((10, 10));
@@ -212,12 +246,32 @@ fn anomaly_heatmap_and_overlay() {
 fn image_label_prediction_anomaly_grid() {
     let (img, label, pred, anomaly) = scene(72, 96);
     let (img2, label2, _, anomaly2) = scene(72, 96);
-    let pred2 = label2.mapv(|v| if v == 8 { 9 } else if v == 255 { 13 } else { v });
+    let pred2 = label2.mapv(|v| {
+        if v == 8 {
+            9
+        } else if v == 255 {
+            13
+        } else {
+            v
+        }
+    });
     let rows = [
-        GridRow { image: &img, label: &label, prediction: &pred, anomaly: Some(&anomaly) },
-        GridRow { image: &img2, label: &label2, prediction: &pred2, anomaly: Some(&anomaly2) },
+        GridRow {
+            image: &img,
+            label: &label,
+            prediction: &pred,
+            anomaly: Some(&anomaly),
+        },
+        GridRow {
+            image: &img2,
+            label: &label2,
+            prediction: &pred2,
+            anomaly: Some(&anomaly2),
+        },
     ];
-    render("sample_grid", (900, 560), |area| sample_grid(area, &rows, &cityscapes_names()));
+    render("sample_grid", (900, 560), |area| {
+        sample_grid(area, &rows, &cityscapes_names())
+    });
     assert!(matches!(
         to_svg_string((300, 300), |a| sample_grid(a, &[], &[])),
         Err(GmmSegError::Empty { .. })
@@ -255,19 +309,37 @@ fn ablation_charts() {
         x: "Components per class M".into(),
         y: "mIoU (%)".into(),
     };
-    render("ablation_line", (760, 480), |area| metric_vs_parameter(area, &series, &labels));
+    render("ablation_line", (760, 480), |area| {
+        metric_vs_parameter(area, &series, &labels)
+    });
 
     let cats = ["1 loop", "5 loops", "10 loops"];
     let bars = vec![
-        ("Vanilla EM", vec![Some(seeds(&[42.5, 42.9, 42.7])), Some(seeds(&[43.9, 44.2])), Some(seeds(&[44.6, 45.0, 44.8]))]),
-        ("Sinkhorn EM", vec![Some(seeds(&[45.8, 46.1, 46.1])), Some(seeds(&[46.0, 46.2, 45.8])), None]),
+        (
+            "Vanilla EM",
+            vec![
+                Some(seeds(&[42.5, 42.9, 42.7])),
+                Some(seeds(&[43.9, 44.2])),
+                Some(seeds(&[44.6, 45.0, 44.8])),
+            ],
+        ),
+        (
+            "Sinkhorn EM",
+            vec![
+                Some(seeds(&[45.8, 46.1, 46.1])),
+                Some(seeds(&[46.0, 46.2, 45.8])),
+                None,
+            ],
+        ),
     ];
     let labels = ChartLabels {
         title: "EM variants".into(),
         x: "EM loops per iteration".into(),
         y: "mIoU (%)".into(),
     };
-    render("ablation_bars", (760, 480), |area| grouped_bars(area, &cats, &bars, &labels));
+    render("ablation_bars", (760, 480), |area| {
+        grouped_bars(area, &cats, &bars, &labels)
+    });
     let wrong = vec![("x", vec![Some(seeds(&[1.0]))])];
     assert!(matches!(
         to_svg_string((300, 300), |a| grouped_bars(a, &cats, &wrong, &labels)),
@@ -285,7 +357,8 @@ fn gmm_pca_view_with_ellipses() {
     for cls in 0..c {
         for comp in 0..m {
             for j in 0..d {
-                means[[cls, comp, j]] = 4.0 * unit.sample(&mut rng) as f32 * if j < 4 { 1.0 } else { 0.3 };
+                means[[cls, comp, j]] =
+                    4.0 * unit.sample(&mut rng) as f32 * if j < 4 { 1.0 } else { 0.3 };
                 vars[[cls, comp, j]] = 0.2 + rng.gen::<f32>() * 0.8;
             }
         }
@@ -297,10 +370,14 @@ fn gmm_pca_view_with_ellipses() {
         let (cls, comp) = (i % c, (i / c) % m);
         labels[i] = cls as u8;
         for j in 0..d {
-            feats[[i, j]] = means[[cls, comp, j]] + vars[[cls, comp, j]].sqrt() * unit.sample(&mut rng) as f32;
+            feats[[i, j]] =
+                means[[cls, comp, j]] + vars[[cls, comp, j]].sqrt() * unit.sample(&mut rng) as f32;
         }
     }
-    let names: Vec<String> = ["road", "sidewalk", "building", "wall"].iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = ["road", "sidewalk", "building", "wall"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let data = GmmViewData {
         features: feats.view(),
         labels: &labels,
@@ -309,7 +386,9 @@ fn gmm_pca_view_with_ellipses() {
         classes: &[0, 1, 2],
         class_names: &names,
     };
-    render("gmm_pca", (760, 600), |area| gmm_pca_view(area, &data, &GmmViewOptions::default()));
+    render("gmm_pca", (760, 600), |area| {
+        gmm_pca_view(area, &data, &GmmViewOptions::default())
+    });
 
     // PCA directions are orthonormal and ordered by explained variance.
     let pca = pca_2d(feats.view()).unwrap();
@@ -319,9 +398,16 @@ fn gmm_pca_view_with_ellipses() {
     assert!(pca.explained[0] >= pca.explained[1] && pca.explained[1] > 0.0);
     // Degenerate data and bad parameters are errors.
     assert!(pca_2d(Array2::<f32>::ones((5, 3)).view()).is_err());
-    let bad = GmmViewData { classes: &[7], ..data };
+    let bad = GmmViewData {
+        classes: &[7],
+        ..data
+    };
     assert!(matches!(
-        to_svg_string((300, 300), |a| gmm_pca_view(a, &bad, &GmmViewOptions::default())),
+        to_svg_string((300, 300), |a| gmm_pca_view(
+            a,
+            &bad,
+            &GmmViewOptions::default()
+        )),
         Err(GmmSegError::LabelOutOfRange { .. })
     ));
 }

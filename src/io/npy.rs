@@ -8,14 +8,17 @@ use std::io::Cursor;
 use std::path::Path;
 
 use ndarray::{Array, Array1, Array2, ArrayD, Dimension, IxDyn};
-use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt, WritableElement};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WritableElement, WriteNpyExt};
 
 use crate::error::{GmmSegError, Result};
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| GmmSegError::io(path, e))?;
     if bytes.is_empty() {
-        return Err(GmmSegError::file(path, "the file is empty (expected a NumPy .npy array)"));
+        return Err(GmmSegError::file(
+            path,
+            "the file is empty (expected a NumPy .npy array)",
+        ));
     }
     Ok(bytes)
 }

@@ -86,11 +86,7 @@ impl AnomalyAccumulator {
         if scores.len() != labels.len() {
             return Err(GmmSegError::shape(
                 "scores/labels",
-                format!(
-                    "{} scores but {} labels",
-                    scores.len(),
-                    labels.len()
-                ),
+                format!("{} scores but {} labels", scores.len(), labels.len()),
             ));
         }
         let (np, nn) = (self.positives.len(), self.negatives.len());
@@ -174,7 +170,11 @@ impl AnomalyAccumulator {
             || radix_sort_u32(&mut negatives),
         );
         let (pf, nf) = (p as f64, n as f64);
-        let step = if max_points > 0 { 1.0 / max_points as f64 } else { f64::INFINITY };
+        let step = if max_points > 0 {
+            1.0 / max_points as f64
+        } else {
+            f64::INFINITY
+        };
         let mut curves = AnomalyCurves::default();
         if max_points > 0 {
             curves.fpr.push(0.0);

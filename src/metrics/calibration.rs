@@ -76,7 +76,9 @@ impl CalibrationConfig {
                 format!("must be in 1..=100000, got {}", self.bins),
             ));
         }
-        if !(self.sum_tolerance.is_finite() && self.sum_tolerance >= 0.0 && self.sum_tolerance < 1.0)
+        if !(self.sum_tolerance.is_finite()
+            && self.sum_tolerance >= 0.0
+            && self.sum_tolerance < 1.0)
         {
             return Err(GmmSegError::config(
                 "sum_tolerance",

@@ -36,7 +36,7 @@ pub use calibration::{
     ValidCalibrationConfig,
 };
 pub use segmentation::{ConfusionMatrix, SegmentationMetrics};
-pub use summary::{summarize, student_t_975, Summary};
+pub use summary::{student_t_975, summarize, Summary};
 
 /// An integer label type accepted by the metrics (NumPy files load as `i64`, in-memory label
 /// maps are `u8`), so that callers never convert a whole label map just to evaluate it.

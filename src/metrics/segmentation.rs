@@ -207,7 +207,11 @@ impl ConfusionMatrix {
         if pred.shape() != gt.shape() {
             return Err(GmmSegError::shape(
                 "pred/gt",
-                format!("prediction {:?} vs ground truth {:?}", pred.shape(), gt.shape()),
+                format!(
+                    "prediction {:?} vs ground truth {:?}",
+                    pred.shape(),
+                    gt.shape()
+                ),
             ));
         }
         match (pred.as_slice(), gt.as_slice()) {

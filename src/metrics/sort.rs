@@ -69,7 +69,16 @@ mod tests {
 
     #[test]
     fn float_keys_preserve_order() {
-        let xs = [f32::NEG_INFINITY, -3.5, -1e-30, -0.0, 0.0, 1e-30, 2.0, f32::INFINITY];
+        let xs = [
+            f32::NEG_INFINITY,
+            -3.5,
+            -1e-30,
+            -0.0,
+            0.0,
+            1e-30,
+            2.0,
+            f32::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(f32_key(w[0]) <= f32_key(w[1]), "{} vs {}", w[0], w[1]);
         }

@@ -85,7 +85,10 @@ impl Summary {
 /// Summarises the values of several runs. Errors on an empty slice or a non-finite value.
 pub fn summarize(values: &[f64]) -> Result<Summary> {
     if values.is_empty() {
-        return Err(GmmSegError::empty("values", "a summary needs at least one run"));
+        return Err(GmmSegError::empty(
+            "values",
+            "a summary needs at least one run",
+        ));
     }
     if let Some(index) = values.iter().position(|v| !v.is_finite()) {
         return Err(GmmSegError::NonFinite {

@@ -3,8 +3,8 @@
 //! online vs post-hoc, generative vs discriminative: Tables 3, 4, 5a). The intervals are
 //! [`Summary`](crate::metrics::Summary) values over seeds.
 
-use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -56,7 +56,10 @@ fn error_bar<DB: DrawingBackend>(
     style: ShapeStyle,
     half: i32,
 ) -> Result<()> {
-    chart.draw_series(std::iter::once(PathElement::new(vec![(x, lo), (x, hi)], style)))?;
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(x, lo), (x, hi)],
+        style,
+    )))?;
     chart.draw_series([lo, hi].into_iter().map(|y| {
         EmptyElement::at((x, y)) + PathElement::new(vec![(-half, 0), (half, 0)], style)
     }))?;
@@ -75,9 +78,14 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
         return Err(GmmSegError::empty("series", "no point to draw"));
     }
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let (xmin, xmax) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    let (xmin, xmax) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
     if !xmin.is_finite() || !xmax.is_finite() {
-        return Err(GmmSegError::input("series", "parameter values must be finite"));
+        return Err(GmmSegError::input(
+            "series",
+            "parameter values must be finite",
+        ));
     }
     let xpad = ((xmax - xmin) * 0.06).max(0.5);
     let (ylo, yhi) = y_range(
@@ -118,11 +126,21 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
             format!("{} (n ≥ {n_min})", s.name)
         };
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1.mean)), c.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1.mean)),
+                c.stroke_width(2),
+            ))?
             .label(legend)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         for p in pts.iter().filter(|p| p.1.ci95.is_some()) {
-            error_bar(&mut chart, p.0, p.1.lower(), p.1.upper(), c.stroke_width(2), 6)?;
+            error_bar(
+                &mut chart,
+                p.0,
+                p.1.lower(),
+                p.1.upper(),
+                c.stroke_width(2),
+                6,
+            )?;
         }
         chart.draw_series(
             pts.iter()
@@ -161,7 +179,12 @@ pub fn grouped_bars<DB: DrawingBackend>(
     }
     let all = series.iter().flat_map(|s| s.1.iter().flatten());
     let (lo, hi) = y_range(all.map(|s| (s.lower().min(0.0), s.upper())))?;
-    let lo = if lo < 0.0 && series.iter().flat_map(|s| s.1.iter().flatten()).all(|s| s.lower() >= 0.0) {
+    let lo = if lo < 0.0
+        && series
+            .iter()
+            .flat_map(|s| s.1.iter().flatten())
+            .all(|s| s.lower() >= 0.0)
+    {
         0.0
     } else {
         lo
@@ -206,7 +229,10 @@ pub fn grouped_bars<DB: DrawingBackend>(
         chart
             .draw_series(bars.iter().map(|(gi, s)| {
                 Rectangle::new(
-                    [(x0(*gi) + 0.06 * width, lo), (x0(*gi) + 0.94 * width, s.mean)],
+                    [
+                        (x0(*gi) + 0.06 * width, lo),
+                        (x0(*gi) + 0.94 * width, s.mean),
+                    ],
                     c.mix(0.85).filled(),
                 )
             }))?
@@ -214,7 +240,14 @@ pub fn grouped_bars<DB: DrawingBackend>(
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
         for (gi, s) in bars.iter().filter(|(_, s)| s.ci95.is_some()) {
             let xm = x0(*gi) + 0.5 * width;
-            error_bar(&mut chart, xm, s.lower(), s.upper(), BLACK.stroke_width(1), 5)?;
+            error_bar(
+                &mut chart,
+                xm,
+                s.lower(),
+                s.upper(),
+                BLACK.stroke_width(1),
+                5,
+            )?;
         }
         chart.draw_series(bars.iter().map(|(gi, s)| {
             Text::new(

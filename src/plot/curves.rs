@@ -23,7 +23,10 @@ pub struct ScoredMethod<'a> {
 
 fn check(methods: &[ScoredMethod]) -> Result<()> {
     if methods.is_empty() {
-        return Err(GmmSegError::empty("methods", "a curve chart needs at least one method"));
+        return Err(GmmSegError::empty(
+            "methods",
+            "a curve chart needs at least one method",
+        ));
     }
     for m in methods {
         let n = m.curves.fpr.len();
@@ -69,7 +72,11 @@ pub fn roc_chart<DB: DrawingBackend>(
         let c = series_color(i);
         chart
             .draw_series(LineSeries::new(
-                m.curves.fpr.iter().copied().zip(m.curves.tpr.iter().copied()),
+                m.curves
+                    .fpr
+                    .iter()
+                    .copied()
+                    .zip(m.curves.tpr.iter().copied()),
                 c.stroke_width(2),
             ))?
             .label(format!(
@@ -124,7 +131,10 @@ pub fn pr_chart<DB: DrawingBackend>(
         )))?
         .label(format!("chance ({:.2})", 100.0 * rate))
         .legend(|(x, y)| {
-            PathElement::new(vec![(x, y), (x + 18, y)], RGBColor(150, 150, 150).stroke_width(1))
+            PathElement::new(
+                vec![(x, y), (x + 18, y)],
+                RGBColor(150, 150, 150).stroke_width(1),
+            )
         });
     for (i, m) in methods.iter().enumerate() {
         let c = series_color(i);

@@ -104,7 +104,10 @@ pub fn pca_2d(x: ArrayView2<f32>) -> Result<Pca2> {
     let mut cov = xc.t().dot(&xc) / (n - 1) as f64;
     let trace: f64 = cov.diag().sum();
     if trace <= 0.0 {
-        return Err(GmmSegError::input("features", "all rows are identical; no PCA plane"));
+        return Err(GmmSegError::input(
+            "features",
+            "all rows are identical; no PCA plane",
+        ));
     }
     let mut basis = Array2::zeros((2, d));
     let mut explained = [0.0; 2];
@@ -200,7 +203,10 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
         ));
     }
     if data.classes.is_empty() {
-        return Err(GmmSegError::empty("classes", "choose at least one class to show"));
+        return Err(GmmSegError::empty(
+            "classes",
+            "choose at least one class to show",
+        ));
     }
     if let Some(&bad) = data.classes.iter().find(|&&k| k >= c) {
         return Err(GmmSegError::LabelOutOfRange {
@@ -210,7 +216,11 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
             classes: c,
         });
     }
-    if let Some(i) = data.variances.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+    if let Some(i) = data
+        .variances
+        .iter()
+        .position(|v| !(v.is_finite() && *v > 0.0))
+    {
         return Err(GmmSegError::input(
             "variances",
             format!("must be finite and > 0; flat index {i} is not"),
@@ -231,7 +241,12 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
     let mut shapes: Vec<(usize, (f64, f64), Vec<(f64, f64)>, Vec<(f64, f64)>)> = Vec::new();
     for &cls in data.classes {
         for comp in 0..m {
-            let mu: Vec<f64> = data.means.slice(ndarray::s![cls, comp, ..]).iter().map(|&v| v as f64).collect();
+            let mu: Vec<f64> = data
+                .means
+                .slice(ndarray::s![cls, comp, ..])
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
             let var = data.variances.slice(ndarray::s![cls, comp, ..]);
             let mut s = [[0.0; 2]; 2];
             for (a, row) in s.iter_mut().enumerate() {
@@ -249,7 +264,12 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
         .iter()
         .map(|p| p.1)
         .chain(shapes.iter().flat_map(|s| s.3.iter().copied()));
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for (x, y) in all {
         x0 = x0.min(x);
         x1 = x1.max(x);
@@ -265,8 +285,14 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
         .build_cartesian_2d((x0 - px)..(x1 + px), (y0 - py)..(y1 + py))?;
     chart
         .configure_mesh()
-        .x_desc(format!("PC 1 ({:.0}% of variance)", 100.0 * pca.explained[0]))
-        .y_desc(format!("PC 2 ({:.0}% of variance)", 100.0 * pca.explained[1]))
+        .x_desc(format!(
+            "PC 1 ({:.0}% of variance)",
+            100.0 * pca.explained[0]
+        ))
+        .y_desc(format!(
+            "PC 2 ({:.0}% of variance)",
+            100.0 * pca.explained[1]
+        ))
         .x_label_formatter(&tidy)
         .y_label_formatter(&tidy)
         .label_style(font(14))
@@ -288,14 +314,20 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
             .unwrap_or_else(|| format!("class {cls}"));
         let mine: Vec<_> = shapes.iter().filter(|s| s.0 == cls).collect();
         chart
-            .draw_series(mine.iter().map(|s| PathElement::new(s.2.clone(), col.stroke_width(2))))?
+            .draw_series(
+                mine.iter()
+                    .map(|s| PathElement::new(s.2.clone(), col.stroke_width(2))),
+            )?
             .label(format!("{name} ({m} components)"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(3)));
         chart.draw_series(
             mine.iter()
                 .map(|s| DashedPathElement::new(s.3.clone(), 5, 4, col.stroke_width(1))),
         )?;
-        chart.draw_series(mine.iter().map(|s| Cross::new(s.1, 6, BLACK.stroke_width(2))))?;
+        chart.draw_series(
+            mine.iter()
+                .map(|s| Cross::new(s.1, 6, BLACK.stroke_width(2))),
+        )?;
     }
     chart
         .draw_series(std::iter::once(PathElement::new(vec![], BLACK)))?

@@ -32,7 +32,11 @@ pub fn inferno(t: f64) -> RGBColor {
         (0.8, [252.0, 165.0, 10.0]),
         (1.0, [252.0, 255.0, 164.0]),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let k = STOPS.iter().position(|s| s.0 >= t).unwrap_or(5).max(1);
     let (t0, c0) = STOPS[k - 1];
     let (t1, c1) = STOPS[k];
@@ -95,7 +99,10 @@ fn draw_picture<DB: DrawingBackend>(
         for x in (0..w).step_by(step) {
             let (x0, x1) = (pos(x, ox), pos((x + step).min(w), ox));
             // Edges shared with the neighbours: no hairline gaps in either backend.
-            area.draw(&Rectangle::new([(x0, y0), (x1.max(x0 + 1), y1.max(y0 + 1))], color(y, x).filled()))?;
+            area.draw(&Rectangle::new(
+                [(x0, y0), (x1.max(x0 + 1), y1.max(y0 + 1))],
+                color(y, x).filled(),
+            ))?;
         }
     }
     area.draw(&Rectangle::new(
@@ -226,7 +233,11 @@ pub fn anomaly_heatmap<DB: DrawingBackend>(
     let (aw, _) = inner.dim_in_pixel();
     let (main, bar) = inner.split_horizontally(aw.saturating_sub(100));
     let main = main.margin(6, 6, 10, 6);
-    draw_picture(&main, scores.dim(), heat_colors(image, scores, range, options.alpha))?;
+    draw_picture(
+        &main,
+        scores.dim(),
+        heat_colors(image, scores, range, options.alpha),
+    )?;
     colorbar(&bar, range, "score")
 }
 
@@ -252,7 +263,10 @@ fn class_name(names: &[String], c: usize) -> String {
     if c == IGNORE_LABEL as usize {
         return "ignore".into();
     }
-    names.get(c).cloned().unwrap_or_else(|| format!("class {c}"))
+    names
+        .get(c)
+        .cloned()
+        .unwrap_or_else(|| format!("class {c}"))
 }
 
 /// Classes present in the label maps, sorted; 255 (ignore) last, only if `with_ignore`.
@@ -279,8 +293,14 @@ fn class_legend<DB: DrawingBackend>(
     for (k, &c) in classes.iter().enumerate() {
         let (col, row) = ((k % columns) as i32, (k / columns) as i32);
         let (x, y) = (8 + col * col_w, 10 + row * 24);
-        area.draw(&Rectangle::new([(x, y), (x + 16, y + 16)], rgb(class_color(c)).filled()))?;
-        area.draw(&Rectangle::new([(x, y), (x + 16, y + 16)], BLACK.stroke_width(1)))?;
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 16, y + 16)],
+            rgb(class_color(c)).filled(),
+        ))?;
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 16, y + 16)],
+            BLACK.stroke_width(1),
+        ))?;
         area.draw(&Text::new(class_name(names, c), (x + 22, y + 1), font(14)))?;
     }
     Ok(())
@@ -343,7 +363,10 @@ pub fn sample_grid<DB: DrawingBackend>(
 ) -> Result<()> {
     register_fonts();
     if rows.is_empty() {
-        return Err(GmmSegError::empty("rows", "a sample grid needs at least one sample"));
+        return Err(GmmSegError::empty(
+            "rows",
+            "a sample grid needs at least one sample",
+        ));
     }
     for r in rows {
         check_image(r.image, r.label.dim(), "label")?;
@@ -384,7 +407,9 @@ pub fn sample_grid<DB: DrawingBackend>(
             blend(p, BLACK, 0.0)
         })?;
         let label_color = |m: &Array2<u8>, y: usize, x: usize| rgb(class_color(m[[y, x]] as usize));
-        draw_picture(&cell(1), row.label.dim(), |y, x| label_color(row.label, y, x))?;
+        draw_picture(&cell(1), row.label.dim(), |y, x| {
+            label_color(row.label, y, x)
+        })?;
         draw_picture(&cell(2), row.label.dim(), |y, x| {
             label_color(row.prediction, y, x)
         })?;

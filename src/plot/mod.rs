@@ -5,7 +5,11 @@
 //! evcxr notebook:
 //!
 //! ```ignore
-//! // notebook (feature `notebook`):
+//! // notebook cell (inline SVG; errors are returned, not panics):
+//! gmmseg::plot::inline((900, 420), |root| {
+//!     gmmseg::plot::reliability::reliability_diagram(root, &models, &Default::default())
+//! })?
+//! // or, with the `notebook` feature, plotters' own helper:
 //! plotters::evcxr::evcxr_figure((900, 420), |root| {
 //!     gmmseg::plot::reliability::reliability_diagram(&root, &models, &Default::default())
 //!         .map_err(|e| e.into())
@@ -261,6 +265,37 @@ where
         root.present()?;
     }
     Ok(buf)
+}
+
+/// An SVG figure that an evcxr notebook shows inline (evcxr calls `evcxr_display` on the
+/// value of a cell), with or without the crate's `notebook` feature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InlineSvg(pub String);
+
+impl InlineSvg {
+    /// Prints the figure in evcxr's rich-output protocol.
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n<div>{}</div>\nEVCXR_END_CONTENT",
+            self.0
+        );
+    }
+
+    /// Writes the SVG to a file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, &self.0).map_err(|e| GmmSegError::io(path, e))
+    }
+}
+
+/// Draws one figure for a notebook cell: `gmmseg::plot::inline((900, 450), |a| ...)?` as the
+/// cell's last expression displays it. Unlike `plotters::evcxr::evcxr_figure`, a drawing
+/// error comes back as an error instead of a panic.
+pub fn inline<F>(size: (u32, u32), draw: F) -> Result<InlineSvg>
+where
+    F: Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+{
+    to_svg_string(size, draw).map(InlineSvg)
 }
 
 /// Converts a palette colour to plotters' type.

@@ -40,7 +40,10 @@ pub fn reliability_diagram<DB: DrawingBackend>(
 ) -> Result<()> {
     register_fonts();
     if models.is_empty() {
-        return Err(GmmSegError::empty("models", "a reliability diagram needs a model"));
+        return Err(GmmSegError::empty(
+            "models",
+            "a reliability diagram needs a model",
+        ));
     }
     if !(0.05..=0.6).contains(&options.counts_height) {
         return Err(GmmSegError::config(
@@ -125,7 +128,12 @@ fn draw_panel<DB: DrawingBackend>(
             RGBColor(90, 90, 90).stroke_width(2),
         )))?
         .label("Perfect calibration")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], RGBColor(90, 90, 90).stroke_width(2)));
+        .legend(|(x, y)| {
+            PathElement::new(
+                vec![(x, y), (x + 14, y)],
+                RGBColor(90, 90, 90).stroke_width(2),
+            )
+        });
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
