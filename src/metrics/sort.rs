@@ -34,7 +34,7 @@ pub(crate) fn radix_sort_u32(keys: &mut Vec<u32>) {
     let mut scratch = vec![0u32; n];
     let mut src_is_keys = true;
     for (pass, h) in hist.iter().enumerate() {
-        if h.iter().any(|&c| c == n) {
+        if h.contains(&n) {
             continue; // every key has the same digit: this pass would not move anything
         }
         let mut offsets = [0usize; RADIX];

@@ -111,7 +111,7 @@ pub fn pca_2d(x: ArrayView2<f32>) -> Result<Pca2> {
     }
     let mut basis = Array2::zeros((2, d));
     let mut explained = [0.0; 2];
-    for k in 0..2 {
+    for (k, share) in explained.iter_mut().enumerate() {
         // Deterministic start, not orthogonal to any axis in general.
         let mut v = Array1::from_shape_fn(d, |i| 1.0 + 0.37 * ((i * 7 + k * 3) % 11) as f64);
         v /= v.dot(&v).sqrt();
@@ -136,7 +136,7 @@ pub fn pca_2d(x: ArrayView2<f32>) -> Result<Pca2> {
                 "the data varies along fewer than two directions; no PCA plane",
             ));
         }
-        explained[k] = lambda / trace;
+        *share = lambda / trace;
         basis.row_mut(k).assign(&v);
         // Deflate.
         let outer = v
@@ -151,6 +151,9 @@ pub fn pca_2d(x: ArrayView2<f32>) -> Result<Pca2> {
         explained,
     })
 }
+
+/// One drawn component: class, projected mean, 1σ and 2σ outlines.
+type Component = (usize, (f64, f64), Vec<(f64, f64)>, Vec<(f64, f64)>);
 
 /// Points of the ellipse {m + k·S^{1/2}u : |u| = 1} for a 2×2 covariance S.
 fn ellipse(m: (f64, f64), s: [[f64; 2]; 2], k: f64) -> Vec<(f64, f64)> {
@@ -238,7 +241,7 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
         let x: Vec<f64> = sel.row(k).iter().map(|&v| v as f64).collect();
         points.push((data.labels[i] as usize, pca.project(&x)));
     }
-    let mut shapes: Vec<(usize, (f64, f64), Vec<(f64, f64)>, Vec<(f64, f64)>)> = Vec::new();
+    let mut shapes: Vec<Component> = Vec::new();
     for &cls in data.classes {
         for comp in 0..m {
             let mu: Vec<f64> = data
