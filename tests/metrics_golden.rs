@@ -398,6 +398,58 @@ fn calibration_bad_input_is_a_typed_error() {
     assert!(bad_tol.check().is_err());
 }
 
+#[test]
+fn calibration_without_adaptive_ece() {
+    let cfg = CalibrationConfig {
+        adaptive: false,
+        ..CalibrationConfig::default()
+    };
+    let mut acc = CalibrationAccumulator::new(cfg.check().unwrap());
+    acc.update(array![[0.9f32, 0.1], [0.2, 0.8]].view(), &[0u8, 0])
+        .unwrap();
+    let m = acc.finish().unwrap();
+    assert_eq!(m.adaptive_ece, None);
+    // Bins 13 (0.9 ✓) and 12 (0.8 ✗): ECE = ½·0.1 + ½·0.8.
+    assert_abs_diff_eq!(m.ece, 0.45, epsilon = 1e-6);
+    assert_abs_diff_eq!(m.mce, 0.8, epsilon = 1e-6);
+}
+
+#[test]
+fn test_invalid_bins() {
+    for bins in [0, 100_001] {
+        match CalibrationConfig::with_bins(bins).check() {
+            Err(GmmSegError::InvalidConfig { field, .. }) => assert_eq!(field, "bins"),
+            other => panic!("bins = {bins}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    assert!(CalibrationConfig::with_bins(1).check().is_ok());
+}
+
+#[test]
+fn test_invalid_sum_tolerance() {
+    for tol in [-1e-3, 1.0, f64::INFINITY, f64::NAN] {
+        let cfg = CalibrationConfig {
+            sum_tolerance: tol,
+            ..CalibrationConfig::default()
+        };
+        match cfg.check() {
+            Err(GmmSegError::InvalidConfig { field, .. }) => assert_eq!(field, "sum_tolerance"),
+            other => panic!("sum_tolerance = {tol}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn test_invalid_classes() {
+    for classes in [0, 256] {
+        match ConfusionMatrix::new(classes) {
+            Err(GmmSegError::InvalidConfig { field, .. }) => assert_eq!(field, "classes"),
+            other => panic!("classes = {classes}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    assert_eq!(ConfusionMatrix::new(255).unwrap().classes(), 255);
+}
+
 // ---------------------------------------------------------------- summary
 
 /// ```python

@@ -49,6 +49,33 @@ fn auroc_pairs(s: &[f32], l: &[u8]) -> f64 {
     num / den
 }
 
+/// O(T·N) AP and FPR95 straight from the definitions: one ROC/PR point per distinct score,
+/// thresholds from high to low, counts recomputed from scratch at each threshold.
+fn ap_fpr95_bruteforce(s: &[f32], l: &[u8]) -> (f64, f64) {
+    let mut thresholds: Vec<f32> = s
+        .iter()
+        .zip(l)
+        .filter(|(_, &y)| y != 255)
+        .map(|(&v, _)| v)
+        .collect();
+    thresholds.sort_by(|a, b| b.total_cmp(a));
+    thresholds.dedup();
+    let p = l.iter().filter(|&&y| y == 1).count() as f64;
+    let n = l.iter().filter(|&&y| y == 0).count() as f64;
+    let (mut ap, mut prev_recall, mut fpr95) = (0.0, 0.0, None);
+    for t in thresholds {
+        let tp = s.iter().zip(l).filter(|(&v, &y)| y == 1 && v >= t).count() as f64;
+        let fp = s.iter().zip(l).filter(|(&v, &y)| y == 0 && v >= t).count() as f64;
+        let recall = tp / p;
+        ap += (recall - prev_recall) * tp / (tp + fp);
+        prev_recall = recall;
+        if fpr95.is_none() && recall >= 0.95 {
+            fpr95 = Some(fp / n);
+        }
+    }
+    (ap, fpr95.unwrap())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -56,6 +83,14 @@ proptest! {
     fn auroc_equals_pair_counting((s, l) in scored_labels()) {
         let m = anomaly_metrics(&s, &l).unwrap();
         prop_assert!((m.auroc - auroc_pairs(&s, &l)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ap_and_fpr95_equal_the_definitions((s, l) in scored_labels()) {
+        let m = anomaly_metrics(&s, &l).unwrap();
+        let (ap, fpr95) = ap_fpr95_bruteforce(&s, &l);
+        prop_assert!((m.ap - ap).abs() < 1e-12, "AP {} vs {}", m.ap, ap);
+        prop_assert!((m.fpr95 - fpr95).abs() < 1e-12, "FPR95 {} vs {}", m.fpr95, fpr95);
     }
 
     #[test]
