@@ -80,13 +80,17 @@ pub struct CalibrationArgs {
 
 /// Runs one `metrics` subcommand and prints its result.
 pub fn run(cmd: MetricsCommand) -> Result<()> {
-    let (value, text) = match cmd {
-        MetricsCommand::Seg(a) => seg(&a).map(|v| (v, !a.json))?,
-        MetricsCommand::Anomaly(a) => anomaly(&a).map(|v| (v, !a.json))?,
-        MetricsCommand::Calibration(a) => calibration(&a).map(|v| (v, !a.json))?,
+    let (value, text, order): (_, _, &[&str]) = match cmd {
+        MetricsCommand::Seg(a) => (seg(&a)?, !a.json, &["miou", "acc", "macc"]),
+        MetricsCommand::Anomaly(a) => (anomaly(&a)?, !a.json, &["auroc", "ap", "fpr95"]),
+        MetricsCommand::Calibration(a) => (
+            calibration(&a)?,
+            !a.json,
+            &["ece", "mce", "adaptive_ece", "nll", "brier", "accuracy"],
+        ),
     };
     if text {
-        println!("{}", to_text(&value));
+        println!("{}", to_text(&value, order));
     } else {
         println!(
             "{}",
@@ -154,31 +158,39 @@ pub fn calibration(a: &CalibrationArgs) -> Result<serde_json::Value> {
     }))
 }
 
-/// A compact `key: value` rendering for the terminal (bins as a small table).
-fn to_text(v: &serde_json::Value) -> String {
+/// A compact `key value` rendering for the terminal: the headline keys in `first` order,
+/// then the rest alphabetically; the bins as a small table.
+fn to_text(v: &serde_json::Value, first: &[&str]) -> String {
     let mut out = String::new();
     let Some(obj) = v.as_object() else {
         return v.to_string();
     };
-    for (k, val) in obj {
+    let rest = obj.keys().filter(|k| !first.contains(&k.as_str()));
+    let keys: Vec<&str> = first
+        .iter()
+        .copied()
+        .filter(|k| obj.contains_key(*k))
+        .chain(rest.map(|k| k.as_str()))
+        .collect();
+    for k in keys {
+        let val = &obj[k];
         match val {
             serde_json::Value::Number(n) => match n.as_f64() {
                 Some(f) if n.is_f64() => out.push_str(&format!("{k:<14} {f:.6}\n")),
                 _ => out.push_str(&format!("{k:<14} {n}\n")),
             },
             serde_json::Value::Array(items) if k == "bins" => {
-                out.push_str("bins           [lower, upper)  count  confidence  accuracy\n");
+                out.push_str("bins           range           count  confidence  accuracy\n");
                 for b in items {
                     let f = |key: &str| {
                         b[key]
                             .as_f64()
                             .map_or("-".to_string(), |x| format!("{x:.4}"))
                     };
+                    let range = format!("[{}, {})", f("lower"), f("upper"));
                     out.push_str(&format!(
-                        "               [{}, {})  {:>6}  {:>10}  {:>8}\n",
-                        f("lower"),
-                        f("upper"),
-                        b["count"],
+                        "               {range:<14} {:>6}  {:>10}  {:>8}\n",
+                        b["count"].as_u64().unwrap_or(0),
                         f("confidence"),
                         f("accuracy")
                     ));
