@@ -450,6 +450,70 @@ fn test_invalid_classes() {
     assert_eq!(ConfusionMatrix::new(255).unwrap().classes(), 255);
 }
 
+#[test]
+fn ndarray_entry_points_agree_with_flat_ones() {
+    use ndarray::{Array3, Array4};
+    // Segmentation on (B, H, W) maps, including a non-contiguous (transposed) view.
+    let gt = Array3::from_shape_fn((2, 3, 4), |(b, y, x)| ((b + y * x) % 4) as u8);
+    let pred = Array3::from_shape_fn((2, 3, 4), |(b, y, x)| ((b + y + x) % 4) as u8);
+    let mut a = ConfusionMatrix::new(4).unwrap();
+    a.update_arrays(pred.view(), gt.view()).unwrap();
+    let mut b = ConfusionMatrix::new(4).unwrap();
+    b.update_arrays(pred.view().reversed_axes(), gt.view().reversed_axes())
+        .unwrap();
+    let mut c = ConfusionMatrix::new(4).unwrap();
+    c.update(pred.as_slice().unwrap(), gt.as_slice().unwrap())
+        .unwrap();
+    assert_eq!(a, c);
+    assert_eq!(b, c);
+    assert!(matches!(
+        a.update_arrays(pred.view(), gt.view().reversed_axes()),
+        Err(GmmSegError::Shape { .. })
+    ));
+
+    // Anomaly on (B, H, W) maps.
+    let scores = Array3::from_shape_fn((2, 3, 4), |(b, y, x)| (b * 12 + y * 4 + x) as f32);
+    let labels = Array3::from_shape_fn((2, 3, 4), |(b, y, _)| u8::from(b == 1 && y > 0));
+    let mut acc = AnomalyAccumulator::new();
+    acc.update_arrays(scores.view(), labels.view()).unwrap();
+    let m = acc.finish().unwrap();
+    assert_eq!((m.auroc, m.fpr95), (1.0, 0.0));
+
+    // Calibration on (B, C, H, W) probabilities equals the (N, C) rows in (b, y, x) order.
+    let (bn, cn, h, w) = (2, 3, 2, 2);
+    let probs = Array4::from_shape_fn((bn, cn, h, w), |(b, c, y, x)| {
+        let raw = [
+            1.0f32 + (b + y) as f32,
+            2.0 + x as f32,
+            3.0 + c as f32 * 0.0,
+        ];
+        raw[c] / raw.iter().sum::<f32>()
+    });
+    let labels = Array3::from_shape_fn((bn, h, w), |(b, y, x)| ((b + y + x) % 3) as u8);
+    let mut dense = CalibrationAccumulator::new(CalibrationConfig::default().check().unwrap());
+    dense.update_dense(probs.view(), labels.view()).unwrap();
+    let mut rows = Array2::<f32>::zeros((bn * h * w, cn));
+    let mut flat = Vec::new();
+    for b in 0..bn {
+        for y in 0..h {
+            for x in 0..w {
+                let n = (b * h + y) * w + x;
+                for c in 0..cn {
+                    rows[[n, c]] = probs[[b, c, y, x]];
+                }
+                flat.push(labels[[b, y, x]]);
+            }
+        }
+    }
+    let one = calibration_metrics(rows.view(), &flat, 15).unwrap();
+    assert_eq!(dense.finish().unwrap(), one);
+    let mut dense = CalibrationAccumulator::new(CalibrationConfig::default().check().unwrap());
+    assert!(matches!(
+        dense.update_dense(probs.view(), labels.slice(ndarray::s![.., .., ..1])),
+        Err(GmmSegError::Shape { .. })
+    ));
+}
+
 // ---------------------------------------------------------------- summary
 
 /// ```python

@@ -22,6 +22,7 @@
 //! # Speed
 //! `finish` radix-sorts both lists (O(N)) in parallel and merges them in one pass.
 
+use ndarray::{ArrayView, Dimension};
 use serde::Serialize;
 
 use super::sort::{f32_key, radix_sort_u32};
@@ -123,6 +124,29 @@ impl AnomalyAccumulator {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Adds one batch given as ndarray maps of equal shape, e.g. scores (B, H, W) `f32` and
+    /// labels (B, H, W) `u8` as in [`Batch::anomaly`](crate::data::Batch).
+    pub fn update_arrays<L: Label, D: Dimension>(
+        &mut self,
+        scores: ArrayView<f32, D>,
+        labels: ArrayView<L, D>,
+    ) -> Result<()> {
+        if scores.shape() != labels.shape() {
+            return Err(GmmSegError::shape(
+                "scores/labels",
+                format!("scores {:?} vs labels {:?}", scores.shape(), labels.shape()),
+            ));
+        }
+        match (scores.as_slice(), labels.as_slice()) {
+            (Some(s), Some(l)) => self.update(s, l),
+            _ => {
+                let s: Vec<f32> = scores.iter().copied().collect();
+                let l: Vec<L> = labels.iter().copied().collect();
+                self.update(&s, &l)
+            }
+        }
     }
 
     /// AUROC, AP and FPR95 over everything seen. Errors when no pixel was seen, or when only

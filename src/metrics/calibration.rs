@@ -18,7 +18,7 @@
 //! Equal-width bins, NLL and Brier are O(B). Adaptive ECE needs every confidence: 4 bytes
 //! per valid pixel (the correctness bit is packed into the key).
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, ArrayView3, ArrayView4};
 use serde::Serialize;
 
 use super::sort::radix_sort_u32;
@@ -253,6 +253,38 @@ impl CalibrationAccumulator {
             }
         }
         Ok(())
+    }
+
+    /// Adds one batch of dense network outputs.
+    ///
+    /// # Shapes
+    /// - `probs`: (B, C, H, W) class probabilities (softmax over axis 1);
+    /// - `labels`: (B, H, W) class ids or 255.
+    pub fn update_dense<L: Label>(
+        &mut self,
+        probs: ArrayView4<f32>,
+        labels: ArrayView3<L>,
+    ) -> Result<()> {
+        let (b, c, h, w) = probs.dim();
+        if labels.dim() != (b, h, w) {
+            return Err(GmmSegError::shape(
+                "probs/labels",
+                format!(
+                    "probs (B, C, H, W) = {:?} but labels are {:?}, expected ({b}, {h}, {w})",
+                    probs.dim(),
+                    labels.dim()
+                ),
+            ));
+        }
+        // (B, C, H, W) → (B, H, W, C) → (N, C); one copy, rows contiguous.
+        let rows = probs
+            .permuted_axes([0, 2, 3, 1])
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((b * h * w, c))
+            .map_err(|e| GmmSegError::shape("probs", e.to_string()))?;
+        let labels: Vec<L> = labels.iter().copied().collect();
+        self.update(rows.view(), &labels)
     }
 
     /// ECE, MCE, adaptive ECE, NLL, Brier and the reliability bins. Errors when no valid

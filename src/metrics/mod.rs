@@ -30,12 +30,12 @@ pub mod summary;
 
 mod sort;
 
-pub use anomaly::{AnomalyAccumulator, AnomalyCurves, AnomalyMetrics};
+pub use anomaly::{anomaly_metrics, AnomalyAccumulator, AnomalyCurves, AnomalyMetrics};
 pub use calibration::{
-    CalibrationAccumulator, CalibrationConfig, CalibrationMetrics, ReliabilityBin,
-    ValidCalibrationConfig,
+    calibration_metrics, CalibrationAccumulator, CalibrationConfig, CalibrationMetrics,
+    ReliabilityBin, ValidCalibrationConfig,
 };
-pub use segmentation::{ConfusionMatrix, SegmentationMetrics};
+pub use segmentation::{segmentation_metrics, ConfusionMatrix, SegmentationMetrics};
 pub use summary::{student_t_975, summarize, Summary};
 
 /// An integer label type accepted by the metrics (NumPy files load as `i64`, in-memory label
