@@ -482,11 +482,7 @@ fn ndarray_entry_points_agree_with_flat_ones() {
     // Calibration on (B, C, H, W) probabilities equals the (N, C) rows in (b, y, x) order.
     let (bn, cn, h, w) = (2, 3, 2, 2);
     let probs = Array4::from_shape_fn((bn, cn, h, w), |(b, c, y, x)| {
-        let raw = [
-            1.0f32 + (b + y) as f32,
-            2.0 + x as f32,
-            3.0 + c as f32 * 0.0,
-        ];
+        let raw = [1.0f32 + (b + y) as f32, 2.0 + x as f32, 3.0];
         raw[c] / raw.iter().sum::<f32>()
     });
     let labels = Array3::from_shape_fn((bn, h, w), |(b, y, x)| ((b + y + x) % 3) as u8);
