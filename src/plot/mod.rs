@@ -4,20 +4,26 @@
 //! same call writes a PNG in a test, an SVG from the command line and an inline SVG in an
 //! evcxr notebook:
 //!
-//! ```ignore
-//! // notebook cell (inline SVG; errors are returned, not panics):
-//! gmmseg::plot::inline((900, 420), |root| {
-//!     gmmseg::plot::reliability::reliability_diagram(root, &models, &Default::default())
-//! })?
-//! // or, with the `notebook` feature, plotters' own helper:
-//! plotters::evcxr::evcxr_figure((900, 420), |root| {
-//!     gmmseg::plot::reliability::reliability_diagram(&root, &models, &Default::default())
-//!         .map_err(|e| e.into())
-//! })
-//! // files:
-//! gmmseg::plot::save_svg_and_png("out/fig5", (900, 420), |root| {
-//!     gmmseg::plot::reliability::reliability_diagram(root, &models, &Default::default())
+//! ```
+//! use gmmseg::metrics::calibration_metrics;
+//! use gmmseg::plot::reliability::{reliability_diagram, ReliabilityOptions};
+//!
+//! let probs = ndarray::array![[0.9f32, 0.1], [0.3, 0.7], [0.6, 0.4]];
+//! let m = calibration_metrics(probs.view(), &[0u8, 1, 1], 10)?;
+//! let models = [("softmax", &m)];
+//! // A notebook cell ending in this expression shows the figure inline (errors are
+//! // returned, not panics); with the `notebook` feature `plotters::evcxr::evcxr_figure`
+//! // works too.
+//! let cell = gmmseg::plot::inline((600, 320), |area| {
+//!     reliability_diagram(area, &models, &ReliabilityOptions::default())
 //! })?;
+//! assert!(cell.0.contains("ECE"));
+//! // The same call writes `<stem>.svg` and `<stem>.png`.
+//! let stem = std::env::temp_dir().join("gmmseg-doc-reliability");
+//! gmmseg::plot::save_svg_and_png(&stem, (600, 320), |area| {
+//!     reliability_diagram(area, &models, &ReliabilityOptions::default())
+//! })?;
+//! # Ok::<(), gmmseg::GmmSegError>(())
 //! ```
 //!
 //! - [`reliability`]: reliability diagrams (Fig. 5), several models side by side.
