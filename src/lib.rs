@@ -22,6 +22,7 @@ pub mod io;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod train;
 
 pub use error::{GmmSegError, Result};
 

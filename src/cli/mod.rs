@@ -10,6 +10,7 @@ use crate::error::Result;
 
 pub mod gmm;
 pub mod metrics;
+pub mod train;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
 #[derive(Debug, Parser)]
@@ -29,6 +30,10 @@ pub enum Command {
     /// Evaluate saved predictions: segmentation, anomaly and calibration metrics.
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
+    /// Train a segmentation network (softmax baseline; GMM heads follow).
+    Train(train::TrainArgs),
+    /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
+    Eval(train::EvalArgs),
 }
 
 /// Runs one parsed command line.
@@ -37,5 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
         Command::Metrics(cmd) => metrics::run(cmd),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval(args),
     }
 }
