@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::error::Result;
 
 pub mod gmm;
+pub mod metrics;
 pub mod train;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
@@ -26,6 +27,9 @@ pub enum Command {
     FitGmm(gmm::FitGmmArgs),
     /// Score features under a fitted GMM: class log-likelihoods, posterior, anomaly score.
     Score(gmm::ScoreArgs),
+    /// Evaluate saved predictions: segmentation, anomaly and calibration metrics.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
     /// Train a segmentation network (softmax baseline; GMM heads follow).
     Train(train::TrainArgs),
     /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
@@ -37,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
+        Command::Metrics(cmd) => metrics::run(cmd),
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
     }
