@@ -21,6 +21,7 @@ use crate::data::Dataset;
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::train::config::{EmKind, HeadKind, TrainConfig};
+use crate::train::posthoc::{prepare_for_eval, PosthocConfig};
 use crate::train::toy::{ToyShapes, ToySplit};
 use crate::train::trainer::Trainer;
 
@@ -77,6 +78,10 @@ pub struct EvalArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Classify with a GMM fitted after training on the frozen network's penultimate
+    /// features of the training split (the paper's Table 3), instead of the trained head.
+    #[arg(long)]
+    pub post_hoc_gmm: bool,
 }
 
 /// Size of the toy images and splits.
@@ -191,6 +196,20 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
     let ds = resolve_dataset(&args.dataset, &args.split, 0)?;
     let mut t = Trainer::from_checkpoint(&args.checkpoint, ds.num_classes())?;
+    // Density baselines on the frozen features: Mahalanobis for the softmax head on anomaly
+    // splits, and the post-hoc GMM when asked for.
+    let mahalanobis = args.split != "val" && t.model.head.kind() == "softmax";
+    if args.post_hoc_gmm || mahalanobis {
+        let train = resolve_dataset(&args.dataset, "train", 0)?;
+        let cfg = PosthocConfig::new(ds.num_classes(), t.model.head.feature_dim());
+        prepare_for_eval(
+            &mut t.model,
+            train.as_ref(),
+            &cfg,
+            args.post_hoc_gmm,
+            mahalanobis,
+        )?;
+    }
     let r = t.evaluate(ds.as_ref(), 0)?;
     if args.json {
         println!("{}", serde_json::to_string(&r).expect("report serialises"));

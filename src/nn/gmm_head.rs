@@ -152,14 +152,14 @@ fn l2_rows(x: &mut Array2<f32>) {
     }
 }
 
-fn act_to_rows(x: &Act) -> Array2<f32> {
+pub(crate) fn act_to_rows(x: &Act) -> Array2<f32> {
     let (b, d, h, w) = *x.shape();
     let v = x.as_vec();
     let hw = h * w;
     Array2::from_shape_fn((b * hw, d), |(r, c)| v[((r / hw) * d + c) * hw + r % hw])
 }
 
-fn rows_to_act(dev: &Dev, x: &Array2<f32>, b: usize, h: usize, w: usize) -> Act {
+pub(crate) fn rows_to_act(dev: &Dev, x: &Array2<f32>, b: usize, h: usize, w: usize) -> Act {
     let (n, k) = x.dim();
     let hw = h * w;
     debug_assert_eq!(n, b * hw);

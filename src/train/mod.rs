@@ -18,5 +18,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod optim;
+pub mod posthoc;
 pub mod toy;
 pub mod trainer;
