@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod data;
 pub mod gmm;
 pub mod metrics;
 pub mod train;
@@ -30,7 +31,10 @@ pub enum Command {
     /// Evaluate saved predictions: segmentation, anomaly and calibration metrics.
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
-    /// Train a segmentation network (softmax baseline; GMM heads follow).
+    /// Datasets: export to the folder format, class statistics, preview grids.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Train a segmentation network: softmax baseline or a GMM head.
     Train(train::TrainArgs),
     /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
     Eval(train::EvalArgs),
@@ -42,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
         Command::Metrics(cmd) => metrics::run(cmd),
+        Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
     }

@@ -1,12 +1,33 @@
 //! Datasets: one `len`/`get` interface shared by every source (SynthScapes, DigitScenes, the
 //! folder format), so that the trainer, the evaluator and the experiments never care where
 //! pixels come from.
+//!
+//! - [`synthscapes`]: procedural street scenes (built in, no files), with anomaly splits.
+//! - [`digitscenes`]: canvases of real MNIST digits, Fashion-MNIST items as anomalies.
+//! - [`folder`]: the user's own data (images + label PNGs), Cityscapes / ADE20K mappings.
+//! - [`loader`], [`augment`], [`sampler`]: batches for training (augmented, optionally
+//!   class-balanced) and for evaluation (fixed order).
+//! - [`open_dataset`]: a dataset from a name such as `synthscapes` or `folder:/path`.
+
+use std::path::PathBuf;
 
 use ndarray::{Array2, Array3, Array4};
 
-use crate::error::Result;
+use crate::error::{GmmSegError, Result};
 
+pub mod augment;
+pub mod digitscenes;
+pub mod folder;
+pub mod idx;
+pub mod loader;
 pub mod palette;
+pub mod preview;
+pub mod sampler;
+pub mod stats;
+pub mod synthscapes;
+
+pub use loader::{EvalLoader, Loader, LoaderConfig, ValidLoaderConfig};
+pub use synthscapes::{SynthScapes, SynthScapesConfig, SynthSplit};
 
 /// The label value that marks a pixel to be ignored by losses and metrics.
 pub const IGNORE_LABEL: u8 = 255;
@@ -54,4 +75,98 @@ pub struct Batch {
     pub images: Array4<f32>,
     pub labels: ndarray::Array3<u8>,
     pub anomaly: Option<ndarray::Array3<u8>>,
+}
+
+/// Environment variable that overrides where the shipped data files (`mnist-10k/`,
+/// `fashion-3k/`) are looked up.
+pub const DATA_DIR_ENV: &str = "GMMSEG_DATA_DIR";
+
+/// The project's data folder: `$GMMSEG_DATA_DIR` if set, else `data/` in the crate's source
+/// tree (where the MNIST and Fashion-MNIST subsets ship). Never `../shared`.
+pub fn data_dir() -> PathBuf {
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data")),
+    }
+}
+
+/// Options of [`open_dataset`]; `Default` gives each dataset's own defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatasetOptions {
+    /// Square image size of generated datasets (SynthScapes, DigitScenes). `None`: 64.
+    pub size: Option<usize>,
+    /// Seed of generated datasets. Default 0.
+    pub seed: u64,
+    /// Number of samples: the split's length for generated datasets, the first `len` files
+    /// for folders. `None`: the dataset's default (all files for folders).
+    pub len: Option<usize>,
+    /// Folder holding `mnist-10k/` and `fashion-3k/`. `None`: [`data_dir`].
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Opens split `split` of the dataset named by `spec`, the one entry point the trainer, the
+/// experiments and the command line share.
+///
+/// `spec` is one of
+/// - `synthscapes` — splits `train`, `val`, `anomaly`, `anomaly-context`;
+/// - `digitscenes` — splits `train`, `test` (alias `val`), `anomaly`;
+/// - `folder:PATH` — the folder format, labels used as they are;
+/// - `cityscapes:PATH` — the folder format with Cityscapes labelIds mapped to trainIds;
+/// - `ade20k:PATH` — the folder format with ADE20K's zero label reduced (0 → 255, k → k−1).
+pub fn open_dataset(spec: &str, split: &str, opts: &DatasetOptions) -> Result<Box<dyn Dataset>> {
+    let (kind, path) = match spec.split_once(':') {
+        Some((k, p)) => (k, Some(p)),
+        None => (spec, None),
+    };
+    let need_path = || -> Result<PathBuf> {
+        match path {
+            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+            _ => Err(GmmSegError::input(
+                "dataset",
+                format!("`{spec}` needs a folder: write `{kind}:PATH`"),
+            )),
+        }
+    };
+    match kind {
+        "synthscapes" => {
+            let mut cfg = SynthScapesConfig::with_size(opts.size.unwrap_or(64));
+            cfg.seed = opts.seed;
+            let split = SynthSplit::parse(split)?;
+            let mut ds = SynthScapes::new(cfg.check()?, split);
+            if let Some(n) = opts.len {
+                ds = ds.with_len(n);
+            }
+            Ok(Box::new(ds))
+        }
+        "digitscenes" => {
+            let mut cfg = digitscenes::DigitScenesConfig::default();
+            if let Some(s) = opts.size {
+                cfg.size = s;
+            }
+            cfg.seed = opts.seed;
+            cfg.data_dir = opts.data_dir.clone();
+            let split = digitscenes::DigitSplit::parse(split)?;
+            let mut ds = digitscenes::DigitScenes::open(cfg.check()?, split)?;
+            if let Some(n) = opts.len {
+                ds = ds.with_len(n);
+            }
+            Ok(Box::new(ds))
+        }
+        "folder" | "cityscapes" | "ade20k" => {
+            let mapping = match kind {
+                "cityscapes" => folder::LabelMapping::Cityscapes,
+                "ade20k" => folder::LabelMapping::Ade20k,
+                _ => folder::LabelMapping::Identity,
+            };
+            let ds = folder::FolderDataset::open(need_path()?, split, mapping)?;
+            Ok(Box::new(match opts.len {
+                Some(n) => ds.truncate(n),
+                None => ds,
+            }))
+        }
+        other => Err(GmmSegError::input(
+            "dataset",
+            format!("unknown dataset `{other}`; expected synthscapes, digitscenes, folder:PATH, cityscapes:PATH or ade20k:PATH"),
+        )),
+    }
 }
