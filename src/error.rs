@@ -58,6 +58,14 @@ pub enum GmmSegError {
     #[error("{}: {detail}", path.display())]
     Mismatch { path: PathBuf, detail: String },
 
+    /// Drawing a figure failed (backend or font error, or a file that cannot be written).
+    #[error("cannot draw figure `{what}`: {detail}")]
+    Plot { what: String, detail: String },
+
+    /// The tensor device failed (out of memory, or an internal size mismatch in dfdx).
+    #[error("tensor device error: {detail}")]
+    Device { detail: String },
+
     /// Training diverged (NaN or inf loss).
     #[error("training diverged at step {step}: {detail}")]
     Diverged { step: usize, detail: String },

@@ -11,6 +11,7 @@
 //! - [`plot`]: figures on plotters.
 //! - [`data`]: SynthScapes, DigitScenes and the folder format for one's own data.
 //! - [`nn`]: network pieces on stable dfdx (convolution, backbones, decoders, heads).
+//! - [`train`]: the trainer, optimisers and schedule, checkpoints, evaluation.
 //! - [`io`]: NumPy file input and output.
 //! - [`cli`]: the `gmmseg` command-line tool.
 
@@ -22,6 +23,7 @@ pub mod io;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod train;
 
 pub use error::{GmmSegError, Result};
 

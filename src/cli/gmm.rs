@@ -1,10 +1,49 @@
-//! `gmmseg fit-gmm` and `gmmseg score` (work in progress in this commit).
+//! `gmmseg fit-gmm` and `gmmseg score`: our GMM on features exported from any framework.
+//!
+//! A PyTorch or JAX user saves per-pixel features (N, D) and labels (N,) with `numpy.save`,
+//! fits class-conditional GMMs here, and scores new features — no Rust code needed.
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Axis;
+use ndarray_npy::NpzWriter;
+use serde_json::json;
 
 use crate::error::{GmmSegError, Result};
+use crate::gmm::{
+    anomaly_scores, class_scores, fit, infer_num_classes, posterior, Assignment, ClassIndex, EStep,
+    FitOptions, GmmConfig, GmmParams, LogLikTable, Reduction, SinkhornConfig,
+};
+use crate::io::npy::{read_labels, read_matrix, write_npy};
+
+/// The E-step of `fit-gmm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmKind {
+    /// Soft responsibilities ∝ π_m N(x; μ_m, σ_m); weights re-estimated.
+    Vanilla,
+    /// Equipartition-constrained responsibilities (entropic OT); weights fixed at 1/M.
+    Sinkhorn,
+}
+
+/// Class-score reduction over components.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReductionArg {
+    /// max_m (winner-take-all, the paper).
+    Max,
+    /// log Σ_m (the exact mixture density).
+    Logsumexp,
+}
+
+impl From<ReductionArg> for Reduction {
+    fn from(r: ReductionArg) -> Self {
+        match r {
+            ReductionArg::Max => Reduction::Max,
+            ReductionArg::Logsumexp => Reduction::LogSumExp,
+        }
+    }
+}
 
 /// Arguments of `gmmseg fit-gmm`.
 #[derive(Debug, Args)]
@@ -12,6 +51,51 @@ pub struct FitGmmArgs {
     /// Features, float32 or float64, shape (N, D).
     #[arg(long)]
     pub features: PathBuf,
+    /// Labels, any integer dtype, shape (N,); 255 = ignore (skipped entirely).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Components per class M.
+    #[arg(long, default_value_t = 5)]
+    pub components: usize,
+    /// E-step kind.
+    #[arg(long, value_enum, default_value_t = EmKind::Sinkhorn)]
+    pub em: EmKind,
+    /// Full E+M iterations K.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Sinkhorn entropic regularisation ε.
+    #[arg(long, default_value_t = 0.05)]
+    pub eps: f32,
+    /// Sinkhorn–Knopp iterations per E-step.
+    #[arg(long, default_value_t = 3)]
+    pub sinkhorn_iters: usize,
+    /// Rescale each class's Sinkhorn cost by its max |·| (the reference code's behaviour).
+    #[arg(long)]
+    pub rescale_cost: bool,
+    /// Use hard (argmax) responsibilities.
+    #[arg(long)]
+    pub hard: bool,
+    /// Variance regularisation added to every variance.
+    #[arg(long, default_value_t = 0.01)]
+    pub var_reg: f32,
+    /// Momentum τ of the updates, φ ← τφ + (1−τ)φ̂ (0 = plain EM).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f32,
+    /// Start exactly from these parameters (.npz with means, variances, log_weights).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Seed of the k-means++ initialisation (ignored with --init).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output parameters (.npz: means (C,M,D), variances (C,M,D), log_weights (C,M)).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the last E-step's responsibilities (N, M) here (.npy).
+    #[arg(long)]
+    pub responsibilities: Option<PathBuf>,
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `gmmseg score`.
@@ -20,12 +104,256 @@ pub struct ScoreArgs {
     /// Parameters written by `fit-gmm`.
     #[arg(long)]
     pub params: PathBuf,
+    /// Features, float32 or float64, shape (N, D).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Output .npz: class_loglik (N,C), posterior (N,C), anomaly (N,).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Class-score reduction over components.
+    #[arg(long, value_enum, default_value_t = ReductionArg::Max)]
+    pub reduction: ReductionArg,
+    /// Print a JSON summary on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn fit_gmm(_args: FitGmmArgs) -> Result<()> {
-    Err(GmmSegError::input("fit-gmm", "not built yet"))
+/// Runs `gmmseg fit-gmm`.
+pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
+    let x = read_matrix(&args.features)?;
+    let labels = read_labels(&args.labels)?;
+    let labels = labels.as_slice().expect("owned 1-D array is contiguous");
+    if labels.len() != x.nrows() {
+        return Err(GmmSegError::shape(
+            args.labels.display().to_string(),
+            format!(
+                "{} labels but {} has {} feature rows",
+                labels.len(),
+                args.features.display(),
+                x.nrows()
+            ),
+        ));
+    }
+    let init = args.init.as_deref().map(GmmParams::load_npz).transpose()?;
+    let labels_name = args.labels.display().to_string();
+    let num_classes = match &init {
+        Some(p) => p.num_classes(),
+        None => infer_num_classes(labels, &labels_name)?,
+    };
+    if let Some(p) = &init {
+        if p.components() != args.components || p.dim() != x.ncols() {
+            return Err(GmmSegError::shape(
+                args.init.as_ref().unwrap().display().to_string(),
+                format!(
+                    "parameters have M = {}, D = {} but --components is {} and the features have D = {}",
+                    p.components(),
+                    p.dim(),
+                    args.components,
+                    x.ncols()
+                ),
+            ));
+        }
+    }
+    let index = ClassIndex::new(labels.iter().copied(), num_classes, &labels_name)?;
+    let e_step = match args.em {
+        EmKind::Vanilla => EStep::Vanilla,
+        EmKind::Sinkhorn => EStep::Sinkhorn(SinkhornConfig {
+            epsilon: args.eps,
+            iterations: args.sinkhorn_iters,
+            rescale_cost: args.rescale_cost,
+            tolerance: None,
+        }),
+    };
+    let cfg = GmmConfig {
+        e_step,
+        assignment: if args.hard {
+            Assignment::Hard
+        } else {
+            Assignment::Soft
+        },
+        var_reg: args.var_reg,
+        mean_momentum: args.momentum,
+        var_momentum: args.momentum,
+        ..GmmConfig::batch_vanilla(num_classes, args.components, x.ncols())
+    };
+    let cfg = cfg.check().map_err(|e| match e {
+        GmmSegError::InvalidConfig { field, reason } => {
+            GmmSegError::input(format!("--{}", cli_flag(&field)), reason)
+        }
+        e => e,
+    })?;
+    if args.iters == 0 {
+        return Err(GmmSegError::input("--iters", "must be ≥ 1"));
+    }
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.iters as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} iterations, {elapsed}")
+            .expect("valid template"),
+    );
+    bar.set_message("EM");
+    let mut params = init;
+    let mut history = Vec::with_capacity(args.iters);
+    let mut responsibilities = None;
+    for it in 0..args.iters {
+        let opts = FitOptions {
+            iterations: 1,
+            seed: args.seed,
+            init: params.take(),
+        };
+        let (p, report) = fit(x.view(), &index, &cfg, &opts).map_err(|e| name_inputs(e, &args))?;
+        history.extend(report.mean_log_likelihood);
+        params = Some(p);
+        if it + 1 == args.iters {
+            responsibilities = Some(report.responsibilities);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let params = params.expect("at least one iteration");
+    params.save_npz(&args.out)?;
+    if let (Some(path), Some(r)) = (&args.responsibilities, &responsibilities) {
+        write_npy(path, r)?;
+    }
+    let counts: Vec<usize> = index.per_class.iter().map(Vec::len).collect();
+    if args.json {
+        let summary = json!({
+            "classes": num_classes,
+            "components": args.components,
+            "dim": x.ncols(),
+            "pixels": x.nrows(),
+            "ignored": x.nrows() - index.num_valid(),
+            "class_counts": counts,
+            "iterations": args.iters,
+            "em": format!("{:?}", args.em).to_lowercase(),
+            "mean_log_likelihood": history,
+            "final_mean_log_likelihood": history.last(),
+            "out": args.out.display().to_string(),
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "fitted C = {num_classes} classes × M = {} components in D = {} on {} pixels ({} ignored); mean log p(x|y): {:.4} → {:.4}; wrote {}",
+            args.components,
+            x.ncols(),
+            x.nrows(),
+            x.nrows() - index.num_valid(),
+            history.first().copied().unwrap_or(f64::NAN),
+            history.last().copied().unwrap_or(f64::NAN),
+            args.out.display()
+        );
+    }
+    Ok(())
 }
 
-pub fn score(_args: ScoreArgs) -> Result<()> {
-    Err(GmmSegError::input("score", "not built yet"))
+/// Maps config field names to the flags that set them.
+fn cli_flag(field: &str) -> &str {
+    match field {
+        "e_step.epsilon" => "eps",
+        "e_step.iterations" => "sinkhorn-iters",
+        "var_reg" => "var-reg",
+        "mean_momentum" | "var_momentum" => "momentum",
+        other => other,
+    }
+}
+
+/// Replaces generic argument names in library errors by the user's file names.
+fn name_inputs(e: GmmSegError, args: &FitGmmArgs) -> GmmSegError {
+    let rename = |what: String| match what.as_str() {
+        "features" => args.features.display().to_string(),
+        "labels" => args.labels.display().to_string(),
+        "init" => args
+            .init
+            .as_ref()
+            .map_or(what.clone(), |p| p.display().to_string()),
+        _ => what,
+    };
+    match e {
+        GmmSegError::NonFinite { what, index } => GmmSegError::NonFinite {
+            what: rename(what),
+            index,
+        },
+        GmmSegError::InvalidInput { what, reason } => GmmSegError::InvalidInput {
+            what: rename(what),
+            reason,
+        },
+        GmmSegError::Shape { what, detail } => GmmSegError::Shape {
+            what: rename(what),
+            detail,
+        },
+        GmmSegError::Empty { what, detail } => GmmSegError::Empty {
+            what: rename(what),
+            detail,
+        },
+        e => e,
+    }
+}
+
+/// Runs `gmmseg score`.
+pub fn score(args: ScoreArgs) -> Result<()> {
+    let params = GmmParams::load_npz(&args.params)?;
+    let x = read_matrix(&args.features)?;
+    let features_name = args.features.display().to_string();
+    if x.ncols() != params.dim() {
+        return Err(GmmSegError::shape(
+            features_name,
+            format!(
+                "features have D = {} but {} has D = {}",
+                x.ncols(),
+                args.params.display(),
+                params.dim()
+            ),
+        ));
+    }
+    crate::error::check_finite(&features_name, x.iter())?;
+    let ll = LogLikTable::new(&params).compute(x.view());
+    let class_ll = class_scores(ll.view(), params.components(), args.reduction.into());
+    let post = posterior(class_ll.view());
+    let anomaly = anomaly_scores(class_ll.view());
+    let file = std::fs::File::create(&args.out).map_err(|e| GmmSegError::io(&args.out, e))?;
+    let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
+    let err = |e: ndarray_npy::WriteNpzError| {
+        GmmSegError::file(&args.out, format!("cannot write .npz: {e}"))
+    };
+    npz.add_array("class_loglik", &class_ll).map_err(err)?;
+    npz.add_array("posterior", &post).map_err(err)?;
+    npz.add_array("anomaly", &anomaly).map_err(err)?;
+    npz.finish().map_err(err)?;
+    let mut predicted = vec![0usize; params.num_classes()];
+    for row in class_ll.axis_iter(Axis(0)) {
+        let best = row
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+        predicted[best] += 1;
+    }
+    let mean_anomaly = if anomaly.is_empty() {
+        f64::NAN
+    } else {
+        anomaly.iter().map(|&v| v as f64).sum::<f64>() / anomaly.len() as f64
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "pixels": x.nrows(),
+                "classes": params.num_classes(),
+                "predicted_class_counts": predicted,
+                "mean_anomaly": mean_anomaly,
+                "out": args.out.display().to_string(),
+            })
+        );
+    } else {
+        println!(
+            "scored {} pixels under C = {} classes; mean anomaly score {:.4}; wrote {}",
+            x.nrows(),
+            params.num_classes(),
+            mean_anomaly,
+            args.out.display()
+        );
+    }
+    Ok(())
 }

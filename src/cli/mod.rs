@@ -10,6 +10,8 @@ use crate::error::Result;
 
 pub mod data;
 pub mod gmm;
+pub mod metrics;
+pub mod train;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.
 #[derive(Debug, Parser)]
@@ -26,9 +28,16 @@ pub enum Command {
     FitGmm(gmm::FitGmmArgs),
     /// Score features under a fitted GMM: class log-likelihoods, posterior, anomaly score.
     Score(gmm::ScoreArgs),
+    /// Evaluate saved predictions: segmentation, anomaly and calibration metrics.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
     /// Datasets: export to the folder format, class statistics, preview grids.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train a segmentation network: softmax baseline or a GMM head.
+    Train(train::TrainArgs),
+    /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
+    Eval(train::EvalArgs),
 }
 
 /// Runs one parsed command line.
@@ -36,6 +45,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::FitGmm(args) => gmm::fit_gmm(args),
         Command::Score(args) => gmm::score(args),
+        Command::Metrics(cmd) => metrics::run(cmd),
         Command::Data(cmd) => data::run(cmd),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval(args),
     }
 }

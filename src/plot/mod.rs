@@ -1,1 +1,347 @@
-//! (work in progress)
+//! Figures of the paper and its ablations, drawn with plotters.
+//!
+//! Every figure function takes a plotters [`DrawingArea`] generic over the backend, so the
+//! same call writes a PNG in a test, an SVG from the command line and an inline SVG in an
+//! evcxr notebook:
+//!
+//! ```
+//! use gmmseg::metrics::calibration_metrics;
+//! use gmmseg::plot::reliability::{reliability_diagram, ReliabilityOptions};
+//!
+//! let probs = ndarray::array![[0.9f32, 0.1], [0.3, 0.7], [0.6, 0.4]];
+//! let m = calibration_metrics(probs.view(), &[0u8, 1, 1], 10)?;
+//! let models = [("softmax", &m)];
+//! // A notebook cell ending in this expression shows the figure inline (errors are
+//! // returned, not panics); with the `notebook` feature `plotters::evcxr::evcxr_figure`
+//! // works too.
+//! let cell = gmmseg::plot::inline((600, 320), |area| {
+//!     reliability_diagram(area, &models, &ReliabilityOptions::default())
+//! })?;
+//! assert!(cell.0.contains("ECE"));
+//! // The same call writes `<stem>.svg` and `<stem>.png`.
+//! let stem = std::env::temp_dir().join("gmmseg-doc-reliability");
+//! gmmseg::plot::save_svg_and_png(&stem, (600, 320), |area| {
+//!     reliability_diagram(area, &models, &ReliabilityOptions::default())
+//! })?;
+//! # Ok::<(), gmmseg::GmmSegError>(())
+//! ```
+//!
+//! - [`reliability`]: reliability diagrams (Fig. 5), several models side by side.
+//! - [`curves`]: ROC and precision-recall curves of several anomaly scores.
+//! - [`images`]: anomaly heatmaps (Fig. 4), segmentation overlays (Fig. 3) and
+//!   image / label / prediction / anomaly grids.
+//! - [`ablation`]: metric vs parameter with 95% CI error bars, grouped bars with CIs.
+//! - [`gmm_view`]: 2-D PCA view of a fitted class-conditional GMM with 1σ / 2σ ellipses.
+//!
+//! Text in bitmaps needs a font; DejaVu Sans ships in `src/plot/fonts/` (Bitstream Vera
+//! licence, see `fonts/LICENSE.md`) and is registered once, by [`register_fonts`], before
+//! any figure is drawn.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters_backend::{
+    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
+};
+
+use crate::error::{GmmSegError, Result};
+
+pub mod ablation;
+pub mod curves;
+pub mod gmm_view;
+pub mod images;
+pub mod reliability;
+
+/// The font family every figure uses (registered by [`register_fonts`]).
+pub const FONT: &str = "sans-serif";
+
+static REGISTER: Once = Once::new();
+
+/// Registers the bundled DejaVu Sans (regular and bold) as plotters' `sans-serif`, once per
+/// process. Every figure function calls it; call it yourself only when drawing text with
+/// plotters directly.
+pub fn register_fonts() {
+    REGISTER.call_once(|| {
+        let regular: &'static [u8] = include_bytes!("fonts/DejaVuSans.ttf");
+        let bold: &'static [u8] = include_bytes!("fonts/DejaVuSans-Bold.ttf");
+        // The bytes are a valid font compiled into the binary; failure is impossible unless
+        // the file in the repository is corrupted, which the plot tests would catch.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, regular);
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, bold);
+    });
+}
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for GmmSegError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        GmmSegError::Plot {
+            what: "drawing area".into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The error of an [`AnyBackend`]: the wrapped backend's error, boxed.
+#[derive(Debug)]
+pub struct AnyBackendError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for AnyBackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for AnyBackendError {}
+
+/// A backend that is either SVG or bitmap, so that one closure (not generic itself) can draw
+/// the same figure into both files in [`save_svg_and_png`].
+pub enum AnyBackend<'a> {
+    /// Vector output.
+    Svg(SVGBackend<'a>),
+    /// Raster output (PNG).
+    Bitmap(BitMapBackend<'a>),
+}
+
+fn wrap<E: std::error::Error + Send + Sync + 'static>(
+    e: DrawingErrorKind<E>,
+) -> DrawingErrorKind<AnyBackendError> {
+    match e {
+        DrawingErrorKind::DrawingError(e) => {
+            DrawingErrorKind::DrawingError(AnyBackendError(Box::new(e)))
+        }
+        DrawingErrorKind::FontError(f) => DrawingErrorKind::FontError(f),
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $b:ident => $call:expr) => {
+        match $self {
+            AnyBackend::Svg($b) => $call.map_err(wrap),
+            AnyBackend::Bitmap($b) => $call.map_err(wrap),
+        }
+    };
+}
+
+impl DrawingBackend for AnyBackend<'_> {
+    type ErrorType = AnyBackendError;
+
+    fn get_size(&self) -> (u32, u32) {
+        match self {
+            AnyBackend::Svg(b) => b.get_size(),
+            AnyBackend::Bitmap(b) => b.get_size(),
+        }
+    }
+    fn ensure_prepared(&mut self) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.ensure_prepared())
+    }
+    fn present(&mut self) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.present())
+    }
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.draw_pixel(point, color))
+    }
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.draw_line(from, to, style))
+    }
+    fn draw_rect<S: BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.draw_rect(upper_left, bottom_right, style, fill))
+    }
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.draw_path(path, style))
+    }
+    fn draw_circle<S: BackendStyle>(
+        &mut self,
+        center: BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.draw_circle(center, radius, style, fill))
+    }
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.fill_polygon(vert, style))
+    }
+    fn draw_text<T: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &T,
+        pos: BackendCoord,
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.draw_text(text, style, pos))
+    }
+    fn estimate_text_size<T: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &T,
+    ) -> std::result::Result<(u32, u32), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.estimate_text_size(text, style))
+    }
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> std::result::Result<(), DrawingErrorKind<AnyBackendError>> {
+        delegate!(self, b => b.blit_bitmap(pos, size, src))
+    }
+}
+
+fn check_size(size: (u32, u32)) -> Result<()> {
+    if size.0 < 50 || size.1 < 50 || size.0 > 10_000 || size.1 > 10_000 {
+        return Err(GmmSegError::config(
+            "size",
+            format!("figure size must be within 50..=10000 pixels per side, got {size:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Draws one figure twice, into `<stem>.svg` and `<stem>.png` (size in pixels), creating the
+/// parent folder. `draw` receives a white-filled drawing area.
+pub fn save_svg_and_png<F>(stem: impl AsRef<Path>, size: (u32, u32), draw: F) -> Result<()>
+where
+    F: Fn(&DrawingArea<AnyBackend<'_>, Shift>) -> Result<()>,
+{
+    check_size(size)?;
+    register_fonts();
+    let stem = stem.as_ref();
+    if let Some(parent) = stem.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| GmmSegError::io(parent, e))?;
+    }
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    {
+        let root = AnyBackend::Svg(SVGBackend::new(&svg, size)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present().map_err(|e| GmmSegError::Plot {
+            what: svg.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    }
+    {
+        let root = AnyBackend::Bitmap(BitMapBackend::new(&png, size)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present().map_err(|e| GmmSegError::Plot {
+            what: png.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Draws one figure into an SVG string (for notebooks without the `notebook` feature, or for
+/// embedding in HTML reports).
+pub fn to_svg_string<F>(size: (u32, u32), draw: F) -> Result<String>
+where
+    F: Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+{
+    check_size(size)?;
+    register_fonts();
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+    }
+    Ok(buf)
+}
+
+/// An SVG figure that an evcxr notebook shows inline (evcxr calls `evcxr_display` on the
+/// value of a cell), with or without the crate's `notebook` feature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InlineSvg(pub String);
+
+impl InlineSvg {
+    /// Prints the figure in evcxr's rich-output protocol.
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n<div>{}</div>\nEVCXR_END_CONTENT",
+            self.0
+        );
+    }
+
+    /// Writes the SVG to a file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        std::fs::write(path, &self.0).map_err(|e| GmmSegError::io(path, e))
+    }
+}
+
+/// Draws one figure for a notebook cell: `gmmseg::plot::inline((900, 450), |a| ...)?` as the
+/// cell's last expression displays it. Unlike `plotters::evcxr::evcxr_figure`, a drawing
+/// error comes back as an error instead of a panic.
+pub fn inline<F>(size: (u32, u32), draw: F) -> Result<InlineSvg>
+where
+    F: Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+{
+    to_svg_string(size, draw).map(InlineSvg)
+}
+
+/// Converts a palette colour to plotters' type.
+pub(crate) fn rgb(c: [u8; 3]) -> RGBColor {
+    RGBColor(c[0], c[1], c[2])
+}
+
+/// Colours for series (curves, bars) of different models: colour-blind-safe (Okabe–Ito).
+pub const SERIES_COLORS: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(120, 120, 120),
+    RGBColor(240, 228, 66),
+];
+
+/// The colour of the `i`-th series (cycling).
+pub fn series_color(i: usize) -> RGBColor {
+    SERIES_COLORS[i % SERIES_COLORS.len()]
+}
+
+/// An axis tick label without noise: "2" not "2.0", "0.25" not "0.250".
+pub(crate) fn tidy(v: &f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Text style of a given size in the figure font.
+pub(crate) fn font(size: u32) -> TextStyle<'static> {
+    (FONT, size).into_font().into()
+}
+
+/// Bold text style of a given size in the figure font.
+pub(crate) fn bold(size: u32) -> TextStyle<'static> {
+    (FONT, size).into_font().style(FontStyle::Bold).into()
+}

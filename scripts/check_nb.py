@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Fail (exit 1) if an executed notebook holds an error output or a Rust panic.
+
+nbconvert exits 0 when a cell panics (evcxr reports the panic as stderr text), so every
+executed notebook is inspected here: any output of type "error", or any stream text that
+contains "panicked at", fails the run.
+"""
+import json
+import sys
+
+
+def problems(path):
+    with open(path, encoding="utf-8") as f:
+        nb = json.load(f)
+    for i, cell in enumerate(nb.get("cells", [])):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                yield f"{path}: cell {i}: error output: {out.get('ename', '')}: {out.get('evalue', '')}"
+            text = out.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if "panicked at" in text:
+                yield f"{path}: cell {i}: a Rust panic: {text.strip().splitlines()[0]}"
+
+
+def main(paths):
+    found = [p for path in paths for p in problems(path)]
+    for p in found:
+        print(p, file=sys.stderr)
+    if not paths:
+        print("check_nb.py: no notebooks given", file=sys.stderr)
+        return 1
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

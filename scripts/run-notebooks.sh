@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Executes every notebook in notebooks/ headless through the evcxr kernel (one at a time),
+# writes the executed copies to target/notebooks/, and fails on any error output or panic.
+# Usage: scripts/run-notebooks.sh [--profile quick|full] [NOTEBOOK.ipynb ...]
+# Needs the set-up done by scripts/notebooks.sh (the virtual environment and the kernel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+profile=quick
+notebooks=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --profile=*) profile="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) notebooks+=("$1"); shift ;;
+  esac
+done
+case "$profile" in quick|full) ;; *) echo "error: --profile must be quick or full, got '$profile'" >&2; exit 2 ;; esac
+if [ ${#notebooks[@]} -eq 0 ]; then
+  shopt -s nullglob
+  notebooks=(notebooks/*.ipynb)
+fi
+if [ ${#notebooks[@]} -eq 0 ]; then
+  echo "error: no notebooks found in notebooks/" >&2
+  exit 1
+fi
+venv=.venv
+[ -x "$venv/bin/jupyter" ] || { echo "error: $venv is missing: run scripts/notebooks.sh first" >&2; exit 1; }
+export GMMSEG_PROFILE="$profile"
+# Compiled dependencies are cached between kernel sessions (see notebooks/README).
+export EVCXR_CONFIG_DIR="$PWD/notebooks/.evcxr"
+out=target/notebooks
+mkdir -p "$out"
+for nb in "${notebooks[@]}"; do
+  name=$(basename "$nb")
+  echo "executing $nb (profile $profile)"
+  start=$(date +%s)
+  "$venv/bin/jupyter" nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
+    --ExecutePreprocessor.kernel_name=rust "$nb" --output-dir "$out" --output "$name" >/dev/null
+  "$venv/bin/python" scripts/check_nb.py "$out/$name"
+  echo "  ok in $(( $(date +%s) - start )) s -> $out/$name"
+done

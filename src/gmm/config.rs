@@ -1,0 +1,373 @@
+//! The GMM's validated configuration, with presets for the paper and the reference code.
+//!
+//! [`GmmConfig`] is a plain struct whose fields are public and documented with their default
+//! and its source; [`GmmConfig::check`] validates every field once and returns a
+//! [`ValidGmmConfig`], the only type the algorithms accept (after linfa's `GmmParams` /
+//! `GmmValidParams` split), so no hot loop re-validates.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GmmSegError, Result};
+
+/// How a class score is reduced from its M component log-likelihoods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reduction {
+    /// Winner-take-all: `max_m (log π_cm + log N(x; μ_cm, σ_cm))` (the paper and its code).
+    Max,
+    /// The exact mixture: `logsumexp_m (log π_cm + log N(x; μ_cm, σ_cm))`.
+    LogSumExp,
+}
+
+/// Options of the Sinkhorn E-step (entropic optimal transport with equipartition).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SinkhornConfig {
+    /// Entropic regularisation ε. Default 0.05 (paper and code).
+    pub epsilon: f32,
+    /// Sinkhorn–Knopp iterations. Default 3 (the reference code's value).
+    pub iterations: usize,
+    /// Divide each class's cost matrix by its largest absolute value before Sinkhorn, as the
+    /// reference code does (it makes ε scale-free). Default `false` for the paper flavour:
+    /// ε then applies to the raw cost `−log π_m N(x; μ_m, σ_m)`.
+    pub rescale_cost: bool,
+    /// Stop early once every component's mass is within this tolerance of N_c/M (relative).
+    /// `None` (default) runs exactly `iterations` iterations, as the reference code does.
+    pub tolerance: Option<f64>,
+}
+
+impl Default for SinkhornConfig {
+    fn default() -> Self {
+        Self {
+            epsilon: 0.05,
+            iterations: 3,
+            rescale_cost: false,
+            tolerance: None,
+        }
+    }
+}
+
+/// Which E-step assigns pixels to the components of their own class.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum EStep {
+    /// Vanilla EM: responsibilities `∝ π_m N(x; μ_m, σ_m)`; mixture weights are re-estimated.
+    Vanilla,
+    /// Sinkhorn EM: the same, under the equipartition constraint; weights stay at 1/M.
+    Sinkhorn(SinkhornConfig),
+}
+
+/// Whether responsibilities stay soft or are replaced by a one-hot argmax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// Soft responsibilities (the paper).
+    Soft,
+    /// One-hot argmax of the responsibilities (the reference code's Sinkhorn).
+    Hard,
+}
+
+/// How the M-step estimates a component's mean from its weighted features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MeanEstimator {
+    /// The weighted Euclidean mean (the paper).
+    Euclidean,
+    /// The normalised weighted sum, a mean *direction* on the unit sphere (the reference
+    /// code, whose features are L2-normalised); means are re-normalised after each blend.
+    Direction,
+}
+
+/// Configuration of a class-conditional diagonal GMM and of its EM updates.
+///
+/// Symbols: C = `num_classes`, M = `components`, D = `dim`, ε = `e_step`'s epsilon,
+/// τ = `mean_momentum` / `var_momentum`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GmmConfig {
+    /// Number of classes C. No default: it comes from the dataset.
+    pub num_classes: usize,
+    /// Components per class M. Default 5 (paper; ablated over 1..15). M = 1 is Gaussian
+    /// discriminant analysis, estimated in closed form.
+    pub components: usize,
+    /// Feature dimension D. Default 64 (the paper's projection width).
+    pub dim: usize,
+    /// Class-score reduction over components. Default [`Reduction::Max`] (paper and code).
+    pub reduction: Reduction,
+    /// E-step kind. Default Sinkhorn with ε = 0.05, 3 iterations.
+    pub e_step: EStep,
+    /// Soft or hard responsibilities. Default soft (paper); the reference code uses hard.
+    pub assignment: Assignment,
+    /// Momentum τ of the means: `μ ← τ μ + (1 − τ) μ̂`. Default 0.999 (paper and code).
+    /// Batch EM (`fit-gmm`) uses 0.
+    pub mean_momentum: f32,
+    /// Momentum τ of the variances. Default 0.999 (paper); the reference code uses 0
+    /// (plain replacement).
+    pub var_momentum: f32,
+    /// Added to every estimated variance, like scikit-learn's `reg_covar`; keeps variances of
+    /// collapsed components away from zero. Default 0.01 (the reference code's value).
+    pub var_reg: f32,
+    /// EM loops per update (E-step + M-step). Default 1 (paper; ablated over 1, 5, 10).
+    pub em_loops: usize,
+    /// How the M-step estimates means. Default Euclidean (paper).
+    pub mean_estimator: MeanEstimator,
+}
+
+impl Default for GmmConfig {
+    fn default() -> Self {
+        Self::paper(19)
+    }
+}
+
+impl GmmConfig {
+    /// The paper's flavour (DESIGN §1): soft Sinkhorn EM on raw costs, momentum 0.999 on means
+    /// and variances, Euclidean means, M = 5, D = 64.
+    pub fn paper(num_classes: usize) -> Self {
+        Self {
+            num_classes,
+            components: 5,
+            dim: 64,
+            reduction: Reduction::Max,
+            e_step: EStep::Sinkhorn(SinkhornConfig::default()),
+            assignment: Assignment::Soft,
+            mean_momentum: 0.999,
+            var_momentum: 0.999,
+            var_reg: 0.01,
+            em_loops: 1,
+            mean_estimator: MeanEstimator::Euclidean,
+        }
+    }
+
+    /// The released code's flavour (DESIGN §1, notes/reference-code.md): Sinkhorn on costs
+    /// rescaled by their max, 3 iterations, hard argmax; mean directions with momentum 0.999;
+    /// variances replaced outright (+0.01).
+    pub fn reference_code(num_classes: usize) -> Self {
+        Self {
+            e_step: EStep::Sinkhorn(SinkhornConfig {
+                rescale_cost: true,
+                ..SinkhornConfig::default()
+            }),
+            assignment: Assignment::Hard,
+            var_momentum: 0.0,
+            mean_estimator: MeanEstimator::Direction,
+            ..Self::paper(num_classes)
+        }
+    }
+
+    /// Plain batch EM as `gmmseg fit-gmm` runs it: vanilla E-step, soft, no momentum.
+    pub fn batch_vanilla(num_classes: usize, components: usize, dim: usize) -> Self {
+        Self {
+            components,
+            dim,
+            e_step: EStep::Vanilla,
+            mean_momentum: 0.0,
+            var_momentum: 0.0,
+            ..Self::paper(num_classes)
+        }
+    }
+
+    /// Validates every field once.
+    pub fn check(self) -> Result<ValidGmmConfig> {
+        let bad = |field: &str, reason: String| Err(GmmSegError::config(field, reason));
+        if self.num_classes == 0 || self.num_classes > 255 {
+            return bad(
+                "num_classes",
+                format!(
+                    "must be in 1..=255 (255 is the ignore label), got {}",
+                    self.num_classes
+                ),
+            );
+        }
+        if self.components == 0 {
+            return bad("components", "must be ≥ 1, got 0".into());
+        }
+        if self.dim == 0 {
+            return bad("dim", "must be ≥ 1, got 0".into());
+        }
+        for (field, tau) in [
+            ("mean_momentum", self.mean_momentum),
+            ("var_momentum", self.var_momentum),
+        ] {
+            if !(0.0..1.0).contains(&tau) {
+                return bad(field, format!("must be in [0, 1), got {tau}"));
+            }
+        }
+        if !(self.var_reg.is_finite() && self.var_reg > 0.0) {
+            return bad(
+                "var_reg",
+                format!(
+                    "must be finite and > 0 (it keeps variances away from zero), got {}",
+                    self.var_reg
+                ),
+            );
+        }
+        if self.em_loops == 0 {
+            return bad("em_loops", "must be ≥ 1, got 0".into());
+        }
+        if let EStep::Sinkhorn(s) = &self.e_step {
+            if !(s.epsilon.is_finite() && s.epsilon > 0.0) {
+                return bad(
+                    "e_step.epsilon",
+                    format!("must be finite and > 0, got {}", s.epsilon),
+                );
+            }
+            if s.iterations == 0 {
+                return bad("e_step.iterations", "must be ≥ 1, got 0".into());
+            }
+            if let Some(t) = s.tolerance {
+                if !(t.is_finite() && t > 0.0) {
+                    return bad(
+                        "e_step.tolerance",
+                        format!("must be finite and > 0, got {t}"),
+                    );
+                }
+            }
+        }
+        Ok(ValidGmmConfig(self))
+    }
+}
+
+/// A [`GmmConfig`] whose fields have been validated by [`GmmConfig::check`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValidGmmConfig(GmmConfig);
+
+impl std::ops::Deref for ValidGmmConfig {
+    type Target = GmmConfig;
+    fn deref(&self) -> &GmmConfig {
+        &self.0
+    }
+}
+
+impl ValidGmmConfig {
+    /// The validated configuration, for serialisation or modification (re-check afterwards).
+    pub fn into_inner(self) -> GmmConfig {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect_field(cfg: GmmConfig, field: &str) {
+        match cfg.check() {
+            Err(GmmSegError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected an error on `{field}`, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        GmmConfig::paper(19).check().unwrap();
+        GmmConfig::reference_code(150).check().unwrap();
+        GmmConfig::batch_vanilla(3, 1, 2).check().unwrap();
+    }
+
+    #[test]
+    fn test_invalid_num_classes() {
+        expect_field(
+            GmmConfig {
+                num_classes: 0,
+                ..GmmConfig::paper(1)
+            },
+            "num_classes",
+        );
+        expect_field(GmmConfig::paper(256), "num_classes");
+    }
+
+    #[test]
+    fn test_invalid_components() {
+        expect_field(
+            GmmConfig {
+                components: 0,
+                ..GmmConfig::paper(2)
+            },
+            "components",
+        );
+    }
+
+    #[test]
+    fn test_invalid_dim() {
+        expect_field(
+            GmmConfig {
+                dim: 0,
+                ..GmmConfig::paper(2)
+            },
+            "dim",
+        );
+    }
+
+    #[test]
+    fn test_invalid_momentum() {
+        expect_field(
+            GmmConfig {
+                mean_momentum: 1.0,
+                ..GmmConfig::paper(2)
+            },
+            "mean_momentum",
+        );
+        expect_field(
+            GmmConfig {
+                var_momentum: -0.1,
+                ..GmmConfig::paper(2)
+            },
+            "var_momentum",
+        );
+    }
+
+    #[test]
+    fn test_invalid_var_reg() {
+        expect_field(
+            GmmConfig {
+                var_reg: 0.0,
+                ..GmmConfig::paper(2)
+            },
+            "var_reg",
+        );
+        expect_field(
+            GmmConfig {
+                var_reg: f32::NAN,
+                ..GmmConfig::paper(2)
+            },
+            "var_reg",
+        );
+    }
+
+    #[test]
+    fn test_invalid_em_loops() {
+        expect_field(
+            GmmConfig {
+                em_loops: 0,
+                ..GmmConfig::paper(2)
+            },
+            "em_loops",
+        );
+    }
+
+    #[test]
+    fn test_invalid_sinkhorn() {
+        let with = |s: SinkhornConfig| GmmConfig {
+            e_step: EStep::Sinkhorn(s),
+            ..GmmConfig::paper(2)
+        };
+        expect_field(
+            with(SinkhornConfig {
+                epsilon: 0.0,
+                ..Default::default()
+            }),
+            "e_step.epsilon",
+        );
+        expect_field(
+            with(SinkhornConfig {
+                iterations: 0,
+                ..Default::default()
+            }),
+            "e_step.iterations",
+        );
+        expect_field(
+            with(SinkhornConfig {
+                tolerance: Some(-1.0),
+                ..Default::default()
+            }),
+            "e_step.tolerance",
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The M-step: weighted moments of a class's features, blended into the old parameters.
+//!
+//! For class c and component m with responsibilities r_nm:
+//! `N_m = Σ r`, `μ̂_m = Σ r x / N_m`, `σ̂²_m = Σ r (x − μ̂_m)² / N_m + reg`, and, for vanilla
+//! EM, `π̂_m = N_m / Σ N`. Then `φ ← τ φ + (1 − τ) φ̂` (τ = 0.999 in the paper; 0 in batch EM).
+//!
+//! Sums are accumulated in f64 around the old mean (a shift), so that the variance
+//! `E[(x − s)²] − (E[x − s])²` does not suffer cancellation, over fixed-size chunks reduced
+//! in a fixed order (deterministic for any thread count).
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use super::config::MeanEstimator;
+
+const CHUNK: usize = 4096;
+
+/// A component whose total responsibility is below this keeps its old parameters: there is
+/// nothing to estimate it from.
+pub const MIN_MASS: f64 = 1e-6;
+
+/// Floor of re-estimated mixture weights (before renormalisation), so that a starved
+/// component keeps a finite log-weight and can recover.
+pub const MIN_WEIGHT: f64 = 1e-6;
+
+/// Weighted sufficient statistics of one class, centred on a shift per component.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    /// Σ_n r_nm, shape (M,).
+    pub mass: Array1<f64>,
+    /// Σ_n r_nm (x_n − s_m), shape (M, D).
+    pub first: Array2<f64>,
+    /// Σ_n r_nm (x_n − s_m)², shape (M, D).
+    pub second: Array2<f64>,
+    /// The shift s_m, shape (M, D).
+    pub shift: Array2<f64>,
+}
+
+impl Moments {
+    /// Accumulates the statistics of features `x` (n, D) with responsibilities `resp` (n, M),
+    /// centred on `shift` (M, D) — usually the current means.
+    ///
+    /// # Panics
+    /// If the shapes disagree (callers check).
+    pub fn accumulate(
+        x: ArrayView2<'_, f32>,
+        resp: ArrayView2<'_, f32>,
+        shift: ArrayView2<'_, f32>,
+    ) -> Self {
+        let (n, d) = x.dim();
+        let m = resp.ncols();
+        assert_eq!(resp.nrows(), n);
+        assert_eq!(shift.dim(), (m, d));
+        let shift64 = shift.mapv(|v| v as f64);
+        let x = x.as_standard_layout();
+        let resp = resp.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let rs = resp.as_slice().expect("standard layout");
+        let partials: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = xs
+            .par_chunks(CHUNK * d.max(1))
+            .zip(rs.par_chunks(CHUNK * m))
+            .map(|(xc, rc)| {
+                let mut mass = vec![0f64; m];
+                let mut first = vec![0f64; m * d];
+                let mut second = vec![0f64; m * d];
+                for (xr, rr) in xc.chunks(d.max(1)).zip(rc.chunks(m)) {
+                    for (j, &r) in rr.iter().enumerate() {
+                        if r == 0.0 {
+                            continue;
+                        }
+                        let r = r as f64;
+                        mass[j] += r;
+                        let s = shift64.row(j);
+                        for k in 0..d {
+                            let diff = xr[k] as f64 - s[k];
+                            first[j * d + k] += r * diff;
+                            second[j * d + k] += r * diff * diff;
+                        }
+                    }
+                }
+                (mass, first, second)
+            })
+            .collect();
+        let mut mass = Array1::zeros(m);
+        let mut first = Array2::zeros((m, d));
+        let mut second = Array2::zeros((m, d));
+        for (pm, pf, ps) in partials {
+            mass += &Array1::from(pm);
+            first += &Array2::from_shape_vec((m, d), pf).expect("shape");
+            second += &Array2::from_shape_vec((m, d), ps).expect("shape");
+        }
+        Self {
+            mass,
+            first,
+            second,
+            shift: shift64,
+        }
+    }
+
+    /// Adds another set of statistics with the same shift (e.g. batch + memory).
+    pub fn merge(&mut self, other: &Moments) {
+        debug_assert_eq!(self.shift, other.shift);
+        self.mass += &other.mass;
+        self.first += &other.first;
+        self.second += &other.second;
+    }
+}
+
+/// New parameter estimates of one class, before momentum.
+#[derive(Clone, Debug)]
+pub struct Estimate {
+    /// μ̂, shape (M, D).
+    pub means: Array2<f64>,
+    /// σ̂² + reg, shape (M, D).
+    pub variances: Array2<f64>,
+    /// Whether each component had enough mass to be estimated.
+    pub estimated: Vec<bool>,
+    /// Responsibility mass per component.
+    pub mass: Array1<f64>,
+}
+
+/// Turns moments into estimates. Components with mass below [`MIN_MASS`] are marked
+/// not estimated (their estimates are the shift and are not used).
+pub fn estimate(moments: &Moments, var_reg: f32, estimator: MeanEstimator) -> Estimate {
+    let (m, d) = moments.first.dim();
+    let mut means = moments.shift.clone();
+    let mut variances = Array2::from_elem((m, d), var_reg as f64);
+    let mut estimated = vec![false; m];
+    for j in 0..m {
+        let nm = moments.mass[j];
+        if nm < MIN_MASS {
+            continue;
+        }
+        estimated[j] = true;
+        let e1 = moments.first.row(j).mapv(|v| v / nm);
+        let e2 = moments.second.row(j).mapv(|v| v / nm);
+        let shift = moments.shift.row(j);
+        let mut centre: Array1<f64> = &shift + &e1;
+        if estimator == MeanEstimator::Direction {
+            let norm = centre.dot(&centre).sqrt().max(1e-12);
+            centre.mapv_inplace(|v| v / norm);
+        }
+        // Variance around `centre`: E[(x−s)²] − 2(c−s)E[x−s] + (c−s)².
+        for k in 0..d {
+            let delta = centre[k] - shift[k];
+            let var = e2[k] - 2.0 * delta * e1[k] + delta * delta;
+            variances[[j, k]] = var.max(0.0) + var_reg as f64;
+        }
+        means.row_mut(j).assign(&centre);
+    }
+    Estimate {
+        means,
+        variances,
+        estimated,
+        mass: moments.mass.clone(),
+    }
+}
+
+/// Blends estimates of class `class` into `params` with momentum:
+/// `φ ← τ φ + (1 − τ) φ̂`. Unestimated components keep their parameters. With
+/// `update_weights` (vanilla EM) the mixture weights are re-estimated as N_m / Σ N (floored
+/// at [`MIN_WEIGHT`]) and blended with the mean momentum; otherwise they stay fixed.
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    params: &mut super::GmmParams,
+    class: usize,
+    est: &Estimate,
+    mean_momentum: f32,
+    var_momentum: f32,
+    update_weights: bool,
+    estimator: MeanEstimator,
+) {
+    let tm = mean_momentum as f64;
+    let tv = var_momentum as f64;
+    let m = est.means.nrows();
+    for j in 0..m {
+        if !est.estimated[j] {
+            continue;
+        }
+        let mut mean_row = params.means.index_axis_mut(Axis(0), class);
+        let mut mu = mean_row.row_mut(j);
+        for (old, new) in mu.iter_mut().zip(est.means.row(j)) {
+            *old = (tm * *old as f64 + (1.0 - tm) * new) as f32;
+        }
+        if estimator == MeanEstimator::Direction {
+            let norm = mu.dot(&mu).sqrt().max(1e-12);
+            mu.mapv_inplace(|v| v / norm);
+        }
+        let mut var_row = params.variances.index_axis_mut(Axis(0), class);
+        for (old, new) in var_row.row_mut(j).iter_mut().zip(est.variances.row(j)) {
+            *old = (tv * *old as f64 + (1.0 - tv) * new) as f32;
+        }
+    }
+    if update_weights {
+        let total: f64 = est.mass.sum();
+        if total >= MIN_MASS {
+            let new_w: Vec<f64> = est
+                .mass
+                .iter()
+                .map(|&v| (v / total).max(MIN_WEIGHT))
+                .collect();
+            let norm: f64 = new_w.iter().sum();
+            let mut logw = params.log_weights.index_axis_mut(Axis(0), class);
+            let blended: Vec<f64> = logw
+                .iter()
+                .zip(&new_w)
+                .map(|(&old, &new)| tm * (old as f64).exp() + (1.0 - tm) * new / norm)
+                .collect();
+            let bnorm: f64 = blended.iter().sum();
+            for (lw, b) in logw.iter_mut().zip(blended) {
+                *lw = (b / bnorm).ln() as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn weighted_moments_by_hand() {
+        let x = array![[1f32, 2.], [3., 6.], [5., 10.]];
+        let r = array![[1f32, 0.], [1., 0.5], [0., 0.5]];
+        let shift = array![[100f32, -100.], [0., 0.]];
+        let mo = Moments::accumulate(x.view(), r.view(), shift.view());
+        let est = estimate(&mo, 0.01, MeanEstimator::Euclidean);
+        // comp 0: mean (2, 4), var ((1+1)/2, (4+4)/2) = (1, 4)
+        assert!((est.means[[0, 0]] - 2.0).abs() < 1e-12 && (est.means[[0, 1]] - 4.0).abs() < 1e-12);
+        assert!(
+            (est.variances[[0, 0]] - 1.01).abs() < 1e-9
+                && (est.variances[[0, 1]] - 4.01).abs() < 1e-9
+        );
+        // comp 1: weights 0.5, 0.5 on rows 1, 2: mean (4, 8), var (1, 4)
+        assert!((est.means[[1, 1]] - 8.0).abs() < 1e-12);
+        assert!((est.variances[[1, 0]] - 1.01).abs() < 1e-9);
+        assert_eq!(est.mass, array![2.0, 1.0]);
+    }
+
+    #[test]
+    fn empty_component_keeps_old_parameters() {
+        let x = array![[1f32], [2.]];
+        let r = array![[1f32, 0.], [1., 0.]];
+        let mut p = super::super::GmmParams::standard(1, 2, 1);
+        p.means[[0, 1, 0]] = 7.0;
+        let shift = p.means.index_axis(Axis(0), 0).to_owned();
+        let est = estimate(
+            &Moments::accumulate(x.view(), r.view(), shift.view()),
+            0.1,
+            MeanEstimator::Euclidean,
+        );
+        apply(&mut p, 0, &est, 0.0, 0.0, true, MeanEstimator::Euclidean);
+        assert_eq!(p.means[[0, 1, 0]], 7.0);
+        assert!((p.means[[0, 0, 0]] - 1.5).abs() < 1e-6);
+        assert!((p.variances[[0, 0, 0]] - 0.35).abs() < 1e-6);
+        assert!(p.log_weights[[0, 1]].is_finite() && p.log_weights[[0, 1]] < -10.0);
+    }
+
+    #[test]
+    fn momentum_blends_old_and_new() {
+        let x = array![[10f32]];
+        let r = array![[1f32]];
+        let mut p = super::super::GmmParams::standard(1, 1, 1);
+        let est = estimate(
+            &Moments::accumulate(x.view(), r.view(), array![[0f32]].view()),
+            1.0,
+            MeanEstimator::Euclidean,
+        );
+        apply(&mut p, 0, &est, 0.9, 0.5, false, MeanEstimator::Euclidean);
+        assert!((p.means[[0, 0, 0]] - 1.0).abs() < 1e-6);
+        assert!((p.variances[[0, 0, 0]] - 1.0).abs() < 1e-6); // 0.5·1 + 0.5·(0 + 1)
+    }
+}

@@ -1,0 +1,712 @@
+//! GMMSeg heads: the generative GMM head (paper and reference-code flavours) and the
+//! discriminative GMM head of the paper's Table 4.
+//!
+//! # The generative head, one training iteration
+//! 1. `loss`: features (B, D, h, w) → pixel rows → [reference flavour: LayerNorm(D) with a
+//!    learnable affine, then L2 normalisation] → log π_k N(x; μ_k, σ_k) for all C·M
+//!    components (GEMM form; μ, σ are constants for autograd, the gradient reaches only the
+//!    features) → class score `max_m` (or log-sum-exp) → [reference: LayerNorm across classes
+//!    with a learnable per-class affine] → logits → bilinear up-sampling → cross-entropy.
+//!    Reference flavour: plus 0.01 × cross-entropy over the C·M raw log-likelihoods with the
+//!    Sinkhorn E-step's hard component targets (computed with the pre-update GMM).
+//! 2. The trainer's optimiser step updates the network (and the LayerNorm affines).
+//! 3. `after_step`, without gradient: the same feature transform on the step's detached
+//!    features, then [`OnlineGmm::update`] (E-step, memory, M-step — its docs state the order).
+//!
+//! # The discriminative head
+//! The same mixture, but μ and log σ are trainable parameters updated by SGD together with
+//! the network from the cross-entropy alone; no EM, no memory.
+
+use std::sync::Arc;
+
+use dfdx::prelude::*;
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::head::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
+use super::loss::cross_entropy;
+use super::ops::{accumulate_param, from_pixels, to_pixels};
+use super::resample::resize_bilinear;
+use super::rowops::{cross_entropy_rows, l2_normalize_rows, layer_norm_rows, Rows};
+use super::{Act, Dev, Param, ParamKind, Params, Scalar, Tp};
+use crate::error::{GmmSegError, Result};
+use crate::gmm::{
+    class_scores, EStep, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm, Reduction,
+};
+
+/// LayerNorm ε (the reference code's, PyTorch's default).
+const LN_EPS: f32 = 1e-5;
+
+/// Configuration of a generative GMM head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GmmHeadConfig {
+    /// The mixture, its EM and its memory.
+    pub online: OnlineConfig,
+    /// LayerNorm(D) + L2 normalisation of the features before the GMM (reference code).
+    pub feature_norm: bool,
+    /// LayerNorm across classes with a learnable per-class affine on the class scores before
+    /// the softmax (reference code). Without it the logits are log p(x|c) (paper).
+    pub class_norm: bool,
+    /// Weight of the component-level cross-entropy with Sinkhorn targets (reference: 0.01;
+    /// paper: 0).
+    pub component_loss_weight: f32,
+}
+
+impl GmmHeadConfig {
+    /// The paper's flavour for C classes and M components, with CPU-scale memory and
+    /// momentum (our runs are hundreds to thousands of iterations, not 80k–160k: τ = 0.99
+    /// instead of 0.999, and classes warm-started from their first batch).
+    pub fn paper(num_classes: usize, components: usize, dim: usize) -> Self {
+        let mut online = OnlineConfig::paper(num_classes);
+        online.gmm.components = components;
+        online.gmm.dim = dim;
+        online.gmm.mean_momentum = 0.99;
+        online.gmm.var_momentum = 0.99;
+        GmmHeadConfig {
+            online,
+            feature_norm: false,
+            class_norm: false,
+            component_loss_weight: 0.0,
+        }
+    }
+
+    /// The released code's flavour (see `notes/reference-code.md`), with the queue shortened
+    /// to 2,000 per component for CPU memory.
+    pub fn reference_code(num_classes: usize, components: usize, dim: usize) -> Self {
+        let mut online = OnlineConfig::reference_code(num_classes);
+        online.gmm.components = components;
+        online.gmm.dim = dim;
+        GmmHeadConfig {
+            online,
+            feature_norm: true,
+            class_norm: true,
+            component_loss_weight: 0.01,
+        }
+    }
+
+    /// Validates every field.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] naming the field.
+    pub fn check(&self) -> Result<()> {
+        self.online.check()?;
+        if !(self.component_loss_weight.is_finite() && self.component_loss_weight >= 0.0) {
+            return Err(GmmSegError::config(
+                "component_loss_weight",
+                format!("must be finite and ≥ 0, got {}", self.component_loss_weight),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Learnable LayerNorm affine (γ = 1, β = 0 at start).
+#[derive(Clone, Debug)]
+struct Affine {
+    gamma: Param,
+    beta: Param,
+}
+
+impl Affine {
+    fn new(dev: &Dev, name: &str, len: usize) -> Self {
+        Affine {
+            gamma: Param::new(
+                dev,
+                format!("{name}.weight"),
+                &[len],
+                vec![1.0; len],
+                ParamKind::NoDecay,
+            ),
+            beta: Param::new(
+                dev,
+                format!("{name}.bias"),
+                &[len],
+                vec![0.0; len],
+                ParamKind::NoDecay,
+            ),
+        }
+    }
+
+    /// Row-wise LayerNorm + affine on plain arrays (no tape), for EM and evaluation.
+    fn apply_rows(&self, x: &mut Array2<f32>) {
+        let g = self.gamma.to_vec();
+        let b = self.beta.to_vec();
+        let k = x.ncols() as f64;
+        for mut row in x.axis_iter_mut(Axis(0)) {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k;
+            let inv = 1.0 / (var + LN_EPS as f64).sqrt();
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = g[j] * ((*v as f64 - mean) * inv) as f32 + b[j];
+            }
+        }
+    }
+}
+
+fn l2_rows(x: &mut Array2<f32>) {
+    for mut row in x.axis_iter_mut(Axis(0)) {
+        let n = row.dot(&row).sqrt().max(1e-12);
+        row.mapv_inplace(|v| v / n);
+    }
+}
+
+pub(crate) fn act_to_rows(x: &Act) -> Array2<f32> {
+    let (b, d, h, w) = *x.shape();
+    let v = x.as_vec();
+    let hw = h * w;
+    Array2::from_shape_fn((b * hw, d), |(r, c)| v[((r / hw) * d + c) * hw + r % hw])
+}
+
+pub(crate) fn rows_to_act(dev: &Dev, x: &Array2<f32>, b: usize, h: usize, w: usize) -> Act {
+    let (n, k) = x.dim();
+    let hw = h * w;
+    debug_assert_eq!(n, b * hw);
+    let mut out = vec![0f32; n * k];
+    for (r, row) in x.axis_iter(Axis(0)).enumerate() {
+        let (i, p) = (r / hw, r % hw);
+        for (c, &v) in row.iter().enumerate() {
+            out[(i * k + c) * hw + p] = v;
+        }
+    }
+    dev.tensor_from_vec(out, (b, k, h, w))
+}
+
+/// Splits rows into a tape-carrying continuation and a plain twin with the same id (see
+/// [`super::fork`]).
+fn fork_rows<T: Tape<f32, Cpu>>(x: Rows<T>) -> (Rows<T>, Rows) {
+    let (x, tape) = x.split_tape();
+    let twin = x.clone();
+    (x.put_tape(tape), twin)
+}
+
+/// Reduces (N, C·M) component scores on a tape to (N, C) class scores.
+fn reduce_components<T: Tape<f32, Cpu>>(
+    ll: Rows<T>,
+    c: usize,
+    m: usize,
+    reduction: Reduction,
+) -> Rows<T> {
+    let n = ll.shape().0;
+    let ll3 = ll.reshape_like(&(n, c, m));
+    match reduction {
+        Reduction::Max => ll3.max::<(usize, usize), dfdx::shapes::Axis<2>>(),
+        Reduction::LogSumExp => ll3.logsumexp::<(usize, usize), dfdx::shapes::Axis<2>>(),
+    }
+}
+
+/// The generative GMM head.
+pub struct GmmHead {
+    kind: &'static str,
+    config: GmmHeadConfig,
+    gmm: OnlineGmm,
+    table: Arc<LogLikTable>,
+    feat_norm: Option<Affine>,
+    class_norm: Option<Affine>,
+    dev: Dev,
+    seed: u64,
+}
+
+impl GmmHead {
+    /// A head named `kind` (`gmmseg`, `gmmseg-ref`) with initial means drawn from `rng`
+    /// (random unit vectors, unit variances: the reference code's start).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] for an invalid configuration.
+    pub fn new(
+        dev: &Dev,
+        kind: &'static str,
+        config: GmmHeadConfig,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        config.check()?;
+        let g = &config.online.gmm;
+        let params = GmmParams::random_unit(g.num_classes, g.components, g.dim, rng);
+        let seed: u64 = rng.gen();
+        let gmm = OnlineGmm::new(config.online.clone(), params, seed)?;
+        let table = Arc::new(LogLikTable::new(&gmm.params));
+        let feat_norm = config
+            .feature_norm
+            .then(|| Affine::new(dev, "head.feat_norm", g.dim));
+        let class_norm = config
+            .class_norm
+            .then(|| Affine::new(dev, "head.mask_norm", g.num_classes));
+        Ok(GmmHead {
+            kind,
+            config,
+            gmm,
+            table,
+            feat_norm,
+            class_norm,
+            dev: dev.clone(),
+            seed,
+        })
+    }
+
+    /// The online GMM (parameters, memory, counters).
+    pub fn gmm(&self) -> &OnlineGmm {
+        &self.gmm
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GmmHeadConfig {
+        &self.config
+    }
+
+    /// The feature transform on the tape (identity, or LayerNorm + L2).
+    fn transform_tape<T: Tape<f32, Cpu>>(&self, rows: Rows<T>) -> Result<Rows<T>> {
+        match &self.feat_norm {
+            Some(a) => l2_normalize_rows(layer_norm_rows(rows, &a.gamma, &a.beta, LN_EPS)?),
+            None => Ok(rows),
+        }
+    }
+
+    /// The feature transform without tape (EM, evaluation). In the reference flavour the
+    /// means are unit vectors too, matching the L2-normalised features.
+    pub fn transform(&self, mut rows: Array2<f32>) -> Array2<f32> {
+        if let Some(a) = &self.feat_norm {
+            a.apply_rows(&mut rows);
+            l2_rows(&mut rows);
+        }
+        rows
+    }
+
+    /// Class log-likelihoods log p(x|c) (N, C) and logits (N, C) of transformed rows, no tape.
+    pub fn scores(&self, rows: ArrayView2<'_, f32>) -> (Array2<f32>, Array2<f32>) {
+        let g = self.gmm.gmm_config();
+        let ll = self.table.compute(rows);
+        let class_ll = class_scores(ll.view(), g.components, g.reduction);
+        let mut logits = class_ll.clone();
+        if let Some(a) = &self.class_norm {
+            a.apply_rows(&mut logits);
+        }
+        (class_ll, logits)
+    }
+
+    fn logits_rows<T: Tape<f32, Cpu>>(&self, ll: Rows<T>) -> Result<Rows<T>> {
+        let g = self.gmm.gmm_config();
+        let scores = reduce_components(ll, g.num_classes, g.components, g.reduction);
+        match &self.class_norm {
+            Some(a) => layer_norm_rows(scores, &a.gamma, &a.beta, LN_EPS),
+            None => Ok(scores),
+        }
+    }
+
+    /// Hard component targets `c·M + m` for every labelled pixel (Sinkhorn E-step under the
+    /// current parameters), `None` for ignored pixels.
+    fn component_targets(
+        &self,
+        rows: ArrayView2<'_, f32>,
+        labels: &[u8],
+    ) -> Result<Vec<Option<usize>>> {
+        let m = self.gmm.gmm_config().components;
+        let mut targets = vec![None; labels.len()];
+        for a in self.gmm.assign(rows, labels)? {
+            for (row, &p) in a.responsibilities.axis_iter(Axis(0)).zip(&a.pixels) {
+                let best = (0..m).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+                targets[p] = Some(a.class * m + best);
+            }
+        }
+        Ok(targets)
+    }
+}
+
+impl Params for GmmHead {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        for a in [&self.feat_norm, &self.class_norm].into_iter().flatten() {
+            f(&a.gamma);
+            f(&a.beta);
+        }
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        for a in [&mut self.feat_norm, &mut self.class_norm]
+            .into_iter()
+            .flatten()
+        {
+            f(&mut a.gamma);
+            f(&mut a.beta);
+        }
+    }
+}
+
+impl Head for GmmHead {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn num_classes(&self) -> usize {
+        self.config.online.gmm.num_classes
+    }
+    fn feature_dim(&self) -> usize {
+        self.config.online.gmm.dim
+    }
+
+    fn logits_train(&mut self, feats: Act<Tp>) -> Result<Act<Tp>> {
+        let (b, _, h, w) = *feats.shape();
+        let rows = self.transform_tape(to_pixels(feats)?)?;
+        let ll = crate::gmm::tape::log_likelihood(rows, &self.table)?;
+        from_pixels(self.logits_rows(ll)?, b, h, w)
+    }
+
+    fn loss(&mut self, feats: Act<Tp>, target: &HeadTarget<'_>) -> Result<Scalar<Tp>> {
+        let (b, _, h, w) = *feats.shape();
+        let (lh, lw) = (target.labels.dim().1, target.labels.dim().2);
+        let (rows, rows_twin) = fork_rows(self.transform_tape(to_pixels(feats)?)?);
+        let ll = crate::gmm::tape::log_likelihood(rows, &self.table)?;
+        let (ll, ll_twin) = fork_rows(ll);
+        let logits = from_pixels(self.logits_rows(ll)?, b, h, w)?;
+        let seg = cross_entropy(resize_bilinear(logits, lh, lw)?, target.labels)?;
+        let weight = self.config.component_loss_weight;
+        if weight == 0.0 {
+            return Ok(seg);
+        }
+        // Reference flavour: 0.01 × CE over the C·M raw log-likelihoods with the Sinkhorn
+        // E-step's hard targets (pre-update GMM). The second use of the log-likelihoods is
+        // recorded on its own tape and merged by the sum; gradients meet at the shared id.
+        let x = Array2::from_shape_vec(*rows_twin.shape(), rows_twin.as_vec()).expect("shape");
+        let labels: Vec<u8> = target.labels_feat.iter().copied().collect();
+        let targets = self.component_targets(x.view(), &labels)?;
+        let comp = cross_entropy_rows(ll_twin.retaped::<Tp>(), &targets)?;
+        Ok(seg + comp * weight)
+    }
+
+    fn after_step(&mut self, step: &StepFeatures<'_>) -> Result<()> {
+        let rows = self.transform(step.feats.clone());
+        let correct: Vec<bool> = {
+            let (_, logits) = self.scores(rows.view());
+            logits
+                .axis_iter(Axis(0))
+                .zip(step.labels)
+                .map(|(row, &l)| {
+                    let best = row
+                        .iter()
+                        .enumerate()
+                        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+                    best == l as usize
+                })
+                .collect()
+        };
+        self.gmm.update(&OnlineBatch {
+            features: rows.view(),
+            labels: step.labels,
+            pixels_per_image: step.pixels_per_image,
+            correct: Some(&correct),
+        })?;
+        self.table = Arc::new(LogLikTable::new(&self.gmm.params));
+        Ok(())
+    }
+
+    fn infer(&self, feats: Act) -> Result<HeadOutput> {
+        let (b, _, h, w) = *feats.shape();
+        let rows = self.transform(act_to_rows(&feats));
+        let (class_ll, logits) = self.scores(rows.view());
+        let anomaly = class_ll.map_axis(Axis(1), |r| {
+            -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        });
+        let anomaly = anomaly
+            .into_shape_with_order((b * h * w, 1))
+            .expect("one score per pixel");
+        Ok(HeadOutput {
+            logits: rows_to_act(&self.dev, &logits, b, h, w),
+            anomaly: vec![(
+                "likelihood".into(),
+                rows_to_act(&self.dev, &anomaly, b, h, w),
+            )],
+        })
+    }
+
+    fn fitted_state(&self) -> FittedState {
+        let g = &self.gmm;
+        let (c, m, d) = g.params.means.dim();
+        let mut s = FittedState::new();
+        s.insert(
+            "gmm.means".into(),
+            (vec![c, m, d], g.params.means.iter().copied().collect()),
+        );
+        s.insert(
+            "gmm.variances".into(),
+            (vec![c, m, d], g.params.variances.iter().copied().collect()),
+        );
+        s.insert(
+            "gmm.log_weights".into(),
+            (vec![c, m], g.params.log_weights.iter().copied().collect()),
+        );
+        let mem = &g.memory;
+        let queues = mem.raw().len();
+        let cap = mem.capacity();
+        let mut data = vec![0f32; queues * cap * d];
+        let mut lens = Vec::with_capacity(queues);
+        for (q, v) in mem.raw().iter().enumerate() {
+            data[q * cap * d..q * cap * d + v.len()].copy_from_slice(v);
+            lens.push((v.len() / d) as f32);
+        }
+        s.insert("gmm.memory".into(), (vec![queues, cap, d], data));
+        s.insert("gmm.memory_len".into(), (vec![queues], lens));
+        s.insert(
+            "gmm.memory_ptr".into(),
+            (
+                vec![queues],
+                mem.pointers().iter().map(|&p| p as f32).collect(),
+            ),
+        );
+        s.insert(
+            "gmm.class_updates".into(),
+            (vec![c], g.class_updates.iter().map(|&u| u as f32).collect()),
+        );
+        // Counters and the 128-bit random-stream position as exact 16-bit pieces.
+        let pos = g.rng_position();
+        let mut counters: Vec<f32> = (0..8)
+            .map(|i| ((pos >> (16 * i)) & 0xffff) as f32)
+            .collect();
+        counters.extend((0..4).map(|i| ((g.iteration >> (16 * i)) & 0xffff) as f32));
+        s.insert("gmm.counters".into(), (vec![12], counters));
+        s
+    }
+
+    fn load_fitted_state(&mut self, state: &FittedState) -> Result<()> {
+        let get = |name: &str, shape: &[usize]| -> Result<&Vec<f32>> {
+            match state.get(name) {
+                Some((s, v)) if s == shape => Ok(v),
+                Some((s, _)) => Err(GmmSegError::input(
+                    "fitted head state",
+                    format!("`{name}` has shape {s:?}, expected {shape:?}"),
+                )),
+                None => Err(GmmSegError::input(
+                    "fitted head state",
+                    format!("missing `{name}` for a {} head", self.kind),
+                )),
+            }
+        };
+        let (c, m, d) = self.gmm.params.means.dim();
+        let means = get("gmm.means", &[c, m, d])?;
+        let vars = get("gmm.variances", &[c, m, d])?;
+        let logw = get("gmm.log_weights", &[c, m])?;
+        let params = GmmParams {
+            means: ndarray::Array3::from_shape_vec((c, m, d), means.clone())
+                .expect("shape checked"),
+            variances: ndarray::Array3::from_shape_vec((c, m, d), vars.clone())
+                .expect("shape checked"),
+            log_weights: Array2::from_shape_vec((c, m), logw.clone()).expect("shape checked"),
+        };
+        params.validate("checkpoint GMM parameters")?;
+        let queues = self.gmm.memory.raw().len();
+        let cap = self.gmm.memory.capacity();
+        let data = get("gmm.memory", &[queues, cap, d])?;
+        let lens = get("gmm.memory_len", &[queues])?;
+        let ptrs = get("gmm.memory_ptr", &[queues])?;
+        let updates = get("gmm.class_updates", &[c])?;
+        let counters = get("gmm.counters", &[12])?;
+        let raw: Vec<Vec<f32>> = (0..queues)
+            .map(|q| data[q * cap * d..q * cap * d + (lens[q] as usize).min(cap) * d].to_vec())
+            .collect();
+        let memory = crate::gmm::FeatureMemory::from_raw(
+            self.gmm.memory.slots(),
+            cap,
+            d,
+            raw,
+            ptrs.iter().map(|&p| p as usize).collect(),
+        )?;
+        let mut gmm = OnlineGmm::new(self.config.online.clone(), params, self.seed)?;
+        gmm.memory = memory;
+        gmm.class_updates = updates.iter().map(|&u| u as u64).collect();
+        let pos = (0..8).fold(0u128, |acc, i| acc | ((counters[i] as u128) << (16 * i)));
+        gmm.set_rng_position(pos);
+        gmm.iteration = (0..4).fold(0u64, |acc, i| acc | ((counters[8 + i] as u64) << (16 * i)));
+        self.table = Arc::new(LogLikTable::new(&gmm.params));
+        self.gmm = gmm;
+        Ok(())
+    }
+}
+
+/// The discriminative GMM head (Table 4): the same mixture, μ and log σ learned by SGD from
+/// the cross-entropy together with the network; uniform weights, no EM.
+pub struct DiscGmmHead {
+    means: Param,
+    log_std: Param,
+    classes: usize,
+    components: usize,
+    dim: usize,
+    reduction: Reduction,
+    dev: Dev,
+}
+
+impl DiscGmmHead {
+    /// Means N(0, 1)/√D-scaled, σ = 1 (so initial scores are ~ −½‖x − μ‖²).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] for zero sizes.
+    pub fn new(
+        dev: &Dev,
+        classes: usize,
+        components: usize,
+        dim: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        if classes == 0 || components == 0 || dim == 0 {
+            return Err(GmmSegError::config(
+                "head",
+                format!("needs C, M, D ≥ 1, got {classes}, {components}, {dim}"),
+            ));
+        }
+        let k = classes * components;
+        let means: Vec<f32> = (0..k * dim).map(|_| StandardNormal.sample(rng)).collect();
+        Ok(DiscGmmHead {
+            means: Param::new(dev, "head.means", &[k, dim], means, ParamKind::NoDecay),
+            log_std: Param::new(
+                dev,
+                "head.log_std",
+                &[k, dim],
+                vec![0.0; k * dim],
+                ParamKind::NoDecay,
+            ),
+            classes,
+            components,
+            dim,
+            reduction: Reduction::Max,
+            dev: dev.clone(),
+        })
+    }
+
+    fn params(&self) -> GmmParams {
+        let (c, m, d) = (self.classes, self.components, self.dim);
+        GmmParams {
+            means: ndarray::Array3::from_shape_vec((c, m, d), self.means.to_vec()).expect("shape"),
+            variances: ndarray::Array3::from_shape_vec(
+                (c, m, d),
+                self.log_std
+                    .to_vec()
+                    .iter()
+                    .map(|s| (2.0 * s).exp())
+                    .collect(),
+            )
+            .expect("shape"),
+            log_weights: Array2::from_elem((c, m), -(m as f32).ln()),
+        }
+    }
+
+    /// log π_k N(x; μ_k, σ_k) on the tape, with gradients to x, μ and log σ.
+    fn log_likelihood<T: Tape<f32, Cpu>>(&self, x: Rows<T>) -> Result<Rows<T>> {
+        let table = LogLikTable::new(&self.params());
+        let (n, d) = *x.shape();
+        if d != self.dim {
+            return Err(GmmSegError::shape(
+                "features",
+                format!("D = {d}, head has D = {}", self.dim),
+            ));
+        }
+        let k = self.classes * self.components;
+        let (x, mut tape) = x.split_tape();
+        let xs = x.as_vec();
+        let mut out = vec![0f32; n * k];
+        table.compute_into(&xs, &mut out);
+        let y = x.device().try_tensor_from_vec(out, (n, k))?;
+        if T::OWNS_TAPE {
+            let y_id = y.clone();
+            let mu = self.means.to_vec();
+            let logs = self.log_std.to_vec();
+            let (mu_t, logs_t) = (self.means.value.clone(), self.log_std.value.clone());
+            tape.add_backward_op(move |grads| {
+                grads.try_alloc_for(&x)?;
+                grads.try_alloc_for(&y_id)?;
+                let g = grads.get(&y_id).as_vec();
+                let mut dx = vec![0f32; n * d];
+                let mut gx = vec![0f64; k * d];
+                let mut gx2 = vec![0f64; k * d];
+                let mut gsum = vec![0f64; k];
+                for r in 0..n {
+                    let xr = &xs[r * d..(r + 1) * d];
+                    for j in 0..k {
+                        let gj = g[r * k + j];
+                        if gj == 0.0 {
+                            continue;
+                        }
+                        gsum[j] += gj as f64;
+                        for t in 0..d {
+                            let w = (-2.0 * logs[j * d + t]).exp();
+                            dx[r * d + t] += gj * (mu[j * d + t] - xr[t]) * w;
+                            gx[j * d + t] += (gj * xr[t]) as f64;
+                            gx2[j * d + t] += (gj * xr[t] * xr[t]) as f64;
+                        }
+                    }
+                }
+                let mut dmu = vec![0f32; k * d];
+                let mut dlogs = vec![0f32; k * d];
+                for j in 0..k {
+                    for t in 0..d {
+                        let i = j * d + t;
+                        let w = (-2.0 * logs[i] as f64).exp();
+                        let m = mu[i] as f64;
+                        dmu[i] = (w * (gx[i] - m * gsum[j])) as f32;
+                        dlogs[i] =
+                            (w * (gx2[i] - 2.0 * m * gx[i] + m * m * gsum[j]) - gsum[j]) as f32;
+                    }
+                }
+                let gxs = grads.get_or_alloc_mut(&x)?;
+                for (a, v) in gxs.iter_mut().zip(dx) {
+                    *a += v;
+                }
+                accumulate_param(grads, &mu_t, &dmu)?;
+                accumulate_param(grads, &logs_t, &dlogs)?;
+                Ok(())
+            });
+        }
+        Ok(y.put_tape(tape))
+    }
+}
+
+impl Params for DiscGmmHead {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        f(&self.means);
+        f(&self.log_std);
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        f(&mut self.means);
+        f(&mut self.log_std);
+    }
+}
+
+impl Head for DiscGmmHead {
+    fn kind(&self) -> &'static str {
+        "disc-gmm"
+    }
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+    fn feature_dim(&self) -> usize {
+        self.dim
+    }
+    fn logits_train(&mut self, feats: Act<Tp>) -> Result<Act<Tp>> {
+        let (b, _, h, w) = *feats.shape();
+        let ll = self.log_likelihood(to_pixels(feats)?)?;
+        from_pixels(
+            reduce_components(ll, self.classes, self.components, self.reduction),
+            b,
+            h,
+            w,
+        )
+    }
+    fn infer(&self, feats: Act) -> Result<HeadOutput> {
+        let (b, _, h, w) = *feats.shape();
+        let rows = act_to_rows(&feats);
+        let ll = LogLikTable::new(&self.params()).compute(rows.view());
+        let class_ll = class_scores(ll.view(), self.components, self.reduction);
+        let anomaly = class_ll
+            .map_axis(Axis(1), |r| {
+                -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            })
+            .into_shape_with_order((b * h * w, 1))
+            .expect("one score per pixel");
+        Ok(HeadOutput {
+            logits: rows_to_act(&self.dev, &class_ll, b, h, w),
+            anomaly: vec![(
+                "likelihood".into(),
+                rows_to_act(&self.dev, &anomaly, b, h, w),
+            )],
+        })
+    }
+}
+
+/// Whether an E-step kind is Sinkhorn (for names in tables).
+pub fn is_sinkhorn(e: &EStep) -> bool {
+    matches!(e, EStep::Sinkhorn(_))
+}

@@ -1,0 +1,198 @@
+//! Dense classification heads behind one interface, [`Head`].
+//!
+//! A head reads the projected features (B, D, h, w) — D = 64 after the network's 1×1
+//! projection — and turns them into per-class scores. The trainer's loop only ever talks to
+//! this trait, so the GMM heads (issue 5) plug in without touching it:
+//!
+//! 1. `loss(feats, target)` — training forward: features *with tape*, labels at label
+//!    resolution and at feature resolution; returns the scalar loss on the same tape. The
+//!    default is cross-entropy on [`Head::logits_train`] up-sampled to label resolution; a GMM
+//!    head can override it (e.g. add the reference code's component-level loss, computed on
+//!    `feats` flattened with [`crate::nn::ops::to_pixels`]).
+//! 2. `after_step(step)` — called after the optimiser step, without gradient, with the
+//!    detached features of that step as (N, D) rows and their labels at feature resolution:
+//!    where EM (E-step, M-step, memory update) runs.
+//! 3. `infer(feats)` — evaluation: class scores at feature resolution plus any head-specific
+//!    anomaly scores (e.g. `likelihood` = −max_c log p(x|c)). MSP, entropy and max-logit are
+//!    computed by the evaluator from the scores, for every head.
+//! 4. `fitted_state` / `load_fitted_state` — state fitted outside SGD (means, variances,
+//!    memory, counters), stored in checkpoints next to the trainable parameters. Trainable
+//!    parameters go through [`Params`] like every other layer.
+
+use std::collections::BTreeMap;
+
+use ndarray::{Array2, Array3};
+use rand::Rng;
+
+use super::conv2d::{Conv2d, ConvSpec};
+use super::loss::cross_entropy;
+use super::resample::resize_bilinear;
+use super::{Act, Dev, Param, Params, Scalar, Tp};
+use crate::error::{GmmSegError, Result};
+
+/// Labels for a training step.
+#[derive(Clone, Debug)]
+pub struct HeadTarget<'a> {
+    /// (B, H, W) at label (image) resolution, 255 = ignore.
+    pub labels: &'a Array3<u8>,
+    /// (B, h, w) at feature resolution (nearest down-sampling), 255 = ignore.
+    pub labels_feat: &'a Array3<u8>,
+}
+
+/// What the trainer hands to [`Head::after_step`].
+#[derive(Clone, Debug)]
+pub struct StepFeatures<'a> {
+    /// Training step that just finished (1-based: the number of optimiser steps taken).
+    pub step: usize,
+    /// Detached features of this step's batch, one row per pixel, row `(b·h + y)·w + x`.
+    pub feats: &'a Array2<f32>,
+    /// Labels at feature resolution, same row order, 255 = ignore.
+    pub labels: &'a [u8],
+    /// Rows per image (h·w), so that a head can sample per image.
+    pub pixels_per_image: usize,
+}
+
+/// A head's evaluation output.
+#[derive(Clone, Debug)]
+pub struct HeadOutput {
+    /// Class scores (B, C, h, w) whose softmax is p(c|x).
+    pub logits: Act,
+    /// Head-specific anomaly scores, each (B, 1, h, w), higher = more anomalous.
+    pub anomaly: Vec<(String, Act)>,
+}
+
+/// Fitted (non-SGD) state: name → (shape, values).
+pub type FittedState = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// A dense classifier on projected features. See the module docs for the call order.
+pub trait Head: Params + Send {
+    /// Short name used in configs and on the command line (`softmax`, `gmmseg`, ...).
+    fn kind(&self) -> &'static str;
+    /// Number of classes C.
+    fn num_classes(&self) -> usize;
+    /// Feature dimension D it expects.
+    fn feature_dim(&self) -> usize;
+
+    /// Class scores with tape.
+    ///
+    /// # Shapes
+    /// (B, D, h, w) → (B, C, h, w).
+    fn logits_train(&mut self, feats: Act<Tp>) -> Result<Act<Tp>>;
+
+    /// Training loss. Default: cross-entropy (ignore 255, mean over valid pixels) of
+    /// [`Head::logits_train`] bilinearly up-sampled to label resolution.
+    ///
+    /// # Shapes
+    /// feats (B, D, h, w); labels (B, H, W) → scalar.
+    fn loss(&mut self, feats: Act<Tp>, target: &HeadTarget<'_>) -> Result<Scalar<Tp>> {
+        let (_, h, w) = target.labels.dim();
+        let logits = resize_bilinear(self.logits_train(feats)?, h, w)?;
+        cross_entropy(logits, target.labels)
+    }
+
+    /// Hook after the optimiser step, without gradient (EM for GMM heads). Default: nothing.
+    fn after_step(&mut self, _step: &StepFeatures<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Evaluation forward.
+    ///
+    /// # Shapes
+    /// (B, D, h, w) → logits (B, C, h, w), anomaly scores (B, 1, h, w).
+    fn infer(&self, feats: Act) -> Result<HeadOutput>;
+
+    /// State fitted outside SGD, for checkpoints. Default: none.
+    fn fitted_state(&self) -> FittedState {
+        FittedState::new()
+    }
+
+    /// Restores [`Head::fitted_state`]. Default: accepts only an empty state.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] when the state does not belong to this head.
+    fn load_fitted_state(&mut self, state: &FittedState) -> Result<()> {
+        if let Some(k) = state.keys().next() {
+            return Err(GmmSegError::input(
+                "fitted head state",
+                format!("unexpected entry `{k}` for a {} head", self.kind()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The softmax baseline: a linear 1×1 convolution D → C with bias (mmseg's `conv_seg`).
+#[derive(Clone, Debug)]
+pub struct SoftmaxHead {
+    /// The classifier.
+    pub classifier: Conv2d,
+}
+
+impl SoftmaxHead {
+    /// A head for `classes` classes on `dim`-dimensional features, parameters `name.classifier.*`.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] for zero classes or dimensions.
+    pub fn new(
+        dev: &Dev,
+        name: &str,
+        dim: usize,
+        classes: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        if classes == 0 || dim == 0 {
+            return Err(GmmSegError::config(
+                "head",
+                format!("needs ≥ 1 class and feature dim, got C={classes}, D={dim}"),
+            ));
+        }
+        let spec = ConvSpec {
+            cin: dim,
+            cout: classes,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
+        let mut classifier = Conv2d::new(dev, &format!("{name}.classifier"), spec, true, rng);
+        // mmseg initialises conv_seg with N(0, 0.01): start from near-uniform posteriors.
+        let w: Vec<f32> = classifier
+            .weight
+            .to_vec()
+            .iter()
+            .map(|v| v * 0.01 / (2.0 / dim as f32).sqrt())
+            .collect();
+        classifier.weight.set(&w)?;
+        Ok(SoftmaxHead { classifier })
+    }
+}
+
+impl Params for SoftmaxHead {
+    fn visit(&self, f: &mut dyn FnMut(&Param)) {
+        self.classifier.visit(f)
+    }
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
+        self.classifier.visit_mut(f)
+    }
+}
+
+impl Head for SoftmaxHead {
+    fn kind(&self) -> &'static str {
+        "softmax"
+    }
+    fn num_classes(&self) -> usize {
+        self.classifier.spec.cout
+    }
+    fn feature_dim(&self) -> usize {
+        self.classifier.spec.cin
+    }
+    fn logits_train(&mut self, feats: Act<Tp>) -> Result<Act<Tp>> {
+        self.classifier.forward(feats)
+    }
+    fn infer(&self, feats: Act) -> Result<HeadOutput> {
+        Ok(HeadOutput {
+            logits: self.classifier.forward(feats)?,
+            anomaly: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! Ablation charts: a metric against a parameter with 95% confidence-interval error bars
+//! (mIoU vs the number of components M, Table 5b) and grouped bars with CIs (EM variants,
+//! online vs post-hoc, generative vs discriminative: Tables 3, 4, 5a). The intervals are
+//! [`Summary`](crate::metrics::Summary) values over seeds.
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{bold, font, register_fonts, series_color, tidy};
+use crate::error::{GmmSegError, Result};
+use crate::metrics::Summary;
+
+/// Title and axis names of a chart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChartLabels {
+    /// Caption above the chart.
+    pub title: String,
+    /// Name of the x axis (the parameter, or nothing for categories).
+    pub x: String,
+    /// Name of the y axis (the metric, with its unit).
+    pub y: String,
+}
+
+/// One line of [`metric_vs_parameter`]: a name and (parameter value, summary over seeds).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CiSeries {
+    /// Legend name.
+    pub name: String,
+    /// Points, in any order (drawn sorted by x).
+    pub points: Vec<(f64, Summary)>,
+}
+
+fn y_range(values: impl Iterator<Item = (f64, f64)>) -> Result<(f64, f64)> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (a, b) in values {
+        lo = lo.min(a);
+        hi = hi.max(b);
+    }
+    if !lo.is_finite() || !hi.is_finite() {
+        return Err(GmmSegError::empty("series", "no finite value to draw"));
+    }
+    let pad = ((hi - lo) * 0.12).max(1e-3 * hi.abs().max(1.0));
+    Ok((lo - pad, hi + pad))
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A vertical error bar from `lo` to `hi` at `x`, with caps `half` pixels wide.
+fn error_bar<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    x: f64,
+    lo: f64,
+    hi: f64,
+    style: ShapeStyle,
+    half: i32,
+) -> Result<()> {
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(x, lo), (x, hi)],
+        style,
+    )))?;
+    chart.draw_series([lo, hi].into_iter().map(|y| {
+        EmptyElement::at((x, y)) + PathElement::new(vec![(-half, 0), (half, 0)], style)
+    }))?;
+    Ok(())
+}
+
+/// Lines with markers and 95% CI error bars, one per series; the legend gives the number of
+/// runs behind each point.
+pub fn metric_vs_parameter<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[CiSeries],
+    labels: &ChartLabels,
+) -> Result<()> {
+    register_fonts();
+    if series.iter().all(|s| s.points.is_empty()) {
+        return Err(GmmSegError::empty("series", "no point to draw"));
+    }
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (xmin, xmax) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    if !xmin.is_finite() || !xmax.is_finite() {
+        return Err(GmmSegError::input(
+            "series",
+            "parameter values must be finite",
+        ));
+    }
+    let xpad = ((xmax - xmin) * 0.06).max(0.5);
+    let (ylo, yhi) = y_range(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| (p.1.lower(), p.1.upper()))),
+    )?;
+    let mut chart = ChartBuilder::on(area)
+        .caption(&labels.title, bold(20))
+        .margin(14)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d((xmin - xpad)..(xmax + xpad), ylo..yhi)?;
+    chart
+        .configure_mesh()
+        .x_desc(&labels.x)
+        .y_desc(&labels.y)
+        .x_label_formatter(&tidy)
+        .y_label_formatter(&tidy)
+        .label_style(font(14))
+        .axis_desc_style(font(16))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()?;
+    let max_n = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1.n))
+        .max()
+        .unwrap_or(1);
+    for (i, s) in series.iter().enumerate() {
+        let c = series_color(i);
+        let mut pts = s.points.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n_min = pts.iter().map(|p| p.1.n).min().unwrap_or(0);
+        let legend = if n_min == max_n {
+            format!("{} (n = {n_min})", s.name)
+        } else {
+            format!("{} (n ≥ {n_min})", s.name)
+        };
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1.mean)),
+                c.stroke_width(2),
+            ))?
+            .label(legend)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        for p in pts.iter().filter(|p| p.1.ci95.is_some()) {
+            error_bar(
+                &mut chart,
+                p.0,
+                p.1.lower(),
+                p.1.upper(),
+                c.stroke_width(2),
+                6,
+            )?;
+        }
+        chart.draw_series(
+            pts.iter()
+                .map(|p| Circle::new((p.0, p.1.mean), 4, c.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(font(14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()?;
+    Ok(())
+}
+
+/// Grouped bars: `categories` along x, one bar per series within each group, each with its
+/// 95% CI error bar and its mean written above. `series[k].1[g]` is series k in group g;
+/// `None` leaves a gap (a variant not run in that group).
+pub fn grouped_bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    categories: &[&str],
+    series: &[(&str, Vec<Option<Summary>>)],
+    labels: &ChartLabels,
+) -> Result<()> {
+    register_fonts();
+    let g = categories.len();
+    if g == 0 || series.is_empty() {
+        return Err(GmmSegError::empty("categories/series", "nothing to draw"));
+    }
+    if let Some((name, v)) = series.iter().find(|s| s.1.len() != g) {
+        return Err(GmmSegError::shape(
+            format!("series {name}"),
+            format!("{} values for {g} categories", v.len()),
+        ));
+    }
+    let all = series.iter().flat_map(|s| s.1.iter().flatten());
+    let (lo, hi) = y_range(all.map(|s| (s.lower().min(0.0), s.upper())))?;
+    let lo = if lo < 0.0
+        && series
+            .iter()
+            .flat_map(|s| s.1.iter().flatten())
+            .all(|s| s.lower() >= 0.0)
+    {
+        0.0
+    } else {
+        lo
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&labels.title, bold(20))
+        .margin(14)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.5f64..(g as f64 - 0.5), lo..hi)?;
+    let names: Vec<String> = categories.iter().map(|s| s.to_string()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(g)
+        .x_label_formatter(&|v| {
+            let r = v.round();
+            if (v - r).abs() < 1e-6 && r >= 0.0 && (r as usize) < names.len() {
+                names[r as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc(&labels.x)
+        .y_desc(&labels.y)
+        .y_label_formatter(&tidy)
+        .label_style(font(14))
+        .axis_desc_style(font(16))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(215, 215, 215))
+        .draw()?;
+    let k = series.len() as f64;
+    let width = 0.8 / k;
+    for (si, (name, values)) in series.iter().enumerate() {
+        let c = series_color(si);
+        let x0 = |gi: usize| gi as f64 - 0.4 + si as f64 * width;
+        let bars: Vec<(usize, Summary)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(gi, v)| v.map(|s| (gi, s)))
+            .collect();
+        chart
+            .draw_series(bars.iter().map(|(gi, s)| {
+                Rectangle::new(
+                    [
+                        (x0(*gi) + 0.06 * width, lo),
+                        (x0(*gi) + 0.94 * width, s.mean),
+                    ],
+                    c.mix(0.85).filled(),
+                )
+            }))?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+        for (gi, s) in bars.iter().filter(|(_, s)| s.ci95.is_some()) {
+            let xm = x0(*gi) + 0.5 * width;
+            error_bar(
+                &mut chart,
+                xm,
+                s.lower(),
+                s.upper(),
+                BLACK.stroke_width(1),
+                5,
+            )?;
+        }
+        chart.draw_series(bars.iter().map(|(gi, s)| {
+            Text::new(
+                format!("{:.1}", s.mean),
+                (x0(*gi) + 0.5 * width, s.upper()),
+                font(12).pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(font(14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()?;
+    Ok(())
+}

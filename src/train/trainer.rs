@@ -1,0 +1,380 @@
+//! The training loop.
+//!
+//! # One iteration, in order (the only place this order is written down)
+//! 1. Batch of step t: a pure function of (seed, t) ([`super::batch::batch_plan`], or
+//!    [`super::batch::balanced_plan`] with the class-balanced sampler).
+//! 2. Forward with tape: `feats = net.features(images)` (dropout seeded by (seed, t)); the
+//!    detached copy of `feats` and the labels down-sampled to feature resolution (nearest)
+//!    are kept for step 6.
+//! 3. `loss = head.loss(feats, labels)` — for the softmax head, cross-entropy of the logits
+//!    bilinearly **up-sampled to label resolution** (as mmseg does: every labelled pixel counts
+//!    once and thin structures are not lost to label down-sampling).
+//! 4. A non-finite loss stops training with [`GmmSegError::Diverged`] *before* any update or
+//!    checkpoint, so the last checkpoint on disk stays the last good one.
+//! 5. Backward, then the optimiser step with the scheduled learning rate (trainable state).
+//! 6. `head.after_step(feats, labels_feat)` without gradient (fitted state: EM for GMM heads).
+//! 7. t ← t + 1; periodic evaluation and checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::batch::{balanced_plan, batch_plan, class_index, make_batch};
+use super::checkpoint;
+use super::config::{learning_rate, EmKind, HeadKind, SamplerKind, TrainConfig, ValidTrainConfig};
+use super::eval::{evaluate, EvalReport};
+use super::optim::Optimizer;
+use crate::data::{Batch, Dataset};
+use crate::error::{GmmSegError, Result};
+use crate::gmm::EStep;
+use crate::nn::gmm_head::{DiscGmmHead, GmmHead, GmmHeadConfig};
+use crate::nn::head::{Head, HeadTarget, SoftmaxHead, StepFeatures};
+use crate::nn::resample::resize_labels_nearest;
+use crate::nn::segnet::{SegModel, SegNet};
+use crate::nn::{act_from_array, Ctx, Dev};
+
+/// What one step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Step index (0-based) that was just taken.
+    pub step: usize,
+    /// Training loss of the batch.
+    pub loss: f32,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// Progress passed to the callback of [`Trainer::fit`] after every step.
+#[derive(Clone, Debug)]
+pub struct Progress<'a> {
+    /// Steps taken so far.
+    pub step: usize,
+    /// Total steps of the run.
+    pub steps: usize,
+    /// Loss of the last step.
+    pub loss: f32,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Seconds since `fit` started.
+    pub elapsed_s: f64,
+    /// An evaluation, on the steps where one ran.
+    pub eval: Option<&'a EvalReport>,
+}
+
+/// A progress callback printing one compact line every `n` steps (and at every evaluation),
+/// for notebooks where a progress bar does not render.
+pub fn print_every(n: usize) -> impl FnMut(&Progress<'_>) {
+    let n = n.max(1);
+    move |p| {
+        if p.step % n == 0 || p.step == p.steps || p.eval.is_some() {
+            let eval = p
+                .eval
+                .map(|e| format!("  val mIoU {:.3} acc {:.3}", e.miou, e.acc))
+                .unwrap_or_default();
+            println!(
+                "step {:>5}/{}  loss {:.4}  lr {:.2e}  {:.1}s{eval}",
+                p.step, p.steps, p.loss, p.lr, p.elapsed_s
+            );
+        }
+    }
+}
+
+/// Builds the head named in the config.
+fn build_head(
+    cfg: &TrainConfig,
+    dev: &Dev,
+    classes: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Box<dyn Head>> {
+    let dim = cfg.net.feature_dim;
+    let m = cfg.gmm.components;
+    let with_em = |mut g: GmmHeadConfig| {
+        g.online.gmm.em_loops = cfg.gmm.em_loops;
+        if cfg.gmm.em == EmKind::Vanilla {
+            g.online.gmm.e_step = EStep::Vanilla;
+        }
+        g
+    };
+    Ok(match cfg.head {
+        HeadKind::Softmax => Box::new(SoftmaxHead::new(dev, "head", dim, classes, rng)?),
+        HeadKind::Gmmseg => Box::new(GmmHead::new(
+            dev,
+            "gmmseg",
+            with_em(GmmHeadConfig::paper(classes, m, dim)),
+            rng,
+        )?),
+        HeadKind::GmmsegRef => Box::new(GmmHead::new(
+            dev,
+            "gmmseg-ref",
+            with_em(GmmHeadConfig::reference_code(classes, m, dim)),
+            rng,
+        )?),
+        HeadKind::DiscGmm => Box::new(DiscGmmHead::new(dev, classes, m, dim, rng)?),
+    })
+}
+
+/// Owns the model (trainable network + head), the optimiser state and the step counter.
+pub struct Trainer {
+    /// The checked configuration.
+    pub config: ValidTrainConfig,
+    /// Network and head.
+    pub model: SegModel,
+    /// Optimiser state.
+    pub optimizer: Optimizer,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Run directory for checkpoints (none: no checkpoints).
+    pub out_dir: Option<PathBuf>,
+    /// Last evaluation.
+    pub last_eval: Option<EvalReport>,
+    dev: Dev,
+}
+
+impl Trainer {
+    /// A fresh trainer for `num_classes` classes, weights drawn from the config's seed.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] for zero classes or a bad network config.
+    pub fn new(config: ValidTrainConfig, num_classes: usize) -> Result<Self> {
+        let cfg = config.get();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let dev = Dev::default();
+        let net = SegNet::new(&dev, &cfg.net, &mut rng)?;
+        let head = build_head(cfg, &dev, num_classes, &mut rng)?;
+        Self::assemble(config, net, head, dev)
+    }
+
+    /// A fresh trainer with a caller-built head (a head type that [`HeadKind`] does not list
+    /// yet, e.g. while developing one). The network is drawn from the config's seed exactly as
+    /// in [`Trainer::new`]. Note that the config hash only knows `config.head`, so checkpoints
+    /// cannot tell two custom heads apart beyond their parameter names and shapes.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] for a bad network config or a head whose feature
+    /// dimension differs from `net.feature_dim`.
+    pub fn with_head(config: ValidTrainConfig, head: Box<dyn Head>) -> Result<Self> {
+        let cfg = config.get();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let dev = Dev::default();
+        let net = SegNet::new(&dev, &cfg.net, &mut rng)?;
+        Self::assemble(config, net, head, dev)
+    }
+
+    fn assemble(
+        config: ValidTrainConfig,
+        net: SegNet,
+        head: Box<dyn Head>,
+        dev: Dev,
+    ) -> Result<Self> {
+        if head.feature_dim() != config.get().net.feature_dim {
+            return Err(GmmSegError::config(
+                "net.feature_dim",
+                format!(
+                    "is {}, but the {} head expects {}",
+                    config.get().net.feature_dim,
+                    head.kind(),
+                    head.feature_dim()
+                ),
+            ));
+        }
+        Ok(Trainer {
+            config,
+            model: SegModel { net, head },
+            optimizer: Optimizer::new(),
+            step: 0,
+            out_dir: None,
+            last_eval: None,
+            dev,
+        })
+    }
+
+    /// Writes checkpoints into `dir`; if `dir` already holds one, resumes from it (refusing a
+    /// checkpoint of another configuration with [`GmmSegError::Mismatch`]).
+    ///
+    /// # Errors
+    /// I/O errors, [`GmmSegError::Mismatch`], [`GmmSegError::File`] for a corrupt checkpoint.
+    pub fn with_out_dir(mut self, dir: &Path) -> Result<Self> {
+        if dir.join(checkpoint::TENSORS_FILE).exists() {
+            let loaded = checkpoint::read(dir)?;
+            self.step =
+                checkpoint::restore(&loaded, &self.config, &mut self.model, &mut self.optimizer)?;
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| GmmSegError::io(dir, e))?;
+            checkpoint::write_atomic(
+                &dir.join(checkpoint::CONFIG_FILE),
+                self.config.to_json().as_bytes(),
+            )?;
+        }
+        self.out_dir = Some(dir.to_path_buf());
+        Ok(self)
+    }
+
+    /// Loads a trained model from a run directory for evaluation, using the config stored in
+    /// the checkpoint.
+    ///
+    /// # Errors
+    /// As [`checkpoint::read`] and [`checkpoint::load_params`]; config errors.
+    pub fn from_checkpoint(dir: &Path, num_classes: usize) -> Result<Self> {
+        let loaded = checkpoint::read(dir)?;
+        let config = loaded.config.clone().check()?;
+        let mut t = Trainer::new(config, num_classes)?;
+        t.step = checkpoint::restore(&loaded, &t.config.clone(), &mut t.model, &mut t.optimizer)?;
+        Ok(t)
+    }
+
+    /// One training iteration on `batch` (see the module docs for the order of events).
+    ///
+    /// # Errors
+    /// [`GmmSegError::Diverged`] for a non-finite loss or gradient; shape/label errors.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepStats> {
+        let cfg = self.config.get();
+        let step = self.step;
+        let lr = learning_rate(&cfg.optim, step, cfg.steps);
+        let x = act_from_array(&self.dev, &batch.images);
+        let grads = Optimizer::alloc_grads(&self.model)?;
+        let mut ctx = Ctx::train(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        let feats = self.model.net.features(x.traced(grads), &mut ctx)?;
+        let (feats, twin) = crate::nn::fork(feats);
+        let (b, d, h, w) = *twin.shape();
+        let labels_feat = resize_labels_nearest(&batch.labels, h, w);
+        let loss = self.model.head.loss(
+            feats,
+            &HeadTarget {
+                labels: &batch.labels,
+                labels_feat: &labels_feat,
+            },
+        )?;
+        let loss_value = loss.array();
+        if !loss_value.is_finite() {
+            return Err(GmmSegError::Diverged {
+                step,
+                detail: format!("loss is {loss_value} (lr {lr:.3e}); the last checkpoint was kept"),
+            });
+        }
+        let grads = loss.backward();
+        self.optimizer
+            .step(&cfg.optim, &mut self.model, &grads, lr)
+            .map_err(|e| match e {
+                GmmSegError::NonFinite { what, .. } => GmmSegError::Diverged {
+                    step,
+                    detail: format!("{what} is not finite; the last checkpoint was kept"),
+                },
+                other => other,
+            })?;
+        drop(grads);
+        // detached features as (N, D) rows for the head's no-gradient update
+        let fv = twin.as_vec();
+        let hw = h * w;
+        let rows =
+            Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
+        let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();
+        self.step += 1;
+        self.model.head.after_step(&StepFeatures {
+            step: self.step,
+            feats: &rows,
+            labels: &labels_rows,
+            pixels_per_image: hw,
+        })?;
+        Ok(StepStats {
+            step,
+            loss: loss_value,
+            lr,
+        })
+    }
+
+    /// Trains until `config.steps`, evaluating on `val` and checkpointing as configured, and
+    /// calling `progress` after every step.
+    ///
+    /// # Errors
+    /// As [`Trainer::train_step`], dataset errors, I/O errors of checkpoints.
+    pub fn fit(
+        &mut self,
+        train: &dyn Dataset,
+        val: Option<&dyn Dataset>,
+        progress: &mut dyn FnMut(&Progress<'_>),
+    ) -> Result<Option<EvalReport>> {
+        let cfg = self.config.get().clone();
+        if train.is_empty() {
+            return Err(GmmSegError::empty("training set", train.name()));
+        }
+        if train.num_classes() != self.model.head.num_classes() {
+            return Err(GmmSegError::input(
+                "training set",
+                format!(
+                    "{} classes, model has {}",
+                    train.num_classes(),
+                    self.model.head.num_classes()
+                ),
+            ));
+        }
+        let start = Instant::now();
+        let index = match cfg.sampler {
+            SamplerKind::Shuffle => None,
+            SamplerKind::ClassBalanced => Some(class_index(train)?),
+        };
+        while self.step < cfg.steps {
+            let plan = match &index {
+                None => batch_plan(train.len(), cfg.batch_size, cfg.seed, self.step, cfg.flip),
+                Some(index) => balanced_plan(index, cfg.batch_size, cfg.seed, self.step, cfg.flip)?,
+            };
+            let batch = make_batch(train, &plan)?;
+            let stats = self.train_step(&batch)?;
+            let last = self.step == cfg.steps;
+            let mut eval = None;
+            if let Some(val) = val {
+                if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
+                    eval = Some(evaluate(
+                        &mut self.model,
+                        val,
+                        cfg.batch_size,
+                        cfg.eval_images,
+                    )?);
+                    self.last_eval = eval.clone();
+                }
+            }
+            if last || (cfg.checkpoint_every > 0 && self.step % cfg.checkpoint_every == 0) {
+                self.save()?;
+            }
+            progress(&Progress {
+                step: self.step,
+                steps: cfg.steps,
+                loss: stats.loss,
+                lr: stats.lr,
+                elapsed_s: start.elapsed().as_secs_f64(),
+                eval: eval.as_ref(),
+            });
+        }
+        Ok(self.last_eval.clone())
+    }
+
+    /// Writes a checkpoint to the run directory (no-op without one).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self) -> Result<()> {
+        match &self.out_dir {
+            Some(dir) => checkpoint::save(
+                dir,
+                &self.config,
+                &self.model,
+                &self.optimizer,
+                self.step,
+                self.last_eval.as_ref(),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Evaluates the current model on `ds` (all images when `max_images` is 0).
+    ///
+    /// # Errors
+    /// As [`evaluate`].
+    pub fn evaluate(&mut self, ds: &dyn Dataset, max_images: usize) -> Result<EvalReport> {
+        let b = self.config.get().batch_size;
+        evaluate(&mut self.model, ds, b, max_images)
+    }
+}
