@@ -104,7 +104,7 @@ pub fn apply(
     pad: [f32; 3],
 ) -> Result<Sample> {
     let (c, h, w) = s.image.dim();
-    let mask_ok = s.anomaly.as_ref().map_or(true, |a| a.dim() == (h, w));
+    let mask_ok = s.anomaly.as_ref().is_none_or(|a| a.dim() == (h, w));
     if c != 3 || h == 0 || w == 0 || s.label.dim() != (h, w) || !mask_ok {
         return Err(GmmSegError::shape(
             "augment",

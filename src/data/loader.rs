@@ -212,7 +212,7 @@ impl Batch {
                             ),
                         ))
                     }
-                    None => anomaly.extend(std::iter::repeat(super::IGNORE_LABEL).take(h * w)),
+                    None => anomaly.extend(std::iter::repeat_n(super::IGNORE_LABEL, h * w)),
                 }
             }
         }
