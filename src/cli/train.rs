@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::Dataset;
+use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::train::config::{EmKind, HeadKind, TrainConfig};
@@ -43,6 +43,9 @@ pub struct TrainArgs {
     /// EM loops per training iteration of the GMM heads.
     #[arg(long)]
     pub em_loops: Option<usize>,
+    /// Momentum τ of the GMM's EM updates (default: the flavour's).
+    #[arg(long)]
+    pub gmm_momentum: Option<f32>,
     /// Decoder (default: the profile's, DeepLabV3+-lite).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderKind>,
@@ -98,19 +101,23 @@ pub fn resolve_dataset(name: &str, split: &str, seed: u64) -> Result<Box<dyn Dat
                 "train" => (ToySplit::Train, 512),
                 "val" => (ToySplit::Val, 64),
                 "anomaly" => (ToySplit::Anomaly, 64),
-                other => return Err(GmmSegError::input("--split", format!("the toy set has train, val and anomaly splits, not `{other}`"))),
+                other => {
+                    return Err(GmmSegError::input(
+                        "--split",
+                        format!("the toy set has train, val and anomaly splits, not `{other}`"),
+                    ))
+                }
             };
             Ok(Box::new(ToyShapes::new(s, len, TOY_SIZE, seed)?))
         }
-        "synthscapes" | "digitscenes" => Err(GmmSegError::input(
-            "--dataset",
-            format!("`{name}` is not wired into the trainer on this branch yet (it lands with the data module); use `--dataset toy` for now"),
-        )),
-        other if other.starts_with("folder:") => Err(GmmSegError::input(
-            "--dataset",
-            "the folder format is not wired into the trainer on this branch yet (it lands with the data module); use `--dataset toy` for now",
-        )),
-        other => Err(GmmSegError::input("--dataset", format!("unknown dataset `{other}`; expected synthscapes, digitscenes, folder:PATH or toy"))),
+        other => open_dataset(
+            other,
+            split,
+            &DatasetOptions {
+                seed,
+                ..DatasetOptions::default()
+            },
+        ),
     }
 }
 
@@ -130,6 +137,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if let Some(l) = args.em_loops {
         cfg.gmm.em_loops = l;
+    }
+    if args.gmm_momentum.is_some() {
+        cfg.gmm.momentum = args.gmm_momentum;
     }
     if let Some(d) = args.decoder {
         cfg.net.decoder.kind = d;

@@ -631,14 +631,13 @@ impl DiscGmmHead {
                 }
                 let mut dmu = vec![0f32; k * d];
                 let mut dlogs = vec![0f32; k * d];
-                for j in 0..k {
+                for (j, &gs) in gsum.iter().enumerate() {
                     for t in 0..d {
                         let i = j * d + t;
                         let w = (-2.0 * logs[i] as f64).exp();
                         let m = mu[i] as f64;
-                        dmu[i] = (w * (gx[i] - m * gsum[j])) as f32;
-                        dlogs[i] =
-                            (w * (gx2[i] - 2.0 * m * gx[i] + m * m * gsum[j]) - gsum[j]) as f32;
+                        dmu[i] = (w * (gx[i] - m * gs)) as f32;
+                        dlogs[i] = (w * (gx2[i] - 2.0 * m * gx[i] + m * m * gs) - gs) as f32;
                     }
                 }
                 let gxs = grads.get_or_alloc_mut(&x)?;

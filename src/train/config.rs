@@ -64,6 +64,10 @@ pub struct GmmOptions {
     pub em: EmKind,
     /// EM loops per training iteration (default 1).
     pub em_loops: usize,
+    /// Momentum τ of means and variances; `None` keeps the flavour's default (paper flavour
+    /// 0.99 at CPU scale, reference code 0.999 on means, 0 on variances).
+    #[serde(default)]
+    pub momentum: Option<f32>,
 }
 
 impl Default for GmmOptions {
@@ -72,6 +76,7 @@ impl Default for GmmOptions {
             components: 5,
             em: EmKind::Sinkhorn,
             em_loops: 1,
+            momentum: None,
         }
     }
 }

@@ -373,33 +373,6 @@ impl Head for WithMahalanobis {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mahalanobis_by_hand() {
-        // Two classes in 2-D with a shared diagonal covariance diag(1, 4) (+ tiny reg).
-        let features = ndarray::array![
-            [1f32, 2.],
-            [-1., -2.],
-            [1., -2.],
-            [-1., 2.],
-            [11., 12.],
-            [9., 8.],
-            [11., 8.],
-            [9., 12.]
-        ];
-        let labels = vec![0, 0, 0, 0, 1, 1, 1, 1];
-        let m = Mahalanobis::fit(&ClassFeatures { features, labels }, 2, 1e-9).unwrap();
-        let s = m.score(&ndarray::array![[2f32, 0.], [0., 4.], [10., 10.]]);
-        assert!((s[0] - 4.0).abs() < 1e-5, "{s}");
-        assert!((s[1] - 4.0).abs() < 1e-5, "{s}");
-        assert!(s[2].abs() < 1e-5);
-        assert!(cholesky(&ndarray::array![[1.0, 2.0], [2.0, 1.0]]).is_none());
-    }
-}
-
 /// Replaces the model's head for evaluation, fitting on `train`'s penultimate features:
 /// with `post_hoc_gmm` the head becomes a [`PosthocGmmHead`] (Table 3); with `mahalanobis`
 /// the Mahalanobis score is added to the anomaly scores (Table 2). Does nothing if both are
@@ -432,4 +405,31 @@ pub fn prepare_for_eval(
         model.head = Box::new(WithMahalanobis { inner, scorer });
     }
     Ok(data.labels.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mahalanobis_by_hand() {
+        // Two classes in 2-D with a shared diagonal covariance diag(1, 4) (+ tiny reg).
+        let features = ndarray::array![
+            [1f32, 2.],
+            [-1., -2.],
+            [1., -2.],
+            [-1., 2.],
+            [11., 12.],
+            [9., 8.],
+            [11., 8.],
+            [9., 12.]
+        ];
+        let labels = vec![0, 0, 0, 0, 1, 1, 1, 1];
+        let m = Mahalanobis::fit(&ClassFeatures { features, labels }, 2, 1e-9).unwrap();
+        let s = m.score(&ndarray::array![[2f32, 0.], [0., 4.], [10., 10.]]);
+        assert!((s[0] - 4.0).abs() < 1e-5, "{s}");
+        assert!((s[1] - 4.0).abs() < 1e-5, "{s}");
+        assert!(s[2].abs() < 1e-5);
+        assert!(cholesky(&ndarray::array![[1.0, 2.0], [2.0, 1.0]]).is_none());
+    }
 }

@@ -94,6 +94,10 @@ fn build_head(
     let m = cfg.gmm.components;
     let with_em = |mut g: GmmHeadConfig| {
         g.online.gmm.em_loops = cfg.gmm.em_loops;
+        if let Some(tau) = cfg.gmm.momentum {
+            g.online.gmm.mean_momentum = tau;
+            g.online.gmm.var_momentum = tau;
+        }
         if cfg.gmm.em == EmKind::Vanilla {
             g.online.gmm.e_step = EStep::Vanilla;
         }
