@@ -46,6 +46,8 @@ pub struct StepStats {
     pub loss: f32,
     /// Learning rate used.
     pub lr: f64,
+    /// Seconds spent in the head's no-gradient update (EM for GMM heads; ~0 for softmax).
+    pub head_update_s: f64,
 }
 
 /// Progress passed to the callback of [`Trainer::fit`] after every step.
@@ -277,6 +279,7 @@ impl Trainer {
             Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
         let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();
         self.step += 1;
+        let update_started = Instant::now();
         self.model.head.after_step(&StepFeatures {
             step: self.step,
             feats: &rows,
@@ -287,6 +290,7 @@ impl Trainer {
             step,
             loss: loss_value,
             lr,
+            head_update_s: update_started.elapsed().as_secs_f64(),
         })
     }
 
