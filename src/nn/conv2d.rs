@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::ops::{accumulate_param, expect_channels, grad_of, param_handle};
-use super::{Act, Dev, Param, ParamKind, Params};
+use super::{to_host, Act, Dev, Param, ParamKind, Params};
 use crate::error::{GmmSegError, Result};
 
 /// Cumulative wall time spent inside convolution forward and backward passes, for the
@@ -315,7 +315,7 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
     let kl = s.k_len();
     let p = ho * wo;
     let (xin, mut tape) = x.split_tape();
-    let xv: Arc<Vec<f32>> = Arc::new(xin.as_vec());
+    let xv: Arc<Vec<f32>> = Arc::new(to_host(&xin));
     let wv: Arc<Vec<f32>> = Arc::new(weight.to_vec());
     let bv: Option<Vec<f32>> = bias.map(|p| p.to_vec());
 

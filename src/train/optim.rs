@@ -16,7 +16,7 @@ use dfdx::prelude::*;
 
 use super::config::{OptimConfig, OptimizerKind};
 use crate::error::{GmmSegError, Result};
-use crate::nn::{ParamKind, Params};
+use crate::nn::{to_host, ParamKind, Params};
 
 /// Optimiser state: step count and per-parameter slots (`m`, `v` for AdamW; `b` for SGD).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,7 +70,7 @@ impl Optimizer {
         let mut bad = None;
         model.visit(&mut |p| {
             if bad.is_none() && p.kind != ParamKind::Buffer {
-                let g = grads.get(&p.value).as_vec();
+                let g = to_host(&grads.get(&p.value));
                 if let Some(i) = g.iter().position(|v| !v.is_finite()) {
                     bad = Some((p.name.clone(), i));
                 }
@@ -90,7 +90,7 @@ impl Optimizer {
             if p.kind == ParamKind::Buffer || err.is_some() {
                 return;
             }
-            let g = grads.get(&p.value).as_vec();
+            let g = to_host(&grads.get(&p.value));
             let mut w = p.to_vec();
             let wd = if p.kind == ParamKind::Weight {
                 cfg.weight_decay

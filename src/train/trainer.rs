@@ -33,7 +33,7 @@ use crate::error::{GmmSegError, Result};
 use crate::nn::head::{Head, HeadTarget, SoftmaxHead, StepFeatures};
 use crate::nn::resample::resize_labels_nearest;
 use crate::nn::segnet::{SegModel, SegNet};
-use crate::nn::{act_from_array, Ctx, Dev};
+use crate::nn::{act_from_array, to_host, Ctx, Dev};
 
 /// What one step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -244,7 +244,7 @@ impl Trainer {
             })?;
         drop(grads);
         // detached features as (N, D) rows for the head's no-gradient update
-        let fv = twin.as_vec();
+        let fv = to_host(&twin);
         let hw = h * w;
         let rows =
             Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
