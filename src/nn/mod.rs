@@ -266,5 +266,5 @@ pub fn act_from_array(dev: &Dev, images: &ndarray::Array4<f32>) -> Act {
 /// [`Act`] (B, C, H, W) → (B, C, H, W).
 pub fn act_to_array<T>(x: &Act<T>) -> ndarray::Array4<f32> {
     let (b, c, h, w) = *x.shape();
-    ndarray::Array4::from_shape_vec((b, c, h, w), to_host(&x)).expect("shape matches data")
+    ndarray::Array4::from_shape_vec((b, c, h, w), to_host(x)).expect("shape matches data")
 }
