@@ -179,6 +179,10 @@ impl Trainer {
             let loaded = checkpoint::read(dir)?;
             self.step =
                 checkpoint::restore(&loaded, &self.config, &mut self.model, &mut self.optimizer)?;
+            self.last_eval = checkpoint::read_meta(dir)
+                .ok()
+                .filter(|m| m.step == self.step)
+                .and_then(|m| m.last_eval);
         } else {
             std::fs::create_dir_all(dir).map_err(|e| GmmSegError::io(dir, e))?;
             checkpoint::write_atomic(
