@@ -207,6 +207,19 @@ impl Trainer {
         Ok(t)
     }
 
+    /// As [`Trainer::from_checkpoint`], for a head built by the caller (see
+    /// [`Trainer::with_head`]).
+    ///
+    /// # Errors
+    /// As [`Trainer::from_checkpoint`].
+    pub fn from_checkpoint_with_head(dir: &Path, head: Box<dyn Head>) -> Result<Self> {
+        let loaded = checkpoint::read(dir)?;
+        let config = loaded.config.clone().check()?;
+        let mut t = Trainer::with_head(config, head)?;
+        t.step = checkpoint::restore(&loaded, &t.config.clone(), &mut t.model, &mut t.optimizer)?;
+        Ok(t)
+    }
+
     /// One training iteration on `batch` (see the module docs for the order of events).
     ///
     /// # Errors
