@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::ops::{accumulate_param, expect_channels, grad_of, param_handle};
-use super::{Act, Dev, Param, ParamKind, Params};
+use super::{to_host, Act, Dev, Param, ParamKind, Params};
 use crate::error::{GmmSegError, Result};
 
 /// Cumulative wall time spent inside convolution forward and backward passes, for the
@@ -315,24 +315,24 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
     let kl = s.k_len();
     let p = ho * wo;
     let (xin, mut tape) = x.split_tape();
-    let xv: Arc<Vec<f32>> = Arc::new(xin.as_vec());
+    let xv: Arc<Vec<f32>> = Arc::new(to_host(&xin));
     let wv: Arc<Vec<f32>> = Arc::new(weight.to_vec());
     let bv: Option<Vec<f32>> = bias.map(|p| p.to_vec());
 
     let mut out = vec![0.0f32; b * s.cout * p];
     let par = inner_parallelism(b);
     let img = cin * h * w;
-    out.par_chunks_mut(s.cout * p)
-        .enumerate()
-        .for_each(|(n, yb)| {
+    // im2col scratch, one per rayon job (im2col overwrites all of it, so no zeroing per image)
+    let scratch = if s.is_pointwise() { 0 } else { kl * p };
+    out.par_chunks_mut(s.cout * p).enumerate().for_each_init(
+        || vec![0.0f32; scratch],
+        |col_buf, (n, yb)| {
             let xb = &xv[n * img..(n + 1) * img];
-            let mut col_buf;
             let col: &[f32] = if s.is_pointwise() {
                 xb
             } else {
-                col_buf = vec![0.0f32; kl * p];
-                im2col(xb, h, w, &s, ho, wo, &mut col_buf);
-                &col_buf
+                im2col(xb, h, w, &s, ho, wo, col_buf);
+                col_buf
             };
             matmul(s.cout, p, kl, yb, false, &wv, false, col, false, par);
             if let Some(bv) = &bv {
@@ -340,7 +340,8 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
                     yb[co * p..(co + 1) * p].iter_mut().for_each(|v| *v += bias);
                 }
             }
-        });
+        },
+    );
     let y = xin.device().try_tensor_from_vec(out, (b, s.cout, ho, wo))?;
     profile::add_forward(started.elapsed().as_nanos() as u64);
 
@@ -357,28 +358,29 @@ pub fn conv2d<T: Tape<f32, Cpu>>(
             gx.par_chunks_mut(img)
                 .zip(gw_parts.par_chunks_mut(s.cout * kl))
                 .enumerate()
-                .for_each(|(n, (gxb, gwb))| {
-                    let xb = &xv[n * img..(n + 1) * img];
-                    let gyb = &gy[n * s.cout * p..(n + 1) * s.cout * p];
-                    let mut col_buf;
-                    let col: &[f32] = if s.is_pointwise() {
-                        xb
-                    } else {
-                        col_buf = vec![0.0f32; kl * p];
-                        im2col(xb, h, w, &s, ho, wo, &mut col_buf);
-                        &col_buf
-                    };
-                    // dW_b = gy_b (Cout×P) · col_bᵀ (P×K)
-                    matmul(s.cout, kl, p, gwb, false, gyb, false, col, true, par);
-                    // dcol_b = Wᵀ (K×Cout) · gy_b (Cout×P)
-                    if s.is_pointwise() {
-                        matmul(kl, p, s.cout, gxb, true, &wv, true, gyb, false, par);
-                    } else {
-                        let mut dcol = vec![0.0f32; kl * p];
-                        matmul(kl, p, s.cout, &mut dcol, false, &wv, true, gyb, false, par);
-                        col2im(&dcol, h, w, &s, ho, wo, gxb);
-                    }
-                });
+                .for_each_init(
+                    || (vec![0.0f32; scratch], vec![0.0f32; scratch]),
+                    |(col_buf, dcol), (n, (gxb, gwb))| {
+                        let xb = &xv[n * img..(n + 1) * img];
+                        let gyb = &gy[n * s.cout * p..(n + 1) * s.cout * p];
+                        let col: &[f32] = if s.is_pointwise() {
+                            xb
+                        } else {
+                            im2col(xb, h, w, &s, ho, wo, col_buf);
+                            col_buf
+                        };
+                        // dW_b = gy_b (Cout×P) · col_bᵀ (P×K)
+                        matmul(s.cout, kl, p, gwb, false, gyb, false, col, true, par);
+                        // dcol_b = Wᵀ (K×Cout) · gy_b (Cout×P)
+                        if s.is_pointwise() {
+                            matmul(kl, p, s.cout, gxb, true, &wv, true, gyb, false, par);
+                        } else {
+                            // overwritten (accumulate = false), so the scratch needs no zeroing
+                            matmul(kl, p, s.cout, dcol, false, &wv, true, gyb, false, par);
+                            col2im(dcol, h, w, &s, ho, wo, gxb);
+                        }
+                    },
+                );
             let mut gw = vec![0.0f32; s.cout * kl];
             for part in gw_parts.chunks(s.cout * kl) {
                 for (d, v) in gw.iter_mut().zip(part) {

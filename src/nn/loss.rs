@@ -13,7 +13,7 @@ use dfdx::prelude::*;
 use ndarray::Array3;
 
 use super::ops::unary_op;
-use super::{Act, Scalar};
+use super::{to_host, Act, Scalar};
 use crate::data::IGNORE_LABEL;
 use crate::error::{GmmSegError, Result};
 
@@ -47,7 +47,7 @@ pub fn cross_entropy<T: Tape<f32, Cpu>>(logits: Act<T>, labels: &Array3<u8>) -> 
             classes: c,
         });
     }
-    let z = logits.as_vec();
+    let z = to_host(&logits);
     let valid = lab.iter().filter(|&&l| l != IGNORE_LABEL).count();
     let mut total = 0.0f64;
     // softmax probabilities, kept for the backward pass

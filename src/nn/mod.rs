@@ -160,7 +160,7 @@ impl Param {
 
     /// A copy of the values.
     pub fn to_vec(&self) -> Vec<f32> {
-        self.value.as_vec()
+        to_host(&self.value)
     }
 
     /// Overwrites the values in place (keeps the dfdx id, so gradients still find it).
@@ -235,6 +235,22 @@ impl Ctx {
     }
 }
 
+/// A copy of a tensor's values in logical (row-major) order.
+///
+/// dfdx's `as_vec` walks a strided index iterator element by element, which profiling showed
+/// at ~12% of a training step; this makes the tensor contiguous (free when it already is:
+/// same buffer, no copy) and copies the buffer in one `memcpy`.
+pub fn to_host<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    match t.retaped::<NoneTape>().try_contiguous() {
+        Ok(c) => {
+            let mut v = vec![0.0f32; c.shape().num_elements()];
+            c.copy_into(&mut v);
+            v
+        }
+        Err(_) => t.as_vec(),
+    }
+}
+
 /// Builds an activation tensor from an ndarray batch of images.
 ///
 /// # Shapes
@@ -252,5 +268,5 @@ pub fn act_from_array(dev: &Dev, images: &ndarray::Array4<f32>) -> Act {
 /// [`Act`] (B, C, H, W) → (B, C, H, W).
 pub fn act_to_array<T>(x: &Act<T>) -> ndarray::Array4<f32> {
     let (b, c, h, w) = *x.shape();
-    ndarray::Array4::from_shape_vec((b, c, h, w), x.as_vec()).expect("shape matches data")
+    ndarray::Array4::from_shape_vec((b, c, h, w), to_host(x)).expect("shape matches data")
 }

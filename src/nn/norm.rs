@@ -12,7 +12,7 @@
 use dfdx::prelude::*;
 
 use super::ops::{accumulate_param, expect_channels, grad_of, param_handle};
-use super::{Act, Ctx, Dev, Param, ParamKind, Params};
+use super::{to_host, Act, Ctx, Dev, Param, ParamKind, Params};
 use crate::error::Result;
 
 /// Batch norm over channels of an NCHW map.
@@ -76,7 +76,7 @@ impl BatchNorm2d {
         let (b, _, h, w) = *x.shape();
         let hw = h * w;
         let n = (b * hw) as f64;
-        let xv = x.as_vec();
+        let xv = to_host(&x);
         let gamma = self.scale.to_vec();
         let beta = self.shift.to_vec();
         let (mean, var): (Vec<f32>, Vec<f32>) = if ctx.train {

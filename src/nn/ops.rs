@@ -9,7 +9,7 @@
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::{Act, Dev, Param, Shape4};
+use super::{to_host, Act, Dev, Param, Shape4};
 use crate::error::{GmmSegError, Result};
 
 /// Backward closure of a unary op: `(gy, gx)` where `gx` must be *accumulated* into.
@@ -34,7 +34,7 @@ pub(crate) fn unary_op<S1: Shape, S2: Shape, T: Tape<f32, Cpu>>(
         tape.add_backward_op(move |grads| {
             grads.try_alloc_for(&x)?;
             grads.try_alloc_for(&y_id)?;
-            let gy = grads.get(&y_id).as_vec();
+            let gy = to_host(&grads.get(&y_id));
             let gx = grads.get_or_alloc_mut(&x)?;
             backward(&gy, gx);
             Ok(())
@@ -62,7 +62,7 @@ pub(crate) fn grad_of<S: Shape>(
     t: &Tensor<S, f32, Cpu>,
 ) -> std::result::Result<Vec<f32>, CpuError> {
     grads.try_alloc_for(t)?;
-    Ok(grads.get(t).as_vec())
+    Ok(to_host(&grads.get(t)))
 }
 
 /// Element-wise ReLU (dfdx's own, it is shape-generic).
@@ -109,8 +109,8 @@ pub fn concat_channels<T: Tape<f32, Cpu> + Merge<T>>(a: Act<T>, b: Act<T>) -> Re
     let (a, ta) = a.split_tape();
     let (b, tb) = b.split_tape();
     let mut tape = ta.merge(tb);
-    let av = a.as_vec();
-    let bv = b.as_vec();
+    let av = to_host(&a);
+    let bv = to_host(&b);
     let hw = ha * wa;
     let c = ca + cb;
     let mut out = vec![0.0f32; ba * c * hw];
@@ -171,7 +171,7 @@ pub fn dropout2d<T: Tape<f32, Cpu>>(
     let mask: Vec<f32> = (0..b * c)
         .map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep })
         .collect();
-    let xv = x.as_vec();
+    let xv = to_host(&x);
     let mut out = xv;
     for (i, m) in mask.iter().enumerate() {
         out[i * hw..(i + 1) * hw].iter_mut().for_each(|v| *v *= m);
@@ -197,7 +197,7 @@ pub fn dropout2d<T: Tape<f32, Cpu>>(
 pub fn to_pixels<T: Tape<f32, Cpu>>(x: Act<T>) -> Result<Tensor<(usize, usize), f32, Cpu, T>> {
     let (b, d, h, w) = *x.shape();
     let hw = h * w;
-    let xv = x.as_vec();
+    let xv = to_host(&x);
     let mut out = vec![0.0f32; b * hw * d];
     for n in 0..b {
         for c in 0..d {
@@ -242,7 +242,7 @@ pub fn from_pixels<T: Tape<f32, Cpu>>(
         ));
     }
     let hw = h * w;
-    let xv = x.as_vec();
+    let xv = to_host(&x);
     let mut out = vec![0.0f32; n * d];
     for i in 0..b {
         for c in 0..d {

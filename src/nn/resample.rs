@@ -10,7 +10,7 @@ use dfdx::prelude::*;
 use ndarray::Array3;
 
 use super::ops::unary_op;
-use super::Act;
+use super::{to_host, Act};
 use crate::error::{GmmSegError, Result};
 
 /// Interpolation taps along one axis: `(i0, i1, λ)` per output index.
@@ -46,7 +46,7 @@ pub fn resize_bilinear<T: Tape<f32, Cpu>>(x: Act<T>, ho: usize, wo: usize) -> Re
     }
     let ty = taps(h, ho);
     let tx = taps(w, wo);
-    let xv = x.as_vec();
+    let xv = to_host(&x);
     let (ip, op) = (h * w, ho * wo);
     let mut out = vec![0.0f32; b * c * op];
     for (plane, dst) in xv.chunks(ip).zip(out.chunks_mut(op)) {
@@ -86,8 +86,7 @@ pub fn global_avg_pool<T: Tape<f32, Cpu>>(x: Act<T>) -> Result<Act<T>> {
     if hw == 0 {
         return Err(GmmSegError::shape("global_avg_pool", "empty spatial size"));
     }
-    let out: Vec<f32> = x
-        .as_vec()
+    let out: Vec<f32> = to_host(&x)
         .chunks(hw)
         .map(|p| p.iter().sum::<f32>() / hw as f32)
         .collect();

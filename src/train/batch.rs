@@ -19,7 +19,7 @@ pub const MEAN: [f32; 3] = [0.5, 0.5, 0.5];
 /// Per-channel standard deviation images are divided by.
 pub const STD: [f32; 3] = [0.25, 0.25, 0.25];
 
-/// Dataset indices and horizontal flips of the batch at `step`.
+/// Dataset indices and horizontal flips of the batch at `step` (empty for an empty dataset).
 pub fn batch_plan(
     len: usize,
     batch: usize,
@@ -27,6 +27,9 @@ pub fn batch_plan(
     step: usize,
     flip: bool,
 ) -> Vec<(usize, bool)> {
+    if len == 0 {
+        return Vec::new();
+    }
     let mut out = Vec::with_capacity(batch);
     let mut cached: Option<(usize, Vec<usize>)> = None;
     let mut frng =

@@ -133,6 +133,17 @@ pub fn save(
     write_atomic(&dir.join(META_FILE), json.as_bytes())
 }
 
+/// Reads `dir/checkpoint.json` (the human-readable metadata, including the last evaluation).
+///
+/// # Errors
+/// [`GmmSegError::Io`] when missing; [`GmmSegError::File`] when not valid JSON metadata.
+pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
+    let path = dir.join(META_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| GmmSegError::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| GmmSegError::file(&path, format!("bad checkpoint metadata: {e}")))
+}
+
 /// A checkpoint read from disk.
 #[derive(Debug)]
 pub struct Loaded {

@@ -116,6 +116,9 @@ pub struct OptimConfig {
     pub poly_power: f64,
     /// Floor of the decayed learning rate (default 0).
     pub min_lr: f64,
+    /// Learning-rate multiplier for head parameters (names starting with `head.`): default
+    /// 1; the reference code uses 10 (mmseg `paramwise_cfg` key `head`).
+    pub head_lr_mult: f64,
 }
 
 impl Default for OptimConfig {
@@ -131,6 +134,7 @@ impl Default for OptimConfig {
             warmup_ratio: 1e-6,
             poly_power: 1.0,
             min_lr: 0.0,
+            head_lr_mult: 1.0,
         }
     }
 }
@@ -284,6 +288,12 @@ impl TrainConfig {
                 format!("must be ≥ 0, got {}", o.poly_power),
             ));
         }
+        if !(o.head_lr_mult.is_finite() && o.head_lr_mult > 0.0) {
+            return Err(GmmSegError::config(
+                "optim.head_lr_mult",
+                format!("must be > 0, got {}", o.head_lr_mult),
+            ));
+        }
         if !(o.min_lr >= 0.0 && o.min_lr <= o.lr) {
             return Err(GmmSegError::config(
                 "optim.min_lr",
@@ -375,6 +385,10 @@ mod tests {
             ),
             ("optim.poly_power", Box::new(|c| c.optim.poly_power = -1.0)),
             ("optim.min_lr", Box::new(|c| c.optim.min_lr = 1.0)),
+            (
+                "optim.head_lr_mult",
+                Box::new(|c| c.optim.head_lr_mult = 0.0),
+            ),
             ("net.feature_dim", Box::new(|c| c.net.feature_dim = 0)),
             ("net.dropout", Box::new(|c| c.net.dropout = 1.0)),
             (

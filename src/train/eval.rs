@@ -22,6 +22,7 @@ use crate::data::{Dataset, IGNORE_LABEL};
 use crate::error::{GmmSegError, Result};
 use crate::nn::resample::resize_bilinear;
 use crate::nn::segnet::SegModel;
+use crate::nn::to_host;
 
 /// Anomaly-detection metrics of one score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,11 +109,11 @@ pub fn evaluate(
         start = end;
         let (bn, h, w) = b.labels.dim();
         let out = model.infer(&b.images)?;
-        let logits = resize_bilinear(out.logits, h, w)?.as_vec();
+        let logits = to_host(&resize_bilinear(out.logits, h, w)?);
         let extra: Vec<(String, Vec<f32>)> = out
             .anomaly
             .into_iter()
-            .map(|(k, a)| resize_bilinear(a, h, w).map(|t| (k, t.as_vec())))
+            .map(|(k, a)| resize_bilinear(a, h, w).map(|t| (k, to_host(&t))))
             .collect::<Result<_>>()?;
         let hw = h * w;
         let mask = b.anomaly.as_ref();

@@ -9,6 +9,7 @@
 //!   first step), `p ← p − lr·b`.
 //!
 //! Weight decay applies to [`ParamKind::Weight`] only; [`ParamKind::Buffer`]s are skipped.
+//! Parameters named `head.*` use `lr × head_lr_mult`.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use dfdx::prelude::*;
 
 use super::config::{OptimConfig, OptimizerKind};
 use crate::error::{GmmSegError, Result};
-use crate::nn::{ParamKind, Params};
+use crate::nn::{to_host, ParamKind, Params};
 
 /// Optimiser state: step count and per-parameter slots (`m`, `v` for AdamW; `b` for SGD).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,7 +71,7 @@ impl Optimizer {
         let mut bad = None;
         model.visit(&mut |p| {
             if bad.is_none() && p.kind != ParamKind::Buffer {
-                let g = grads.get(&p.value).as_vec();
+                let g = to_host(&grads.get(&p.value));
                 if let Some(i) = g.iter().position(|v| !v.is_finite()) {
                     bad = Some((p.name.clone(), i));
                 }
@@ -90,8 +91,13 @@ impl Optimizer {
             if p.kind == ParamKind::Buffer || err.is_some() {
                 return;
             }
-            let g = grads.get(&p.value).as_vec();
+            let g = to_host(&grads.get(&p.value));
             let mut w = p.to_vec();
+            let lr = if p.name.starts_with("head.") {
+                lr * cfg.head_lr_mult
+            } else {
+                lr
+            };
             let wd = if p.kind == ParamKind::Weight {
                 cfg.weight_decay
             } else {
@@ -212,6 +218,22 @@ mod tests {
             opt.step(&cfg, &mut m, &g, 0.1).unwrap();
         }
         assert!((m.0.to_vec()[0] - 0.72).abs() < 1e-6);
+    }
+
+    #[test]
+    fn head_parameters_use_the_head_learning_rate_multiplier() {
+        let dev = Dev::default();
+        for (name, expect) in [("w", 0.9f32), ("head.w", 0.0)] {
+            let mut m = One(Param::new(&dev, name, &[1], vec![1.0], ParamKind::NoDecay));
+            let cfg = OptimConfig {
+                kind: OptimizerKind::Sgd,
+                head_lr_mult: 10.0,
+                ..OptimConfig::default()
+            };
+            let g = grads_of(&m, 1.0);
+            Optimizer::new().step(&cfg, &mut m, &g, 0.1).unwrap();
+            assert!((m.0.to_vec()[0] - expect).abs() < 1e-6, "{name}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::nn::gmm_head::{DiscGmmHead, GmmHead, GmmHeadConfig};
 use crate::nn::head::{Head, HeadTarget, SoftmaxHead, StepFeatures};
 use crate::nn::resample::resize_labels_nearest;
 use crate::nn::segnet::{SegModel, SegNet};
-use crate::nn::{act_from_array, Ctx, Dev};
+use crate::nn::{act_from_array, to_host, Ctx, Dev};
 
 /// What one step reports.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -208,6 +208,10 @@ impl Trainer {
             let loaded = checkpoint::read(dir)?;
             self.step =
                 checkpoint::restore(&loaded, &self.config, &mut self.model, &mut self.optimizer)?;
+            self.last_eval = checkpoint::read_meta(dir)
+                .ok()
+                .filter(|m| m.step == self.step)
+                .and_then(|m| m.last_eval);
         } else {
             std::fs::create_dir_all(dir).map_err(|e| GmmSegError::io(dir, e))?;
             checkpoint::write_atomic(
@@ -228,6 +232,19 @@ impl Trainer {
         let loaded = checkpoint::read(dir)?;
         let config = loaded.config.clone().check()?;
         let mut t = Trainer::new(config, num_classes)?;
+        t.step = checkpoint::restore(&loaded, &t.config.clone(), &mut t.model, &mut t.optimizer)?;
+        Ok(t)
+    }
+
+    /// As [`Trainer::from_checkpoint`], for a head built by the caller (see
+    /// [`Trainer::with_head`]).
+    ///
+    /// # Errors
+    /// As [`Trainer::from_checkpoint`].
+    pub fn from_checkpoint_with_head(dir: &Path, head: Box<dyn Head>) -> Result<Self> {
+        let loaded = checkpoint::read(dir)?;
+        let config = loaded.config.clone().check()?;
+        let mut t = Trainer::with_head(config, head)?;
         t.step = checkpoint::restore(&loaded, &t.config.clone(), &mut t.model, &mut t.optimizer)?;
         Ok(t)
     }
@@ -273,7 +290,7 @@ impl Trainer {
             })?;
         drop(grads);
         // detached features as (N, D) rows for the head's no-gradient update
-        let fv = twin.as_vec();
+        let fv = to_host(&twin);
         let hw = h * w;
         let rows =
             Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
