@@ -171,21 +171,21 @@ pub fn class_scores(
     reduction: Reduction,
 ) -> Array2<f32> {
     let n = component_ll.nrows();
-    let c = component_ll.ncols() / components;
-    let mut out = Array2::zeros((n, c));
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(component_ll.axis_iter(Axis(0)).into_par_iter())
-        .for_each(|(mut o, row)| {
-            let row = row
-                .as_slice()
-                .map(|s| s.to_vec())
-                .unwrap_or_else(|| row.to_vec());
-            for (ci, chunk) in row.chunks(components).enumerate() {
-                o[ci] = reduce(chunk, reduction);
+    let k = component_ll.ncols();
+    let c = k / components;
+    let input = component_ll.as_standard_layout();
+    let flat = input.as_slice().expect("standard layout");
+    let mut out = vec![0f32; n * c];
+    out.par_chunks_mut(c * 256)
+        .zip(flat.par_chunks(k * 256))
+        .for_each(|(o, rows)| {
+            for (orow, row) in o.chunks_mut(c).zip(rows.chunks(k)) {
+                for (slot, chunk) in orow.iter_mut().zip(row.chunks(components)) {
+                    *slot = reduce(chunk, reduction);
+                }
             }
         });
-    out
+    Array2::from_shape_vec((n, c), out).expect("shape matches")
 }
 
 fn reduce(values: &[f32], reduction: Reduction) -> f32 {

@@ -17,6 +17,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Assignment, EStep, GmmConfig, ValidGmmConfig};
@@ -125,6 +126,37 @@ pub struct UpdateReport {
     pub updated_classes: Vec<usize>,
     /// Features written to the memory.
     pub enqueued: usize,
+}
+
+/// One M-step of class `c` with the configured momentum.
+fn m_step(
+    params: &mut GmmParams,
+    cfg: &ValidGmmConfig,
+    c: usize,
+    x: ArrayView2<'_, f32>,
+    resp: ArrayView2<'_, f32>,
+) {
+    let shift = params.means.index_axis(Axis(0), c).to_owned();
+    let est = estimate(
+        &Moments::accumulate(x, resp, shift.view()),
+        cfg.var_reg,
+        cfg.mean_estimator,
+    );
+    let vanilla = matches!(cfg.e_step, EStep::Vanilla);
+    apply(
+        params,
+        c,
+        &est,
+        cfg.mean_momentum,
+        cfg.var_momentum,
+        vanilla,
+        cfg.mean_estimator,
+    );
+}
+
+/// The component of a responsibility row with the largest value (first on ties).
+fn argmax(row: ndarray::ArrayView1<'_, f32>) -> usize {
+    (0..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best })
 }
 
 /// A class-conditional GMM fitted online, with its memory and counters.
@@ -293,40 +325,67 @@ impl OnlineGmm {
             }
         }
 
-        // 1. E-step on the batch (pre-update parameters).
-        let batch_classes: Vec<(usize, Array2<f32>, Array2<f32>)> = index
-            .per_class
-            .iter()
-            .enumerate()
-            .filter(|(_, idx)| !idx.is_empty())
-            .map(|(c, idx)| {
-                let xc = gather_rows(batch.features, idx);
-                let (resp, _) = e_step(xc.view(), &self.params, c, &self.valid);
+        // 1. E-step on the batch (pre-update parameters), where the memory needs it: to pick
+        //    a pixel's component queue, or to sample per component.
+        let need_batch_resp = self.config.memory.layout == MemoryLayout::PerComponent
+            || matches!(
+                self.config.memory.sampling,
+                Sampling::CorrectEvenlySpaced { .. }
+            );
+        let present: Vec<usize> = (0..index.per_class.len())
+            .filter(|&c| !index.per_class[c].is_empty())
+            .collect();
+        let batch_classes: Vec<(usize, Array2<f32>, Option<Array2<f32>>)> = present
+            .par_iter()
+            .map(|&c| {
+                let xc = gather_rows(batch.features, &index.per_class[c]);
+                let resp =
+                    need_batch_resp.then(|| e_step(xc.view(), &self.params, c, &self.valid).0);
                 (c, xc, resp)
             })
             .collect();
 
-        // 2. Paper: EM on batch ∪ memory (memory before this batch).
+        // 2. Paper: EM on batch ∪ memory (memory before this batch). Classes are independent,
+        //    so they run in parallel, each on its own copy of the parameters.
         if self.config.em_source == EmSource::BatchAndMemory && due {
-            for (c, xc, _) in &batch_classes {
-                let mem = self.class_memory(*c);
-                let data = if mem.nrows() > 0 {
-                    ndarray::concatenate(Axis(0), &[xc.view(), mem.view()]).expect("same D")
-                } else {
-                    xc.clone()
-                };
-                for _ in 0..self.valid.em_loops {
-                    let (resp, _) = e_step(data.view(), &self.params, *c, &self.valid);
-                    self.m_step(*c, data.view(), resp.view());
-                }
-                report.updated_classes.push(*c);
+            let updated: Vec<(usize, GmmParams)> = batch_classes
+                .par_iter()
+                .map(|(c, xc, _)| {
+                    let mem = self.class_memory(*c);
+                    let data = if mem.nrows() > 0 {
+                        ndarray::concatenate(Axis(0), &[xc.view(), mem.view()]).expect("same D")
+                    } else {
+                        xc.clone()
+                    };
+                    let mut params = self.params.clone();
+                    for _ in 0..self.valid.em_loops {
+                        let (resp, _) = e_step(data.view(), &params, *c, &self.valid);
+                        m_step(&mut params, &self.valid, *c, data.view(), resp.view());
+                    }
+                    (*c, params)
+                })
+                .collect();
+            for (c, params) in updated {
+                self.params
+                    .means
+                    .index_axis_mut(Axis(0), c)
+                    .assign(&params.means.index_axis(Axis(0), c));
+                self.params
+                    .variances
+                    .index_axis_mut(Axis(0), c)
+                    .assign(&params.variances.index_axis(Axis(0), c));
+                self.params
+                    .log_weights
+                    .index_axis_mut(Axis(0), c)
+                    .assign(&params.log_weights.index_axis(Axis(0), c));
+                report.updated_classes.push(c);
             }
         }
 
         // 3. Enqueue sampled pixels.
         for (c, _, resp) in &batch_classes {
             let idx = &index.per_class[*c];
-            report.enqueued += self.enqueue(*c, idx, resp, batch);
+            report.enqueued += self.enqueue(*c, idx, resp.as_ref(), batch);
         }
 
         // 4. Reference code: M-step from the memory alone.
@@ -352,22 +411,7 @@ impl OnlineGmm {
     }
 
     fn m_step(&mut self, c: usize, x: ArrayView2<'_, f32>, resp: ArrayView2<'_, f32>) {
-        let shift = self.params.means.index_axis(Axis(0), c).to_owned();
-        let est = estimate(
-            &Moments::accumulate(x, resp, shift.view()),
-            self.valid.var_reg,
-            self.valid.mean_estimator,
-        );
-        let vanilla = matches!(self.valid.e_step, EStep::Vanilla);
-        apply(
-            &mut self.params,
-            c,
-            &est,
-            self.valid.mean_momentum,
-            self.valid.var_momentum,
-            vanilla,
-            self.valid.mean_estimator,
-        );
+        m_step(&mut self.params, &self.valid, c, x, resp);
     }
 
     fn memory_only_m_step(&mut self, c: usize) {
@@ -400,17 +444,18 @@ impl OnlineGmm {
         &mut self,
         c: usize,
         idx: &[usize],
-        resp: &Array2<f32>,
+        resp: Option<&Array2<f32>>,
         batch: &OnlineBatch<'_>,
     ) -> usize {
         let m = self.valid.components;
+        // The batch responsibilities exist whenever the layout or the sampling needs them
+        // (see step 1 of `update`).
+        let component =
+            |row: usize| -> usize { argmax(resp.expect("responsibilities computed").row(row)) };
         let slot_of = |row: usize| -> usize {
             match self.config.memory.layout {
                 MemoryLayout::PerClass => 0,
-                MemoryLayout::PerComponent => {
-                    let r = resp.row(row);
-                    (0..m).fold(0, |best, j| if r[j] > r[best] { j } else { best })
-                }
+                MemoryLayout::PerComponent => component(row),
             }
         };
         // Rows (into idx/resp) grouped by destination slot.
@@ -437,11 +482,7 @@ impl OnlineGmm {
                 let mut by_comp: Vec<Vec<usize>> = vec![Vec::new(); m];
                 for (r, &p) in idx.iter().enumerate() {
                     if batch.correct.is_none_or(|cf| cf[p]) {
-                        let r_slot = {
-                            let row = resp.row(r);
-                            (0..m).fold(0, |best, j| if row[j] > row[best] { j } else { best })
-                        };
-                        by_comp[r_slot].push(r);
+                        by_comp[component(r)].push(r);
                     }
                 }
                 for rows in by_comp {

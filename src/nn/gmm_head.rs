@@ -372,7 +372,13 @@ impl Head for GmmHead {
 
     fn after_step(&mut self, step: &StepFeatures<'_>) -> Result<()> {
         let rows = self.transform(step.feats.clone());
-        let correct: Vec<bool> = {
+        // Only the reference code's sampling needs to know which pixels are classified
+        // correctly (by the pre-update GMM).
+        let needs_correct = matches!(
+            self.config.online.memory.sampling,
+            crate::gmm::Sampling::CorrectEvenlySpaced { .. }
+        );
+        let correct: Option<Vec<bool>> = needs_correct.then(|| {
             let (_, logits) = self.scores(rows.view());
             logits
                 .axis_iter(Axis(0))
@@ -385,12 +391,12 @@ impl Head for GmmHead {
                     best == l as usize
                 })
                 .collect()
-        };
+        });
         self.gmm.update(&OnlineBatch {
             features: rows.view(),
             labels: step.labels,
             pixels_per_image: step.pixels_per_image,
-            correct: Some(&correct),
+            correct: correct.as_deref(),
         })?;
         self.table = Arc::new(LogLikTable::new(&self.gmm.params));
         Ok(())
