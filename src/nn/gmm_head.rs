@@ -64,6 +64,9 @@ impl GmmHeadConfig {
         online.gmm.dim = dim;
         online.gmm.mean_momentum = 0.99;
         online.gmm.var_momentum = 0.99;
+        if let Ok(v) = std::env::var("GMMSEG_EXP_VARREG") {
+            online.gmm.var_reg = v.parse().unwrap();
+        }
         GmmHeadConfig {
             online,
             feature_norm: false,
@@ -276,7 +279,15 @@ impl GmmHead {
     pub fn scores(&self, rows: ArrayView2<'_, f32>) -> (Array2<f32>, Array2<f32>) {
         let g = self.gmm.gmm_config();
         let ll = self.table.compute(rows);
-        let class_ll = class_scores(ll.view(), g.components, g.reduction);
+        let mut class_ll = class_scores(ll.view(), g.components, g.reduction);
+        if let Ok(p) = std::env::var("GMMSEG_EXP_PRIOR") {
+            let pr: Vec<f32> = p.split(',').map(|v| v.parse::<f32>().unwrap().ln()).collect();
+            for mut row in class_ll.axis_iter_mut(Axis(0)) {
+                for (v, l) in row.iter_mut().zip(&pr) {
+                    *v += l;
+                }
+            }
+        }
         let mut logits = class_ll.clone();
         if let Some(a) = &self.class_norm {
             a.apply_rows(&mut logits);
