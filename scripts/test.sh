@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README's second command; `.ci/run` calls it).
-# Builds and runs every test: unit, integration (tests/), doc tests, and each benchmark once
-# in test mode, so that benchmark code cannot rot.
+# 1. Every unit, integration and doc test, and each benchmark once in test mode (so that
+#    benchmark code cannot rot).
+# 2. The quickstart notebook, executed headless through the real evcxr kernel (set up if
+#    missing), failing on any error output or panic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked --all-targets
 cargo test --locked --doc
+bash scripts/setup-notebooks.sh
+bash scripts/run-notebooks.sh --profile quick notebooks/00-quickstart.ipynb

@@ -46,6 +46,9 @@ pub struct TrainArgs {
     /// Momentum τ of the GMM's EM updates (default: the flavour's).
     #[arg(long)]
     pub gmm_momentum: Option<f32>,
+    /// Variance regularisation of the GMM (default: the flavour's; paper 1.0, reference 0.01).
+    #[arg(long)]
+    pub var_reg: Option<f32>,
     /// Decoder (default: the profile's, DeepLabV3+-lite).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderKind>,
@@ -140,6 +143,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if args.gmm_momentum.is_some() {
         cfg.gmm.momentum = args.gmm_momentum;
+    }
+    if args.var_reg.is_some() {
+        cfg.gmm.var_reg = args.var_reg;
     }
     if let Some(d) = args.decoder {
         cfg.net.decoder.kind = d;

@@ -68,6 +68,10 @@ pub struct GmmOptions {
     /// 0.99 at CPU scale, reference code 0.999 on means, 0 on variances).
     #[serde(default)]
     pub momentum: Option<f32>,
+    /// Variance regularisation added to every variance; `None` keeps the flavour's default
+    /// (paper flavour 1.0 at CPU scale, reference code 0.01).
+    #[serde(default)]
+    pub var_reg: Option<f32>,
 }
 
 impl Default for GmmOptions {
@@ -77,6 +81,7 @@ impl Default for GmmOptions {
             em: EmKind::Sinkhorn,
             em_loops: 1,
             momentum: None,
+            var_reg: None,
         }
     }
 }

@@ -96,6 +96,9 @@ fn build_head(
     let m = cfg.gmm.components;
     let with_em = |mut g: GmmHeadConfig| {
         g.online.gmm.em_loops = cfg.gmm.em_loops;
+        if let Some(reg) = cfg.gmm.var_reg {
+            g.online.gmm.var_reg = reg;
+        }
         if let Some(tau) = cfg.gmm.momentum {
             g.online.gmm.mean_momentum = tau;
             g.online.gmm.var_momentum = tau;
