@@ -232,27 +232,35 @@ pub fn own_class_log_likelihood(
     let (means, vars, log_w) = params.class(class);
     let m = means.nrows();
     let d = means.ncols();
-    let inv: Array2<f32> = vars.mapv(|v| 1.0 / v);
+    // Contiguous copies so that the inner loop runs over plain slices and vectorises.
+    let mu: Vec<f32> = means.iter().copied().collect();
+    let inv: Vec<f32> = vars.iter().map(|v| 1.0 / v).collect();
     let consts: Vec<f32> = (0..m)
         .map(|j| {
             log_w[j] - 0.5 * (d as f32 * LN_2PI + vars.row(j).iter().map(|v| v.ln()).sum::<f32>())
         })
         .collect();
-    let mut out = Array2::zeros((x.nrows(), m));
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .zip(x.axis_iter(Axis(0)).into_par_iter())
-        .for_each(|(mut o, xr)| {
-            for j in 0..m {
-                let mut acc = 0f32;
-                for ((&xv, &mu), &w) in xr.iter().zip(means.row(j)).zip(inv.row(j)) {
-                    let diff = xv - mu;
-                    acc += diff * diff * w;
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let n = x.nrows();
+    let mut out = vec![0f32; n * m];
+    out.par_chunks_mut(m * 256)
+        .zip(xs.par_chunks(d * 256))
+        .for_each(|(o, rows)| {
+            for (orow, xr) in o.chunks_mut(m).zip(rows.chunks(d)) {
+                for j in 0..m {
+                    let (mj, wj) = (&mu[j * d..(j + 1) * d], &inv[j * d..(j + 1) * d]);
+                    let acc: f32 = xr
+                        .iter()
+                        .zip(mj)
+                        .zip(wj)
+                        .map(|((&xv, &mv), &w)| (xv - mv) * (xv - mv) * w)
+                        .sum();
+                    orow[j] = consts[j] - 0.5 * acc;
                 }
-                o[j] = consts[j] - 0.5 * acc;
             }
         });
-    out
+    Array2::from_shape_vec((n, m), out).expect("shape matches")
 }
 
 #[cfg(test)]
