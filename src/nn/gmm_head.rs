@@ -412,19 +412,7 @@ impl Head for GmmHead {
         let (b, _, h, w) = *feats.shape();
         let rows = self.transform(act_to_rows(&feats));
         let (class_ll, logits) = self.scores(rows.view());
-        let anomaly = class_ll.map_axis(Axis(1), |r| {
-            -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-        });
-        let anomaly = anomaly
-            .into_shape_with_order((b * h * w, 1))
-            .expect("one score per pixel");
-        Ok(HeadOutput {
-            logits: rows_to_act(&self.dev, &logits, b, h, w),
-            anomaly: vec![(
-                "likelihood".into(),
-                rows_to_act(&self.dev, &anomaly, b, h, w),
-            )],
-        })
+        Ok(density_output(&self.dev, &logits, &class_ll, (b, h, w)))
     }
 
     fn fitted_state(&self) -> FittedState {
@@ -701,19 +689,27 @@ impl Head for DiscGmmHead {
         let rows = act_to_rows(&feats);
         let ll = LogLikTable::new(&self.params()).compute(rows.view());
         let class_ll = class_scores(ll.view(), self.components, self.reduction);
-        let anomaly = class_ll
-            .map_axis(Axis(1), |r| {
-                -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-            })
-            .into_shape_with_order((b * h * w, 1))
-            .expect("one score per pixel");
-        Ok(HeadOutput {
-            logits: rows_to_act(&self.dev, &class_ll, b, h, w),
-            anomaly: vec![(
-                "likelihood".into(),
-                rows_to_act(&self.dev, &anomaly, b, h, w),
-            )],
+        Ok(density_output(&self.dev, &class_ll, &class_ll, (b, h, w)))
+    }
+}
+
+/// The evaluation output of a density head from pixel rows: `logits` (N, C) as the class
+/// scores and `likelihood` = −max_c log p(x|c) from `class_ll` (N, C) as its anomaly map.
+pub(crate) fn density_output(
+    dev: &Dev,
+    logits: &Array2<f32>,
+    class_ll: &Array2<f32>,
+    (b, h, w): (usize, usize, usize),
+) -> HeadOutput {
+    let anomaly = class_ll
+        .map_axis(Axis(1), |r| {
+            -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
         })
+        .into_shape_with_order((b * h * w, 1))
+        .expect("one score per pixel");
+    HeadOutput {
+        logits: rows_to_act(dev, logits, b, h, w),
+        anomaly: vec![("likelihood".into(), rows_to_act(dev, &anomaly, b, h, w))],
     }
 }
 

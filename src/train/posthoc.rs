@@ -16,7 +16,7 @@ use crate::error::{GmmSegError, Result};
 use crate::gmm::{
     class_scores, fit, ClassIndex, FitOptions, GmmConfig, GmmParams, LogLikTable, Reduction,
 };
-use crate::nn::gmm_head::{act_to_rows, rows_to_act};
+use crate::nn::gmm_head::{act_to_rows, density_output, rows_to_act};
 use crate::nn::head::{Head, HeadOutput};
 use crate::nn::resample::resize_labels_nearest;
 use crate::nn::segnet::SegModel;
@@ -320,19 +320,7 @@ impl Head for PosthocGmmHead {
         let rows = act_to_rows(&feats);
         let ll = self.table.compute(rows.view());
         let class_ll = class_scores(ll.view(), self.params.components(), self.reduction);
-        let anomaly = class_ll
-            .map_axis(Axis(1), |r| {
-                -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-            })
-            .into_shape_with_order((b * h * w, 1))
-            .expect("one score per pixel");
-        Ok(HeadOutput {
-            logits: rows_to_act(&self.dev, &class_ll, b, h, w),
-            anomaly: vec![(
-                "likelihood".into(),
-                rows_to_act(&self.dev, &anomaly, b, h, w),
-            )],
-        })
+        Ok(density_output(&self.dev, &class_ll, &class_ll, (b, h, w)))
     }
 }
 
