@@ -81,8 +81,13 @@ fn print_result(r: &StudyResult) {
             Some(false) => "FAILS  ",
             None => "NOT RUN",
         };
+        let noise = match c.beyond_ci {
+            Some(true) => ", beyond the CI",
+            Some(false) => ", within the CI",
+            None => "",
+        };
         let diff = match (c.difference, c.margin) {
-            (Some(d), Some(m)) => format!(" (A − B = {d:+.4}, CI ±{m:.4}, n={})", c.n),
+            (Some(d), Some(m)) => format!(" (A − B = {d:+.4}, CI ±{m:.4}, n={}{noise})", c.n),
             _ => String::new(),
         };
         println!("  claim {verdict} {}{diff}", c.statement);

@@ -16,15 +16,92 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
+use plotters::prelude::{DrawingArea, DrawingBackend};
+
 use super::summary::SummaryRow;
 use super::Study;
 use crate::error::Result;
 use crate::metrics::{CalibrationMetrics, ReliabilityBin, Summary};
 use crate::plot::ablation::{grouped_bars, metric_vs_parameter, ChartLabels, CiSeries};
 use crate::plot::reliability::{reliability_diagram, ReliabilityOptions};
-use crate::plot::save_svg_and_png;
+use crate::plot::{inline, save_svg_and_png, InlineSvg};
 
 const SIZE: (u32, u32) = (900, 560);
+
+/// What a study figure draws.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FigureKind {
+    /// Grouped bars with CIs: category names and (series name, one summary per category).
+    Bars {
+        /// Category names along x.
+        categories: Vec<String>,
+        /// Series (legend name, a summary or a gap per category).
+        series: Vec<(String, Vec<Option<Summary>>)>,
+        /// Title and axes.
+        labels: ChartLabels,
+    },
+    /// A metric against a parameter, one line per series, with CI error bars.
+    Lines {
+        /// The lines.
+        series: Vec<CiSeries>,
+        /// Title and axes.
+        labels: ChartLabels,
+    },
+    /// Reliability diagrams side by side.
+    Reliability {
+        /// (model name, its calibration metrics with the bins).
+        models: Vec<(String, CalibrationMetrics)>,
+    },
+}
+
+/// One figure of a study, drawable onto any plotters area (file, notebook cell).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyFigure {
+    /// File stem (`<stem>.svg`, `<stem>.png`).
+    pub name: String,
+    /// Size in pixels.
+    pub size: (u32, u32),
+    /// The chart.
+    pub kind: FigureKind,
+}
+
+impl StudyFigure {
+    /// Draws the figure onto `area`.
+    ///
+    /// # Errors
+    /// Plotting errors.
+    pub fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<()> {
+        match &self.kind {
+            FigureKind::Bars {
+                categories,
+                series,
+                labels,
+            } => {
+                let cats: Vec<&str> = categories.iter().map(String::as_str).collect();
+                let ser: Vec<(&str, Vec<Option<Summary>>)> = series
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.clone()))
+                    .collect();
+                grouped_bars(area, &cats, &ser, labels)
+            }
+            FigureKind::Lines { series, labels } => metric_vs_parameter(area, series, labels),
+            FigureKind::Reliability { models } => {
+                let pairs: Vec<(&str, &CalibrationMetrics)> =
+                    models.iter().map(|(n, m)| (n.as_str(), m)).collect();
+                reliability_diagram(area, &pairs, &ReliabilityOptions::default())
+            }
+        }
+    }
+
+    /// The figure as an inline SVG for an evcxr notebook cell.
+    ///
+    /// # Errors
+    /// Plotting errors.
+    pub fn inline(&self) -> Result<InlineSvg> {
+        inline(self.size, |a| self.draw(a))
+    }
+}
 
 fn cell<'a>(
     rows: &'a [SummaryRow],
@@ -48,21 +125,21 @@ fn distinct<'a>(
         .collect()
 }
 
-/// Grouped bars of `metric`: categories are (group, metric) pairs, series the variants.
+/// Grouped bars: categories are (group, metric, label) triples, series the variants; `None`
+/// if no variant has any of the cells.
 fn bars(
-    dir: &Path,
-    stem: &str,
+    name: &str,
     rows: &[SummaryRow],
     categories: &[(&str, &str, String)],
     variants: &[&str],
     title: &str,
     y: &str,
-) -> Result<Option<PathBuf>> {
-    let series: Vec<(&str, Vec<Option<Summary>>)> = variants
+) -> Option<StudyFigure> {
+    let series: Vec<(String, Vec<Option<Summary>>)> = variants
         .iter()
         .map(|v| {
             (
-                *v,
+                v.to_string(),
                 categories
                     .iter()
                     .map(|(g, m, _)| cell(rows, v, g, m).map(|r| r.stats))
@@ -71,29 +148,27 @@ fn bars(
         })
         .filter(|(_, s)| s.iter().any(Option::is_some))
         .collect();
-    if series.is_empty() {
-        return Ok(None);
-    }
-    let names: Vec<&str> = categories.iter().map(|c| c.2.as_str()).collect();
-    let labels = ChartLabels {
-        title: title.into(),
-        x: String::new(),
-        y: y.into(),
-    };
-    let stem = dir.join(stem);
-    save_svg_and_png(&stem, SIZE, |area| {
-        grouped_bars(area, &names, &series, &labels)
-    })?;
-    Ok(Some(stem))
+    (!series.is_empty()).then(|| StudyFigure {
+        name: name.into(),
+        size: SIZE,
+        kind: FigureKind::Bars {
+            categories: categories.iter().map(|c| c.2.clone()).collect(),
+            series,
+            labels: ChartLabels {
+                title: title.into(),
+                x: String::new(),
+                y: y.into(),
+            },
+        },
+    })
 }
 
 fn lines(
-    dir: &Path,
-    stem: &str,
+    name: &str,
     rows: &[SummaryRow],
     metric: &str,
     labels: ChartLabels,
-) -> Result<Option<PathBuf>> {
+) -> Option<StudyFigure> {
     let variants = distinct(rows, |r| {
         (r.metric == metric && r.param.is_some()).then_some(r.variant.as_str())
     });
@@ -108,23 +183,21 @@ fn lines(
                 .collect(),
         })
         .collect();
-    if series.iter().all(|s| s.points.is_empty()) {
-        return Ok(None);
-    }
-    let stem = dir.join(stem);
-    save_svg_and_png(&stem, SIZE, |area| {
-        metric_vs_parameter(area, &series, &labels)
-    })?;
-    Ok(Some(stem))
+    (!series.iter().all(|s| s.points.is_empty())).then(|| StudyFigure {
+        name: name.into(),
+        size: SIZE,
+        kind: FigureKind::Lines { series, labels },
+    })
 }
 
-/// Reliability metrics of `variant` rebuilt from the summary (bin means over seeds).
+/// Reliability metrics of `variant` rebuilt from the summary (bin means over seeds; the
+/// pixel counts are per-seed means).
 fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics> {
     let get = |m: &str| cell(rows, variant, "val", m).map(|r| r.stats.mean);
     let centres = {
         let mut c: Vec<f64> = rows
             .iter()
-            .filter(|r| r.variant == variant && r.metric == "bin_share")
+            .filter(|r| r.variant == variant && r.metric == "bin_count")
             .filter_map(|r| r.param)
             .collect();
         c.sort_by(f64::total_cmp);
@@ -139,12 +212,12 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
             .find(|r| r.variant == variant && r.metric == m && r.param == Some(c))
             .map(|r| r.stats.mean)
     };
-    let bins = centres
+    let bins: Vec<ReliabilityBin> = centres
         .iter()
         .map(|&c| ReliabilityBin {
             lower: c - half,
             upper: c + half,
-            count: (bin_metric(c, "bin_share").unwrap_or(0.0) * 1e6).round() as u64,
+            count: bin_metric(c, "bin_count").unwrap_or(0.0).round() as u64,
             confidence: bin_metric(c, "bin_confidence"),
             accuracy: bin_metric(c, "bin_accuracy"),
         })
@@ -156,23 +229,19 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
         nll: get("nll").unwrap_or(f64::NAN),
         brier: get("brier").unwrap_or(f64::NAN),
         accuracy: get("acc").unwrap_or(f64::NAN),
-        pixels: 1_000_000,
+        pixels: bins.iter().map(|b| b.count).sum(),
         bins,
     })
 }
 
-/// Draws the figures of `study` from its summary cells into `dir` (`<stem>.svg` and
-/// `<stem>.png`); returns the stems written. A figure whose cells are all missing (e.g. a
-/// shard that ran none of them) is skipped.
-///
-/// # Errors
-/// Plotting and I/O errors.
-pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Vec<PathBuf>> {
+/// The figures of `study`, built from its summary cells (bins averaged over seeds for the
+/// reliability diagrams). Figures whose cells are all missing (e.g. after a shard that ran
+/// none of them) are left out.
+pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
     let mut out = Vec::new();
     let splits = distinct(rows, |r| {
         r.group.starts_with("anomaly").then_some(r.group.as_str())
     });
-    let name = study.name();
     match study {
         Study::MainResults => {
             let cats: Vec<_> = ["fcn", "deeplab"]
@@ -180,14 +249,13 @@ pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Ve
                 .map(|d| (*d, "miou", d.to_string()))
                 .collect();
             out.extend(bars(
-                dir,
                 "main_results_miou",
                 rows,
                 &cats,
                 &["softmax", "gmmseg"],
                 "Table 1: validation mIoU",
                 "mIoU",
-            )?);
+            ));
         }
         Study::Anomaly => {
             let variants = distinct(rows, |r| Some(r.variant.as_str()));
@@ -197,27 +265,25 @@ pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Ve
             ] {
                 let cats: Vec<_> = splits.iter().map(|s| (*s, metric, s.to_string())).collect();
                 out.extend(bars(
-                    dir,
                     &format!("anomaly_{metric}"),
                     rows,
                     &cats,
                     &variants,
                     title,
                     metric,
-                )?);
+                ));
             }
         }
         Study::OnlineVsPosthoc => {
             let cats = [("val", "miou", "validation mIoU".to_string())];
             out.extend(bars(
-                dir,
                 "online_vs_posthoc_miou",
                 rows,
                 &cats,
                 &["softmax", "post-hoc gmm", "online gmmseg"],
                 "Table 3: online vs post-hoc GMM",
                 "mIoU",
-            )?);
+            ));
         }
         Study::GenVsDisc | Study::Flavours => {
             let mut cats = vec![("val", "miou", "val mIoU".to_string())];
@@ -228,10 +294,9 @@ pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Ve
             } else {
                 "Paper flavour vs reference-code flavour"
             };
-            out.extend(bars(dir, name, rows, &cats, &variants, title, "value")?);
+            out.extend(bars(study.name(), rows, &cats, &variants, title, "value"));
         }
         Study::Em => out.extend(lines(
-            dir,
             "em_miou",
             rows,
             "miou",
@@ -240,9 +305,8 @@ pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Ve
                 x: "EM loops per iteration".into(),
                 y: "mIoU".into(),
             },
-        )?),
+        )),
         Study::Components => out.extend(lines(
-            dir,
             "components_miou",
             rows,
             "miou",
@@ -251,20 +315,18 @@ pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Ve
                 x: "M".into(),
                 y: "mIoU".into(),
             },
-        )?),
+        )),
         Study::Calibration => {
-            let models: Vec<(&str, CalibrationMetrics)> = ["softmax", "gmmseg"]
+            let models: Vec<(String, CalibrationMetrics)> = ["softmax", "gmmseg"]
                 .iter()
-                .filter_map(|v| reliability(rows, v).map(|m| (*v, m)))
+                .filter_map(|v| reliability(rows, v).map(|m| (v.to_string(), m)))
                 .collect();
             if !models.is_empty() {
-                let pairs: Vec<(&str, &CalibrationMetrics)> =
-                    models.iter().map(|(n, m)| (*n, m)).collect();
-                let stem = dir.join("calibration_reliability");
-                save_svg_and_png(&stem, (1000, 560), |area| {
-                    reliability_diagram(area, &pairs, &ReliabilityOptions::default())
-                })?;
-                out.push(stem);
+                out.push(StudyFigure {
+                    name: "calibration_reliability".into(),
+                    size: (1000, 560),
+                    kind: FigureKind::Reliability { models },
+                });
             }
         }
         Study::Runtime => {
@@ -274,16 +336,30 @@ pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Ve
             ] {
                 let cats = [("", metric, y.to_string())];
                 out.extend(bars(
-                    dir,
                     &format!("runtime_{metric}"),
                     rows,
                     &cats,
                     &["softmax", "gmmseg"],
                     title,
                     y,
-                )?);
+                ));
             }
         }
+    }
+    out
+}
+
+/// Writes the figures of `study` ([`study_figures`]) into `dir` as `<name>.svg` and
+/// `<name>.png`; returns the stems written.
+///
+/// # Errors
+/// Plotting and I/O errors.
+pub fn write_figures(study: Study, rows: &[SummaryRow], dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for f in study_figures(study, rows) {
+        let stem = dir.join(&f.name);
+        save_svg_and_png(&stem, f.size, |a| f.draw(a))?;
+        out.push(stem);
     }
     Ok(out)
 }

@@ -59,7 +59,7 @@ use crate::error::{GmmSegError, Result};
 use crate::train::config::{TrainConfig, ValidTrainConfig};
 
 pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
-pub use figures::write_figures;
+pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};
 pub use model::{BinRecord, ModelRecord};
 pub use studies::{specs_for, Measurement, RunSpec};
 pub use summary::{
@@ -82,7 +82,7 @@ pub const COL_PARAM: &str = "param";
 pub const COL_SEED: &str = "seed";
 /// Column: metric name (`miou`, `acc`, `macc`, `ece`, `mce`, `nll`, `brier`, `auroc`, `ap`,
 /// `fpr95`, `train_s`, `step_ms`, `images_per_s`, `bin_accuracy`, `bin_confidence`,
-/// `bin_share`).
+/// `bin_count`).
 pub const COL_METRIC: &str = "metric";
 /// Column: the metric's value.
 pub const COL_VALUE: &str = "value";
@@ -107,6 +107,10 @@ pub const COL_CLAIM: &str = "claim";
 /// Summary column: whether the claim holds on these numbers (null on plain rows, and on a
 /// claim whose variants were not run).
 pub const COL_CLAIM_HOLDS: &str = "claim_holds";
+
+/// Summary column: whether the claim's difference exceeds its CI margin (null on plain
+/// rows and with one seed).
+pub const COL_BEYOND_CI: &str = "beyond_ci";
 
 /// One ablation study of the paper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -279,13 +283,14 @@ impl ExperimentProfile {
         }
     }
 
-    /// The full profile: 600 steps, 200 validation and 300 images per anomaly split, 3 seeds,
-    /// every M in 1..=15, post-hoc fits on 256 images with 20 EM iterations. Sized (from the
-    /// quick profile's measured times) for about two hours for both datasets on two cores;
-    /// not yet run end to end.
+    /// The full profile: 500 steps, 200 validation and 300 images per anomaly split, 3 seeds,
+    /// every M in 1..=15, post-hoc fits on 256 images with 20 EM iterations. Sized from the
+    /// quick profile's measured training times (375 s of training for 32 models of 150 steps
+    /// on SynthScapes, two busy cores): 26 models per seed and dataset, 156 in all, at
+    /// 500 steps ≈ 1.6–1.8 hours for both datasets. Not yet run end to end.
     pub fn full() -> Self {
         let mut train = TrainConfig::quick();
-        train.steps = 600;
+        train.steps = 500;
         train.optim.warmup_steps = 40;
         train.eval_every = 0;
         train.checkpoint_every = 0;
@@ -453,7 +458,14 @@ pub struct RunIdentity {
     pub train: TrainConfig,
     /// Evaluation settings.
     pub eval: EvalSettings,
+    /// [`ROWS_VERSION`] of the code that read the rows from the model record.
+    #[serde(default)]
+    pub rows_version: u32,
 }
+
+/// Version of what the studies read from a model record ([`studies::measure`]); bumping it
+/// invalidates cached rows (they are re-read from the model records, nothing is retrained).
+pub const ROWS_VERSION: u32 = 2;
 
 /// SHA-256 (hex) of a serialisable value's JSON.
 pub(crate) fn sha256_json<T: Serialize>(v: &T) -> String {
@@ -520,7 +532,7 @@ pub struct StudyResult {
     pub study: Study,
     /// Long-format runs (columns [`COL_STUDY`] … [`COL_MODEL`]).
     pub runs: DataFrame,
-    /// Summary over seeds plus claim rows (columns [`COL_STUDY`] … [`COL_CLAIM_HOLDS`]).
+    /// Summary over seeds plus claim rows (columns [`COL_STUDY`] … [`COL_BEYOND_CI`]).
     pub summary: DataFrame,
     /// The summary cells (what the figures are drawn from).
     pub cells: Vec<SummaryRow>,
@@ -545,6 +557,9 @@ pub struct RunProgress<'a> {
     pub cached: bool,
 }
 
+/// A progress callback of [`ExperimentRunner`].
+type ProgressFn = Box<dyn FnMut(&RunProgress<'_>)>;
+
 /// Runs studies for one profile and dataset, with the caches described in the module docs.
 pub struct ExperimentRunner {
     profile: ValidProfile,
@@ -557,7 +572,7 @@ pub struct ExperimentRunner {
     fresh: HashSet<String>,
     trained: usize,
     data: Option<model::Splits>,
-    progress: Option<Box<dyn FnMut(&RunProgress<'_>)>>,
+    progress: Option<ProgressFn>,
 }
 
 /// The default results folder: `data/results/<profile>/` under the crate's `data/` folder
@@ -732,6 +747,7 @@ impl ExperimentRunner {
                 seed: *seed,
                 train: train.clone(),
                 eval: eval.clone(),
+                rows_version: ROWS_VERSION,
             };
             let hash = id.hash();
             let hit = !self.force && cached_hashes.contains(hash.as_str());
@@ -786,6 +802,7 @@ impl ExperimentRunner {
                         seed,
                         train,
                         eval: eval.clone(),
+                        rows_version: ROWS_VERSION,
                     }
                     .hash(),
                 );

@@ -290,16 +290,9 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             ] {
                 out.push(m(&head, "val", None, k, v));
             }
-            let total: u64 = r.bins.iter().map(|b| b.count).sum();
             for b in &r.bins {
                 let centre = Some(0.5 * (b.lower + b.upper));
-                out.push(m(
-                    &head,
-                    "val",
-                    centre,
-                    "bin_share",
-                    b.count as f64 / total.max(1) as f64,
-                ));
+                out.push(m(&head, "val", centre, "bin_count", b.count as f64));
                 if let (Some(c), Some(a)) = (b.confidence, b.accuracy) {
                     out.push(m(&head, "val", centre, "bin_confidence", c));
                     out.push(m(&head, "val", centre, "bin_accuracy", a));

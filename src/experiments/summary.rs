@@ -17,6 +17,11 @@
 //! - [`ClaimKind::RatioAtLeast`]`(r)`: holds iff mean_A / mean_B ≥ r (higher-is-better
 //!   metrics only).
 //!
+//! `beyond_ci` says separately whether |mean_A − mean_B| > `h` (the ordering is larger
+//! than the seeds' noise); it is `None` with one seed. With the quick profile's two seeds
+//! (t_{0.975,1} = 12.7) few differences are beyond the CI: read `claim_holds` as the
+//! direction of the means, and `beyond_ci` as whether that direction is established.
+//!
 //! A claim whose variants were not run (e.g. M = 5 missing from the `tiny` profile) has
 //! `holds = None`.
 
@@ -26,8 +31,8 @@ use polars::prelude::*;
 
 use super::cache::RunRow;
 use super::{
-    Study, COL_CI95, COL_CLAIM, COL_CLAIM_HOLDS, COL_DATASET, COL_GROUP, COL_LOWER, COL_MEAN,
-    COL_METRIC, COL_N, COL_PARAM, COL_STD, COL_STUDY, COL_UPPER, COL_VARIANT,
+    Study, COL_BEYOND_CI, COL_CI95, COL_CLAIM, COL_CLAIM_HOLDS, COL_DATASET, COL_GROUP, COL_LOWER,
+    COL_MEAN, COL_METRIC, COL_N, COL_PARAM, COL_STD, COL_STUDY, COL_UPPER, COL_VARIANT,
 };
 use crate::error::{GmmSegError, Result};
 use crate::metrics::{summarize, Summary};
@@ -97,6 +102,9 @@ pub struct Claim {
     pub n: usize,
     /// Whether the claim holds; `None` if a variant is missing.
     pub holds: Option<bool>,
+    /// Whether |difference| exceeds the margin, i.e. the ordering of the means is beyond
+    /// the noise of the seeds; `None` with a single seed (no interval) or a missing variant.
+    pub beyond_ci: Option<bool>,
 }
 
 /// Decides a claim from the two summaries (module docs). Returns (holds, raw difference
@@ -389,6 +397,10 @@ pub fn evaluate_claims(study: Study, rows: &[SummaryRow]) -> Vec<Claim> {
                 }
                 _ => (None, None, None, 0),
             };
+            let beyond_ci = match (difference, margin) {
+                (Some(d), Some(m)) if n >= 2 => Some(d.abs() > m),
+                _ => None,
+            };
             Claim {
                 study: study.name().into(),
                 statement: tp.statement,
@@ -401,6 +413,7 @@ pub fn evaluate_claims(study: Study, rows: &[SummaryRow]) -> Vec<Claim> {
                 margin,
                 n,
                 holds,
+                beyond_ci,
             }
         })
         .collect()
@@ -444,6 +457,7 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
     let mut upper = Vec::new();
     let mut claim: Vec<Option<String>> = Vec::new();
     let mut holds: Vec<Option<bool>> = Vec::new();
+    let mut beyond: Vec<Option<bool>> = Vec::new();
     for r in rows {
         study.push(r.study.clone());
         ds.push(r.dataset.clone());
@@ -459,6 +473,7 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
         upper.push(Some(r.stats.upper()));
         claim.push(None);
         holds.push(None);
+        beyond.push(None);
     }
     for c in claims {
         study.push(c.study.clone());
@@ -475,6 +490,7 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
         upper.push(c.difference.zip(c.margin).map(|(d, m)| d + m));
         claim.push(Some(c.statement.clone()));
         holds.push(c.holds);
+        beyond.push(c.beyond_ci);
     }
     df!(
         COL_STUDY => study,
@@ -491,6 +507,7 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
         COL_UPPER => upper,
         COL_CLAIM => claim,
         COL_CLAIM_HOLDS => holds,
+        COL_BEYOND_CI => beyond,
     )
     .map_err(|e| GmmSegError::shape("summary table", e.to_string()))
 }
@@ -509,6 +526,7 @@ pub fn claims_frame(claims: &[Claim]) -> Result<DataFrame> {
         "margin" => claims.iter().map(|c| c.margin).collect::<Vec<_>>(),
         COL_N => claims.iter().map(|c| c.n as u64).collect::<Vec<_>>(),
         COL_CLAIM_HOLDS => claims.iter().map(|c| c.holds).collect::<Vec<_>>(),
+        COL_BEYOND_CI => claims.iter().map(|c| c.beyond_ci).collect::<Vec<_>>(),
     )
     .map_err(|e| GmmSegError::shape("claims table", e.to_string()))
 }
