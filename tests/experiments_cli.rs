@@ -31,9 +31,9 @@ fn ablate_writes_tables_and_figures_and_reuses_the_cache() {
     for f in [
         "components.csv",
         "components.configs.json",
-        "components_summary.csv",
-        "components_miou.svg",
-        "components_miou.png",
+        "synthscapes/components_summary.csv",
+        "synthscapes/components_miou.svg",
+        "synthscapes/components_miou.png",
     ] {
         assert!(res.join(f).exists(), "{f}");
     }

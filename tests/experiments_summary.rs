@@ -155,3 +155,13 @@ fn calibration_claim_row_in_the_summary_table() {
     assert!((mean + 0.06).abs() < 1e-12);
     assert!(df.column(COL_CI95).unwrap().f64().unwrap().get(0).is_some());
 }
+
+#[test]
+fn dataset_slugs_are_file_names() {
+    use gmmseg::experiments::dataset_slug;
+    assert_eq!(dataset_slug("synthscapes"), "synthscapes");
+    assert_eq!(dataset_slug("folder:/data/my set"), "folder_data_my_set");
+    let long = format!("folder:/{}", "x".repeat(100));
+    let (a, b) = (dataset_slug(&long), dataset_slug(&format!("{long}y")));
+    assert!(a.len() <= 64 && a != b, "{a} {b}");
+}

@@ -5,10 +5,10 @@
 //! gmmseg ablate <study>|all --profile quick|full [--dataset synthscapes|digitscenes|folder:PATH]
 //!               [--seeds N] [--force] [--shard K/N]
 //! ```
-//! Files per study: `<study>.csv` (runs, long format, the cache), `<study>.configs.json`
-//! (hash → full run identity), `<study>_summary.csv` (mean, std, 95% CI, claim rows),
-//! `<study>_*.svg|png` (figures) and `models/<key>.json` (every trained model's config and
-//! evaluations). `--shard K/N` computes only the K-th of N disjoint slices of each study's
+//! Files per study: `<study>.csv` (runs of every dataset, long format, the cache),
+//! `<study>.configs.json` (hash → full run identity), `models/<key>.json` (every trained
+//! model's config and evaluations), and per dataset `<dataset>/<study>_summary.csv` (mean,
+//! std, 95% CI, claim rows) and `<dataset>/<study>*.svg|png` (figures). `--shard K/N` computes only the K-th of N disjoint slices of each study's
 //! runs (for job arrays) and writes no summary or figure; a later run without `--shard`
 //! assembles the cached rows and plots. The results folder is `data/results/<profile>/`
 //! under the crate's `data/` folder, or `$GMMSEG_RESULTS_DIR/<profile>/`.
@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{GmmSegError, Result};
 use crate::experiments::{
-    write_figures, ExperimentProfile, ExperimentRunner, Shard, Study, StudyResult,
+    dataset_slug, write_figures, ExperimentProfile, ExperimentRunner, Shard, Study, StudyResult,
 };
 
 /// Arguments of `gmmseg ablate`.
@@ -152,6 +152,7 @@ pub fn run(args: AblateArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let dir = runner.results_dir().to_path_buf();
+    let out_dir = dir.join(dataset_slug(&args.dataset));
     for r in &results {
         if shard.is_some() {
             println!(
@@ -165,8 +166,12 @@ pub fn run(args: AblateArgs) -> Result<()> {
         }
         print_result(r);
         let mut summary = r.summary.clone();
-        crate::experiments::write_csv(&dir.join(format!("{}_summary.csv", r.study)), &mut summary)?;
-        for stem in write_figures(r.study, &r.cells, &dir)? {
+        std::fs::create_dir_all(&out_dir).map_err(|e| GmmSegError::io(&out_dir, e))?;
+        crate::experiments::write_csv(
+            &out_dir.join(format!("{}_summary.csv", r.study)),
+            &mut summary,
+        )?;
+        for stem in write_figures(r.study, &r.cells, &out_dir)? {
             println!("  figure {}.svg / .png", stem.display());
         }
     }

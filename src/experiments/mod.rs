@@ -25,6 +25,9 @@
 //! (`data/results/<profile>/models/<key>.json`, with its configuration). A study then turns
 //! each spec's record into rows (its [`Measurement`]s).
 //!
+//! The command line writes each study's summary and figures per dataset, under
+//! `data/results/<profile>/<dataset>/` ([`dataset_slug`]).
+//!
 //! Rows are cached in `data/results/<profile>/<study>.csv` with a hash of the run's full
 //! identity ([`RunIdentity`]: study, spec name, training config, evaluation settings,
 //! dataset, seed); `<study>.configs.json` maps each hash to that identity. A rerun reuses
@@ -463,7 +466,7 @@ pub struct RunIdentity {
     pub rows_version: u32,
 }
 
-/// Version of what the studies read from a model record ([`studies::measure`]); bumping it
+/// Version of what the studies read from a model record (`studies::measure`); bumping it
 /// invalidates cached rows (they are re-read from the model records, nothing is retrained).
 pub const ROWS_VERSION: u32 = 2;
 
@@ -877,6 +880,31 @@ study_fn! {
     flavours => Study::Flavours;
     /// §4.3: train-step time and inference images/s, softmax vs GMMSeg.
     runtime => Study::Runtime;
+}
+
+/// A file-name-safe name of a dataset spec, for the per-dataset folder of summaries and
+/// figures: `synthscapes`, `digitscenes`, `folder:/a/b` → `folder_a_b` (at most 64
+/// characters, a hash suffix keeping long specs apart).
+pub fn dataset_slug(dataset: &str) -> String {
+    let mut s: String = dataset
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.contains("__") {
+        s = s.replace("__", "_");
+    }
+    let s = s.trim_matches('_').to_string();
+    if s.len() > 64 {
+        format!("{}_{}", &s[..48], &sha256_json(&dataset)[..8])
+    } else {
+        s
+    }
 }
 
 /// Opens split `split` of `dataset` with the profile's generated-image size and split length.
