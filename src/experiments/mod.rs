@@ -41,6 +41,26 @@
 //! within ten minutes on two cores) and `full` (≥ 3 seeds, longer training, larger
 //! evaluation sets; sized for about two hours on two cores for both datasets).
 //!
+//! # Example (what a notebook does)
+//! ```no_run
+//! use gmmseg::experiments::{study_figures, ExperimentProfile, ExperimentRunner, Study};
+//! # fn main() -> gmmseg::Result<()> {
+//! // (runs, summary) in one call, cached under data/results/quick/:
+//! let (runs, summary) = gmmseg::experiments::components("quick", "synthscapes", 2)?;
+//! println!("{summary}");
+//! // or with a runner: claims, cells and figures
+//! let profile = ExperimentProfile::quick().check()?;
+//! let mut runner = ExperimentRunner::new(profile, "synthscapes")?.with_seeds(2)?;
+//! let em = runner.run(Study::Em)?;
+//! for c in &em.claims {
+//!     println!("{:?} {}", c.holds, c.statement);
+//! }
+//! let figure = study_figures(Study::Em, &em.cells).remove(0).inline()?; // shows in evcxr
+//! # let _ = (runs, figure);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # References
 //! Liang, Wang, Zhu, Yang, *GMMSeg*, NeurIPS 2022: Tables 1–5, Fig. 5, §4.3.
 
@@ -261,9 +281,10 @@ impl ExperimentProfile {
     }
 
     /// The quick profile: 150 AdamW steps (half the `train` command's quick run, which the
-    /// ten-minute budget for all studies needs; the softmax baseline is clearly trained by
-    /// then), 64×64 images, 64 validation and 64 images per anomaly split, 2 seeds, the
-    /// paper's M ∈ {1, 3, 5, 10, 15} and 1/5/10 EM loops.
+    /// ten-minute budget for all studies needs; on SynthScapes the softmax baseline reaches
+    /// 0.56 mIoU by then), 64×64 images, 64 validation and 64 images per anomaly split,
+    /// 2 seeds, the paper's M ∈ {1, 3, 5, 10, 15} and 1/5/10 EM loops. Measured: `ablate all`
+    /// trains 32 models in 396 s on SynthScapes (two cores shared with other jobs).
     pub fn quick() -> Self {
         let mut train = TrainConfig::quick();
         train.steps = 150;
