@@ -30,7 +30,8 @@
 //!
 //! Rows are cached in `data/results/<profile>/<study>.csv` with a hash of the run's full
 //! identity ([`RunIdentity`]: study, spec name, training config, evaluation settings,
-//! dataset, seed); `<study>.configs.json` maps each hash to that identity. A rerun reuses
+//! dataset, seed); `<study>.configs.json` maps each hash to that identity. For `folder:PATH`
+//! datasets the key covers the path, not the files: after changing them, use `force`. A rerun reuses
 //! matching rows and trains only what is missing or changed; `force` recomputes (each model
 //! once per session). With a [`Shard`] only the specs whose index `i` satisfies
 //! `i % N == K − 1` run; shards merge their rows into the same CSV under a lock file, through
