@@ -12,12 +12,14 @@
 //! - [`data`]: SynthScapes, DigitScenes and the folder format for one's own data.
 //! - [`nn`]: network pieces on stable dfdx (convolution, backbones, decoders, heads).
 //! - [`train`]: the trainer, optimisers and schedule, checkpoints, evaluation.
+//! - [`experiments`]: every ablation of the paper as polars DataFrames, cached.
 //! - [`io`]: NumPy file input and output.
 //! - [`cli`]: the `gmmseg` command-line tool.
 
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod experiments;
 pub mod gmm;
 pub mod io;
 pub mod metrics;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Result;
 
+pub mod ablate;
 pub mod data;
 pub mod gmm;
 pub mod metrics;
@@ -38,6 +39,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
     Eval(train::EvalArgs),
+    /// Run the paper's ablation studies (cached), print summaries and claims, write CSVs and
+    /// figures under data/results/<profile>/.
+    Ablate(ablate::AblateArgs),
 }
 
 /// Runs one parsed command line.
@@ -49,5 +53,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(cmd) => data::run(cmd),
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
+        Command::Ablate(args) => ablate::run(args),
     }
 }

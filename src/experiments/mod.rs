@@ -1,0 +1,947 @@
+//! Every ablation of the paper as a function that returns polars DataFrames: the runs (one
+//! row per trained model, evaluation and metric, long format) and their summary over seeds
+//! (mean, standard deviation, Student-t 95% confidence interval), plus one row per claim of
+//! the paper saying, from the numbers, whether it holds on our data.
+//!
+//! # Studies ([`Study`])
+//! | study | paper | what is trained |
+//! |---|---|---|
+//! | `main_results` | Table 1 | softmax vs GMMSeg, FCN and DeepLabV3+-lite |
+//! | `anomaly` | Table 2 | softmax (MSP, entropy, max-logit, Mahalanobis) vs GMMSeg likelihood, every anomaly split |
+//! | `online_vs_posthoc` | Table 3 | GMMSeg vs a GMM fitted after training on the softmax model's features |
+//! | `gen_vs_disc` | Table 4 | GMM head fitted by EM (generative) vs trained by SGD (discriminative) |
+//! | `em` | Table 5a | vanilla vs Sinkhorn EM at 1, 5, 10 EM loops per iteration |
+//! | `components` | Table 5b | M components per class |
+//! | `calibration` | Fig. 5 | reliability bins and ECE, softmax vs GMMSeg |
+//! | `flavours` | DESIGN §1 | paper flavour vs reference-code flavour (and the paper's τ) |
+//! | `runtime` | §4.3 | train-step time and inference images/s, softmax vs GMMSeg |
+//!
+//! # How a study runs
+//! A study is a list of [`RunSpec`]s (a training configuration plus the study's name for it)
+//! over seeds. Each spec needs one trained model; a model is identified by a hash of its full
+//! training configuration, the evaluation settings and the dataset ([`model_key`]), so the
+//! softmax baseline and the default GMMSeg, which half the studies use, are trained once per
+//! seed and evaluated once, everything any study reads being recorded in a [`ModelRecord`]
+//! (`data/results/<profile>/models/<key>.json`, with its configuration). A study then turns
+//! each spec's record into rows (its [`Measurement`]s).
+//!
+//! The command line writes each study's summary and figures per dataset, under
+//! `data/results/<profile>/<dataset>/` ([`dataset_slug`]).
+//!
+//! Rows are cached in `data/results/<profile>/<study>.csv` with a hash of the run's full
+//! identity ([`RunIdentity`]: study, spec name, training config, evaluation settings,
+//! dataset, seed); `<study>.configs.json` maps each hash to that identity. For `folder:PATH`
+//! datasets the key covers the path, not the files: after changing them, use `force`. A rerun reuses
+//! matching rows and trains only what is missing or changed; `force` recomputes (each model
+//! once per session). With a [`Shard`] only the specs whose index `i` satisfies
+//! `i % N == K − 1` run; shards merge their rows into the same CSV under a lock file, through
+//! a temporary file and a rename, re-reading the CSV just before writing.
+//!
+//! # Profiles ([`ExperimentProfile`])
+//! `tiny` (tests: a few steps on 32×32 images, seconds), `quick` (`ablate all` on one dataset
+//! within ten minutes on two cores) and `full` (≥ 3 seeds, longer training, larger
+//! evaluation sets; sized for about two hours on two cores for both datasets).
+//!
+//! # Example (what a notebook does)
+//! ```no_run
+//! use gmmseg::experiments::{study_figures, ExperimentProfile, ExperimentRunner, Study};
+//! # fn main() -> gmmseg::Result<()> {
+//! // (runs, summary) in one call, cached under data/results/quick/:
+//! let (runs, summary) = gmmseg::experiments::components("quick", "synthscapes", 2)?;
+//! println!("{summary}");
+//! // or with a runner: claims, cells and figures
+//! let profile = ExperimentProfile::quick().check()?;
+//! let mut runner = ExperimentRunner::new(profile, "synthscapes")?.with_seeds(2)?;
+//! let em = runner.run(Study::Em)?;
+//! for c in &em.claims {
+//!     println!("{:?} {}", c.holds, c.statement);
+//! }
+//! let figure = study_figures(Study::Em, &em.cells).remove(0).inline()?; // shows in evcxr
+//! # let _ = (runs, figure);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # References
+//! Liang, Wang, Zhu, Yang, *GMMSeg*, NeurIPS 2022: Tables 1–5, Fig. 5, §4.3.
+
+mod cache;
+mod figures;
+mod model;
+mod studies;
+pub mod summary;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::{open_dataset, Dataset, DatasetOptions};
+use crate::error::{GmmSegError, Result};
+use crate::train::config::{TrainConfig, ValidTrainConfig};
+
+pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
+pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};
+pub use model::{BinRecord, ModelRecord};
+pub use studies::{specs_for, Measurement, RunSpec};
+pub use summary::{
+    claim_holds, claims_frame, evaluate_claims, summarize_rows, summarize_runs, summary_frame,
+    Claim, ClaimKind, SummaryRow,
+};
+
+/// Column of the runs and summary tables: study name.
+pub const COL_STUDY: &str = "study";
+/// Column: dataset spec (`synthscapes`, `digitscenes`, `folder:PATH`).
+pub const COL_DATASET: &str = "dataset";
+/// Column: the variant compared (e.g. `softmax`, `gmmseg`, `vanilla`, `mahalanobis`).
+pub const COL_VARIANT: &str = "variant";
+/// Column: a grouping within the study (decoder, anomaly split, `val`); `""` when none.
+pub const COL_GROUP: &str = "group";
+/// Column: a numeric parameter of the variant (EM loops, M, reliability-bin centre); null when
+/// none.
+pub const COL_PARAM: &str = "param";
+/// Column: seed of the run.
+pub const COL_SEED: &str = "seed";
+/// Column: metric name (`miou`, `acc`, `macc`, `ece`, `mce`, `nll`, `brier`, `auroc`, `ap`,
+/// `fpr95`, `train_s`, `step_ms`, `images_per_s`, `bin_accuracy`, `bin_confidence`,
+/// `bin_count`).
+pub const COL_METRIC: &str = "metric";
+/// Column: the metric's value.
+pub const COL_VALUE: &str = "value";
+/// Column: hash of the run's full identity (the cache key).
+pub const COL_HASH: &str = "hash";
+/// Column: key of the trained model (`models/<key>.json` holds its config and evaluations).
+pub const COL_MODEL: &str = "model";
+/// Summary column: number of seeds.
+pub const COL_N: &str = "n";
+/// Summary column: mean over seeds.
+pub const COL_MEAN: &str = "mean";
+/// Summary column: sample standard deviation (null for one seed).
+pub const COL_STD: &str = "std";
+/// Summary column: half-width of the 95% Student-t CI of the mean (null for one seed).
+pub const COL_CI95: &str = "ci95";
+/// Summary column: lower end of the CI (the mean for one seed).
+pub const COL_LOWER: &str = "lower";
+/// Summary column: upper end of the CI (the mean for one seed).
+pub const COL_UPPER: &str = "upper";
+/// Summary column: the claim stated on a comparison row (null on plain rows).
+pub const COL_CLAIM: &str = "claim";
+/// Summary column: whether the claim holds on these numbers (null on plain rows, and on a
+/// claim whose variants were not run).
+pub const COL_CLAIM_HOLDS: &str = "claim_holds";
+
+/// Summary column: whether the claim's difference exceeds its CI margin (null on plain
+/// rows and with one seed).
+pub const COL_BEYOND_CI: &str = "beyond_ci";
+
+/// One ablation study of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Study {
+    /// Table 1: softmax vs GMMSeg mIoU with FCN and DeepLabV3+-lite.
+    MainResults,
+    /// Table 2: anomaly scores (MSP, entropy, max-logit, Mahalanobis vs GMMSeg likelihood).
+    Anomaly,
+    /// Table 3: GMMSeg vs a post-hoc GMM on the softmax model's features.
+    OnlineVsPosthoc,
+    /// Table 4: generative (EM) vs discriminative (SGD) GMM head.
+    GenVsDisc,
+    /// Table 5a: vanilla vs Sinkhorn EM, 1/5/10 EM loops per iteration.
+    Em,
+    /// Table 5b: components per class M.
+    Components,
+    /// Fig. 5: reliability diagrams and ECE.
+    Calibration,
+    /// Paper flavour vs reference-code flavour (DESIGN §1).
+    Flavours,
+    /// §4.3: train-step time and inference throughput.
+    Runtime,
+}
+
+impl Study {
+    /// Every study, in the order `ablate all` runs them (cheapest shared models first).
+    pub const ALL: [Study; 9] = [
+        Study::MainResults,
+        Study::Anomaly,
+        Study::OnlineVsPosthoc,
+        Study::GenVsDisc,
+        Study::Calibration,
+        Study::Runtime,
+        Study::Flavours,
+        Study::Em,
+        Study::Components,
+    ];
+
+    /// The name used on the command line and for the CSV file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Study::MainResults => "main_results",
+            Study::Anomaly => "anomaly",
+            Study::OnlineVsPosthoc => "online_vs_posthoc",
+            Study::GenVsDisc => "gen_vs_disc",
+            Study::Em => "em",
+            Study::Components => "components",
+            Study::Calibration => "calibration",
+            Study::Flavours => "flavours",
+            Study::Runtime => "runtime",
+        }
+    }
+
+    /// Parses a study name (`main_results`, … or with dashes).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `study` and listing the valid names.
+    pub fn parse(name: &str) -> Result<Study> {
+        let n = name.replace('-', "_");
+        Study::ALL
+            .into_iter()
+            .find(|s| s.name() == n)
+            .ok_or_else(|| {
+                GmmSegError::input(
+                    "study",
+                    format!(
+                        "unknown study `{name}`; expected all or one of {}",
+                        Study::ALL.map(|s| s.name()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Study {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Sizes of one experiment profile. Check with [`ExperimentProfile::check`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentProfile {
+    /// Name, also the results sub-folder (`tiny`, `quick`, `full`).
+    pub name: String,
+    /// Base training configuration of every run (network, optimiser, steps, batch); each
+    /// study changes only the head and the knob it ablates.
+    pub train: TrainConfig,
+    /// Square image size of the generated datasets (SynthScapes, DigitScenes).
+    pub image_size: usize,
+    /// Length of every split of generated datasets (`None`: each split's default length,
+    /// e.g. SynthScapes 2000 train / 500 val / 300 anomaly). Only `tiny` sets it.
+    pub split_len: Option<usize>,
+    /// Validation images evaluated (0 = all).
+    pub val_images: usize,
+    /// Images of each anomaly split evaluated (0 = all).
+    pub anomaly_images: usize,
+    /// Default number of seeds (seeds are 0..n).
+    pub seeds: usize,
+    /// Training images whose features fit the post-hoc GMM and the Mahalanobis model.
+    pub posthoc_images: usize,
+    /// Pixels per class kept for those fits.
+    pub posthoc_pixels_per_class: usize,
+    /// EM iterations of the post-hoc GMM.
+    pub posthoc_iterations: usize,
+    /// Values of M in the `components` study.
+    pub components: Vec<usize>,
+    /// EM loops per iteration in the `em` study.
+    pub em_loops: Vec<usize>,
+    /// Batches timed for the inference throughput (after one warm-up batch).
+    pub runtime_batches: usize,
+}
+
+impl ExperimentProfile {
+    /// The test profile: 4 steps of a narrow network on 32×32 images, 4-image evaluation sets
+    /// — seconds per study, numbers meaningless; it exists to run every code path.
+    pub fn tiny() -> Self {
+        let mut train = TrainConfig::quick();
+        train.steps = 4;
+        train.batch_size = 2;
+        train.optim.warmup_steps = 1;
+        train.net.backbone.stem = 8;
+        train.net.backbone.widths = vec![8, 8, 16];
+        train.net.decoder.channels = 16;
+        train.net.decoder.aspp_channels = 8;
+        train.net.decoder.low_channels = 8;
+        train.net.feature_dim = 16;
+        train.eval_every = 0;
+        train.checkpoint_every = 0;
+        ExperimentProfile {
+            name: "tiny".into(),
+            train,
+            image_size: 32,
+            split_len: Some(16),
+            val_images: 4,
+            anomaly_images: 4,
+            seeds: 1,
+            posthoc_images: 16,
+            posthoc_pixels_per_class: 200,
+            posthoc_iterations: 2,
+            components: vec![1, 3],
+            em_loops: vec![1, 2],
+            runtime_batches: 1,
+        }
+    }
+
+    /// The quick profile: 150 AdamW steps (half the `train` command's quick run, which the
+    /// ten-minute budget for all studies needs; on SynthScapes the softmax baseline reaches
+    /// 0.56 mIoU by then), 64×64 images, 64 validation and 64 images per anomaly split,
+    /// 2 seeds, the paper's M ∈ {1, 3, 5, 10, 15} and 1/5/10 EM loops. Measured: `ablate all`
+    /// trains 32 models in 396 s on SynthScapes (two cores shared with other jobs).
+    pub fn quick() -> Self {
+        let mut train = TrainConfig::quick();
+        train.steps = 150;
+        train.eval_every = 0;
+        train.checkpoint_every = 0;
+        ExperimentProfile {
+            name: "quick".into(),
+            train,
+            image_size: 64,
+            split_len: None,
+            val_images: 64,
+            anomaly_images: 64,
+            seeds: 2,
+            posthoc_images: 64,
+            posthoc_pixels_per_class: 5000,
+            posthoc_iterations: 10,
+            components: vec![1, 3, 5, 10, 15],
+            em_loops: vec![1, 5, 10],
+            runtime_batches: 8,
+        }
+    }
+
+    /// The full profile: 500 steps, 200 validation and 300 images per anomaly split, 3 seeds,
+    /// every M in 1..=15, post-hoc fits on 256 images with 20 EM iterations. Sized from the
+    /// quick profile's measured training times (375 s of training for 32 models of 150 steps
+    /// on SynthScapes, two busy cores): 26 models per seed and dataset, 156 in all, at
+    /// 500 steps ≈ 1.6–1.8 hours for both datasets. Not yet run end to end.
+    pub fn full() -> Self {
+        let mut train = TrainConfig::quick();
+        train.steps = 500;
+        train.optim.warmup_steps = 40;
+        train.eval_every = 0;
+        train.checkpoint_every = 0;
+        ExperimentProfile {
+            name: "full".into(),
+            train,
+            image_size: 64,
+            split_len: None,
+            val_images: 200,
+            anomaly_images: 300,
+            seeds: 3,
+            posthoc_images: 256,
+            posthoc_pixels_per_class: 20_000,
+            posthoc_iterations: 20,
+            components: (1..=15).collect(),
+            em_loops: vec![1, 5, 10],
+            runtime_batches: 16,
+        }
+    }
+
+    /// A profile by name.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `--profile` for an unknown name.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "quick" => Ok(Self::quick()),
+            "full" => Ok(Self::full()),
+            other => Err(GmmSegError::input(
+                "--profile",
+                format!("must be tiny, quick or full, got `{other}`"),
+            )),
+        }
+    }
+
+    /// Checks every field once.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] naming the first bad field.
+    pub fn check(self) -> Result<ValidProfile> {
+        let train = self.train.clone().check()?;
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(GmmSegError::config(
+                "name",
+                format!("must be a plain folder name, got `{}`", self.name),
+            ));
+        }
+        if self.image_size < 16 {
+            return Err(GmmSegError::config(
+                "image_size",
+                format!("must be ≥ 16, got {}", self.image_size),
+            ));
+        }
+        if self.split_len == Some(0) {
+            return Err(GmmSegError::config(
+                "split_len",
+                "must be ≥ 1 when set, got 0",
+            ));
+        }
+        if self.seeds == 0 {
+            return Err(GmmSegError::config("seeds", "must be ≥ 1, got 0"));
+        }
+        if self.posthoc_images == 0 || self.posthoc_pixels_per_class < 2 {
+            return Err(GmmSegError::config(
+                "posthoc_images/posthoc_pixels_per_class",
+                "must be ≥ 1 image and ≥ 2 pixels per class",
+            ));
+        }
+        if self.posthoc_iterations == 0 {
+            return Err(GmmSegError::config(
+                "posthoc_iterations",
+                "must be ≥ 1, got 0",
+            ));
+        }
+        if self.components.is_empty() || self.components.contains(&0) {
+            return Err(GmmSegError::config(
+                "components",
+                format!("must be non-empty values ≥ 1, got {:?}", self.components),
+            ));
+        }
+        if self.em_loops.is_empty() || self.em_loops.contains(&0) {
+            return Err(GmmSegError::config(
+                "em_loops",
+                format!("must be non-empty values ≥ 1, got {:?}", self.em_loops),
+            ));
+        }
+        if self.runtime_batches == 0 {
+            return Err(GmmSegError::config("runtime_batches", "must be ≥ 1, got 0"));
+        }
+        Ok(ValidProfile {
+            profile: self,
+            train,
+        })
+    }
+}
+
+/// An [`ExperimentProfile`] that passed [`ExperimentProfile::check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidProfile {
+    profile: ExperimentProfile,
+    train: ValidTrainConfig,
+}
+
+impl ValidProfile {
+    /// The checked profile.
+    pub fn get(&self) -> &ExperimentProfile {
+        &self.profile
+    }
+}
+
+/// The evaluation settings that, with the training config and the dataset, determine a
+/// model's record (part of every cache key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Generated image size.
+    pub image_size: usize,
+    /// Split length override of generated datasets.
+    pub split_len: Option<usize>,
+    /// Validation images (0 = all).
+    pub val_images: usize,
+    /// Images per anomaly split (0 = all).
+    pub anomaly_images: usize,
+    /// Post-hoc / Mahalanobis fit: images, pixels per class, EM iterations.
+    pub posthoc: (usize, usize, usize),
+    /// Timed inference batches.
+    pub runtime_batches: usize,
+    /// Version of the evaluation code; bump when what a record holds changes.
+    pub version: u32,
+}
+
+impl ValidProfile {
+    /// The evaluation settings of this profile.
+    pub fn eval_settings(&self) -> EvalSettings {
+        let p = &self.profile;
+        EvalSettings {
+            image_size: p.image_size,
+            split_len: p.split_len,
+            val_images: p.val_images,
+            anomaly_images: p.anomaly_images,
+            posthoc: (
+                p.posthoc_images,
+                p.posthoc_pixels_per_class,
+                p.posthoc_iterations,
+            ),
+            runtime_batches: p.runtime_batches,
+            version: 1,
+        }
+    }
+}
+
+/// Everything that identifies one run of a study: the hash of its JSON is the cache key of
+/// its rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    /// Study name.
+    pub study: String,
+    /// The spec's name within the study.
+    pub spec: String,
+    /// Dataset spec.
+    pub dataset: String,
+    /// Seed.
+    pub seed: u64,
+    /// Full training configuration (seed and dataset included).
+    pub train: TrainConfig,
+    /// Evaluation settings.
+    pub eval: EvalSettings,
+    /// [`ROWS_VERSION`] of the code that read the rows from the model record.
+    #[serde(default)]
+    pub rows_version: u32,
+}
+
+/// Version of what the studies read from a model record (`studies::measure`); bumping it
+/// invalidates cached rows (they are re-read from the model records, nothing is retrained).
+pub const ROWS_VERSION: u32 = 2;
+
+/// SHA-256 (hex) of a serialisable value's JSON.
+pub(crate) fn sha256_json<T: Serialize>(v: &T) -> String {
+    let json = serde_json::to_string(v).expect("serialisable");
+    Sha256::digest(json.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl RunIdentity {
+    /// The cache key of the run's rows.
+    pub fn hash(&self) -> String {
+        sha256_json(self)
+    }
+}
+
+/// The key of a trained model: hash of the full training config, the evaluation settings and
+/// the dataset (first 16 hex digits).
+pub fn model_key(train: &TrainConfig, eval: &EvalSettings, dataset: &str) -> String {
+    sha256_json(&(train, eval, dataset))[..16].to_string()
+}
+
+/// `--shard K/N`: run only the specs whose index `i` satisfies `i % N == K − 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based shard index K.
+    pub index: usize,
+    /// Number of shards N.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `K/N` with 1 ≤ K ≤ N.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `--shard`.
+    pub fn parse(s: &str) -> Result<Shard> {
+        let bad = || {
+            GmmSegError::input(
+                "--shard",
+                format!("must be K/N with 1 ≤ K ≤ N (e.g. 2/4), got `{s}`"),
+            )
+        };
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = k.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the run with this index belongs to the shard.
+    pub fn contains(&self, i: usize) -> bool {
+        i % self.count == self.index - 1
+    }
+}
+
+/// What one study returns.
+#[derive(Clone, Debug)]
+pub struct StudyResult {
+    /// The study.
+    pub study: Study,
+    /// Long-format runs (columns [`COL_STUDY`] … [`COL_MODEL`]).
+    pub runs: DataFrame,
+    /// Summary over seeds plus claim rows (columns [`COL_STUDY`] … [`COL_BEYOND_CI`]).
+    pub summary: DataFrame,
+    /// The summary cells (what the figures are drawn from).
+    pub cells: Vec<SummaryRow>,
+    /// The claims, evaluated.
+    pub claims: Vec<Claim>,
+    /// Runs whose rows came from the CSV cache.
+    pub cached_runs: usize,
+    /// Runs computed in this call.
+    pub computed_runs: usize,
+}
+
+/// A progress event: one run of a study finished (cached or computed).
+#[derive(Clone, Debug)]
+pub struct RunProgress<'a> {
+    /// The study.
+    pub study: Study,
+    /// The run's spec name and seed.
+    pub spec: &'a str,
+    /// Seed.
+    pub seed: u64,
+    /// Whether the rows came from the cache.
+    pub cached: bool,
+}
+
+/// A progress callback of [`ExperimentRunner`].
+type ProgressFn = Box<dyn FnMut(&RunProgress<'_>)>;
+
+/// Runs studies for one profile and dataset, with the caches described in the module docs.
+pub struct ExperimentRunner {
+    profile: ValidProfile,
+    dataset: String,
+    seeds: Vec<u64>,
+    results_dir: PathBuf,
+    force: bool,
+    shard: Option<Shard>,
+    models: HashMap<String, ModelRecord>,
+    fresh: HashSet<String>,
+    trained: usize,
+    data: Option<model::Splits>,
+    progress: Option<ProgressFn>,
+}
+
+/// The default results folder: `data/results/<profile>/` under the crate's `data/` folder
+/// (see [`crate::data::data_dir`]), or `$GMMSEG_RESULTS_DIR/<profile>/` when set.
+pub fn default_results_dir(profile: &str) -> PathBuf {
+    match std::env::var_os("GMMSEG_RESULTS_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join(profile),
+        _ => crate::data::data_dir().join("results").join(profile),
+    }
+}
+
+impl ExperimentRunner {
+    /// A runner for `profile` on `dataset` with the profile's default seeds and results
+    /// folder ([`default_results_dir`]).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `dataset` for an empty spec.
+    pub fn new(profile: ValidProfile, dataset: &str) -> Result<Self> {
+        if dataset.trim().is_empty() {
+            return Err(GmmSegError::input("dataset", "must not be empty"));
+        }
+        let seeds = (0..profile.get().seeds as u64).collect();
+        let results_dir = default_results_dir(&profile.get().name);
+        Ok(ExperimentRunner {
+            profile,
+            dataset: dataset.to_string(),
+            seeds,
+            results_dir,
+            force: false,
+            shard: None,
+            models: HashMap::new(),
+            fresh: HashSet::new(),
+            trained: 0,
+            data: None,
+            progress: None,
+        })
+    }
+
+    /// Uses seeds `0..n`.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `seeds` for 0.
+    pub fn with_seeds(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            return Err(GmmSegError::input("seeds", "must be ≥ 1, got 0"));
+        }
+        self.seeds = (0..n as u64).collect();
+        Ok(self)
+    }
+
+    /// Writes and reads the caches under `dir` instead of the default folder.
+    pub fn with_results_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.results_dir = dir.as_ref().to_path_buf();
+        self
+    }
+
+    /// Recomputes every run (each model is still trained only once in this runner's life).
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Runs only one shard of each study's runs.
+    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Calls `f` after every run (for progress bars).
+    pub fn with_progress(mut self, f: impl FnMut(&RunProgress<'_>) + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Where this runner's CSVs, model records and figures go.
+    pub fn results_dir(&self) -> &Path {
+        &self.results_dir
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &ValidProfile {
+        &self.profile
+    }
+
+    /// The dataset spec.
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    /// Models trained by this runner so far (cache misses of the model cache).
+    pub fn trained_models(&self) -> usize {
+        self.trained
+    }
+
+    /// The specs of `study` for this runner's profile and dataset, crossed with its seeds,
+    /// in run order, with the shard applied.
+    ///
+    /// # Errors
+    /// Dataset errors (the anomaly study needs to know which anomaly splits exist).
+    pub fn planned_runs(&self, study: Study) -> Result<Vec<(RunSpec, u64)>> {
+        let specs = specs_for(study, &self.profile, &self.dataset)?;
+        let mut out = Vec::new();
+        for &seed in &self.seeds {
+            for s in &specs {
+                out.push((s.clone(), seed));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.shard.is_none_or(|sh| sh.contains(*i)))
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    fn splits(&mut self) -> Result<&model::Splits> {
+        if self.data.is_none() {
+            self.data = Some(model::Splits::open(&self.profile, &self.dataset)?);
+        }
+        Ok(self.data.as_ref().expect("just opened"))
+    }
+
+    /// The record of the model trained with `train` (from memory, disk or by training it).
+    fn record(&mut self, train: &TrainConfig) -> Result<ModelRecord> {
+        let eval = self.profile.eval_settings();
+        let key = model_key(train, &eval, &self.dataset);
+        if let Some(r) = self.models.get(&key) {
+            if !self.force || self.fresh.contains(&key) {
+                return Ok(r.clone());
+            }
+        }
+        let path = self.results_dir.join("models").join(format!("{key}.json"));
+        if !self.force {
+            if let Some(r) = cache::read_model(&path, &key)? {
+                self.models.insert(key.clone(), r.clone());
+                return Ok(r);
+            }
+        }
+        let settings = eval.clone();
+        let profile = self.profile.clone();
+        let splits = self.splits()?;
+        let record = model::train_and_evaluate(&profile, splits, train, &settings, &key)?;
+        self.trained += 1;
+        cache::write_model(&path, &record)?;
+        self.models.insert(key.clone(), record.clone());
+        self.fresh.insert(key);
+        Ok(record)
+    }
+
+    /// Runs one study: reuses cached rows, computes the missing ones (training only the
+    /// models not yet recorded), merges them into `<study>.csv`, and returns the runs of this
+    /// runner's seeds (all shards' rows present in the cache, not only this shard's), their
+    /// summary and the claims.
+    ///
+    /// # Errors
+    /// Dataset, training, evaluation and I/O errors; [`GmmSegError::File`] for a corrupt CSV.
+    pub fn run(&mut self, study: Study) -> Result<StudyResult> {
+        let plan = self.planned_runs(study)?;
+        let csv = self.results_dir.join(format!("{}.csv", study.name()));
+        let cached_rows = cache::read_rows(&csv)?;
+        let cached_hashes: HashSet<&str> = cached_rows.iter().map(|r| r.hash.as_str()).collect();
+        let eval = self.profile.eval_settings();
+        let mut new_rows = Vec::new();
+        let mut identities = Vec::new();
+        let (mut cached, mut computed) = (0, 0);
+        for (spec, seed) in &plan {
+            let train = spec.train_config(self.profile.train.get(), &self.dataset, *seed);
+            let id = RunIdentity {
+                study: study.name().into(),
+                spec: spec.name.clone(),
+                dataset: self.dataset.clone(),
+                seed: *seed,
+                train: train.clone(),
+                eval: eval.clone(),
+                rows_version: ROWS_VERSION,
+            };
+            let hash = id.hash();
+            let hit = !self.force && cached_hashes.contains(hash.as_str());
+            if hit {
+                cached += 1;
+            } else {
+                let record = self.record(&train)?;
+                for m in studies::measure(study, spec, &record) {
+                    new_rows.push(cache::RunRow {
+                        study: study.name().into(),
+                        dataset: self.dataset.clone(),
+                        variant: m.variant,
+                        group: m.group,
+                        param: m.param,
+                        seed: *seed,
+                        metric: m.metric,
+                        value: m.value,
+                        hash: hash.clone(),
+                        model: record.key.clone(),
+                    });
+                }
+                identities.push((hash.clone(), id));
+                computed += 1;
+            }
+            if let Some(p) = self.progress.as_mut() {
+                p(&RunProgress {
+                    study,
+                    spec: &spec.name,
+                    seed: *seed,
+                    cached: hit,
+                });
+            }
+        }
+        let all_rows = if new_rows.is_empty() && !self.force {
+            cached_rows
+        } else {
+            std::fs::create_dir_all(&self.results_dir)
+                .map_err(|e| GmmSegError::io(&self.results_dir, e))?;
+            cache::write_rows_merged(&csv, &new_rows, &identities)?
+        };
+        // Keep the rows of every spec (any shard) of this runner's seeds whose hash is the
+        // current one: stale rows of changed configs stay in the file but are not reported.
+        let mut wanted = HashSet::new();
+        for &seed in &self.seeds {
+            for spec in specs_for(study, &self.profile, &self.dataset)? {
+                let train = spec.train_config(self.profile.train.get(), &self.dataset, seed);
+                wanted.insert(
+                    RunIdentity {
+                        study: study.name().into(),
+                        spec: spec.name.clone(),
+                        dataset: self.dataset.clone(),
+                        seed,
+                        train,
+                        eval: eval.clone(),
+                        rows_version: ROWS_VERSION,
+                    }
+                    .hash(),
+                );
+            }
+        }
+        let rows: Vec<cache::RunRow> = all_rows
+            .into_iter()
+            .filter(|r| wanted.contains(&r.hash))
+            .collect();
+        let runs = runs_frame(&rows)?;
+        let (summary_rows, claims) = summary::summarize_study(study, &rows)?;
+        let summary = summary::summary_frame(&summary_rows, &claims)?;
+        Ok(StudyResult {
+            study,
+            runs,
+            summary,
+            cells: summary_rows,
+            claims,
+            cached_runs: cached,
+            computed_runs: computed,
+        })
+    }
+}
+
+/// Runs `study` with `profile` (`tiny`, `quick`, `full`) on `dataset` over seeds `0..seeds`,
+/// caching under [`default_results_dir`]; returns (runs, summary).
+///
+/// # Errors
+/// As [`ExperimentRunner::run`]; an unknown profile names `--profile`.
+pub fn run_study(
+    study: Study,
+    profile: &str,
+    dataset: &str,
+    seeds: usize,
+) -> Result<(DataFrame, DataFrame)> {
+    let p = ExperimentProfile::by_name(profile)?.check()?;
+    let mut r = ExperimentRunner::new(p, dataset)?.with_seeds(seeds)?;
+    let out = r.run(study)?;
+    Ok((out.runs, out.summary))
+}
+
+macro_rules! study_fn {
+    ($($(#[$doc:meta])* $name:ident => $study:expr;)*) => {$(
+        $(#[$doc])*
+        ///
+        /// Returns (runs, summary) as [`run_study`] does.
+        ///
+        /// # Errors
+        /// As [`run_study`].
+        pub fn $name(profile: &str, dataset: &str, seeds: usize) -> Result<(DataFrame, DataFrame)> {
+            run_study($study, profile, dataset, seeds)
+        }
+    )*};
+}
+
+study_fn! {
+    /// Table 1: softmax vs GMMSeg, FCN and DeepLabV3+-lite.
+    main_results => Study::MainResults;
+    /// Table 2: MSP, entropy, max-logit, Mahalanobis vs GMMSeg likelihood on every anomaly split.
+    anomaly => Study::Anomaly;
+    /// Table 3: GMMSeg vs a post-hoc GMM on the softmax model's features.
+    online_vs_posthoc => Study::OnlineVsPosthoc;
+    /// Table 4: generative vs discriminative GMM head.
+    gen_vs_disc => Study::GenVsDisc;
+    /// Table 5a: vanilla vs Sinkhorn EM at several EM loops per iteration.
+    em => Study::Em;
+    /// Table 5b: components per class M.
+    components => Study::Components;
+    /// Fig. 5: reliability bins and ECE of softmax vs GMMSeg.
+    calibration => Study::Calibration;
+    /// Paper flavour vs reference-code flavour.
+    flavours => Study::Flavours;
+    /// §4.3: train-step time and inference images/s, softmax vs GMMSeg.
+    runtime => Study::Runtime;
+}
+
+/// A file-name-safe name of a dataset spec, for the per-dataset folder of summaries and
+/// figures: `synthscapes`, `digitscenes`, `folder:/a/b` → `folder_a_b` (at most 64
+/// characters, a hash suffix keeping long specs apart).
+pub fn dataset_slug(dataset: &str) -> String {
+    let mut s: String = dataset
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while s.contains("__") {
+        s = s.replace("__", "_");
+    }
+    let s = s.trim_matches('_').to_string();
+    if s.len() > 64 {
+        format!("{}_{}", &s[..48], &sha256_json(&dataset)[..8])
+    } else {
+        s
+    }
+}
+
+/// Opens split `split` of `dataset` with the profile's generated-image size and split length.
+pub(crate) fn open_split(
+    profile: &ExperimentProfile,
+    dataset: &str,
+    split: &str,
+) -> Result<Box<dyn Dataset>> {
+    open_dataset(
+        dataset,
+        split,
+        &DatasetOptions {
+            size: Some(profile.image_size),
+            len: profile.split_len,
+            ..DatasetOptions::default()
+        },
+    )
+}

@@ -1,0 +1,251 @@
+//! Training one model and recording everything any study reads from it, so that a model
+//! shared by several studies is trained and evaluated once.
+//!
+//! Order of evaluation (it matters: the post-hoc heads replace the trained head):
+//! 1. validation split with the trained head: segmentation and calibration metrics, plus the
+//!    reliability bins (15 equal-width bins) and the timed inference throughput;
+//! 2. every anomaly split with the trained head; for the softmax head, with the Mahalanobis
+//!    score added (one Gaussian per class, shared covariance, on the training split's
+//!    penultimate features);
+//! 3. softmax head only: the post-hoc GMM fitted on the same features replaces the head, and
+//!    the validation split is evaluated again (Table 3).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ndarray::ArrayView4;
+use serde::{Deserialize, Serialize};
+
+use super::{open_split, EvalSettings, ValidProfile};
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::metrics::{CalibrationAccumulator, CalibrationConfig};
+use crate::nn::resample::resize_bilinear;
+use crate::nn::to_host;
+use crate::train::batch::make_batch;
+use crate::train::config::{HeadKind, TrainConfig};
+use crate::train::eval::EvalReport;
+use crate::train::posthoc::{
+    collect_features, fit_posthoc_gmm, Mahalanobis, PosthocConfig, PosthocGmmHead, WithMahalanobis,
+};
+use crate::train::trainer::Trainer;
+
+/// One bin of the validation reliability diagram (serialisable twin of
+/// [`crate::metrics::ReliabilityBin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BinRecord {
+    /// Lower edge of the confidence range.
+    pub lower: f64,
+    /// Upper edge.
+    pub upper: f64,
+    /// Pixels in the bin.
+    pub count: u64,
+    /// Mean confidence (`None`: empty bin).
+    pub confidence: Option<f64>,
+    /// Accuracy (`None`: empty bin).
+    pub accuracy: Option<f64>,
+}
+
+/// Everything measured on one trained model; stored as
+/// `data/results/<profile>/models/<key>.json` with the training configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// [`super::model_key`] of the model.
+    pub key: String,
+    /// The exact training configuration.
+    pub config: TrainConfig,
+    /// The evaluation settings.
+    pub eval: EvalSettings,
+    /// Dataset spec.
+    pub dataset: String,
+    /// Wall-clock seconds of training (data generation included).
+    pub train_s: f64,
+    /// Mean milliseconds per training step (`train_s / steps`).
+    pub step_ms: f64,
+    /// Inference throughput: images per second through the network and head (batches of the
+    /// training batch size, after one warm-up batch; no metric computation).
+    pub images_per_s: f64,
+    /// Validation split, trained head.
+    pub val: EvalReport,
+    /// Validation reliability bins, trained head.
+    pub bins: Vec<BinRecord>,
+    /// Per anomaly split (`anomaly`, `anomaly-context`): the evaluation with the trained head
+    /// (softmax: plus the `mahalanobis` score).
+    pub anomaly: BTreeMap<String, EvalReport>,
+    /// Softmax head only: the validation split classified by the post-hoc GMM.
+    pub posthoc_val: Option<EvalReport>,
+}
+
+/// The dataset splits a runner trains and evaluates on, opened once.
+pub(crate) struct Splits {
+    train: Box<dyn Dataset>,
+    val: Box<dyn Dataset>,
+    anomaly: Vec<(String, Box<dyn Dataset>)>,
+}
+
+/// The anomaly splits of a dataset spec: SynthScapes has two (Lost&Found-like objects on the
+/// road, and objects anywhere in context), DigitScenes one, a folder dataset one if it has an
+/// `anomaly/` split folder.
+pub(crate) fn anomaly_splits(dataset: &str) -> Vec<&'static str> {
+    let (kind, path) = match dataset.split_once(':') {
+        Some((k, p)) => (k, Some(p)),
+        None => (dataset, None),
+    };
+    match (kind, path) {
+        ("synthscapes", _) => vec!["anomaly", "anomaly-context"],
+        ("digitscenes", _) => vec!["anomaly"],
+        (_, Some(p)) if std::path::Path::new(p).join("anomaly").is_dir() => vec!["anomaly"],
+        _ => vec![],
+    }
+}
+
+impl Splits {
+    pub(crate) fn open(profile: &ValidProfile, dataset: &str) -> Result<Splits> {
+        let p = profile.get();
+        let train = open_split(p, dataset, "train")?;
+        let val = open_split(p, dataset, "val")?;
+        let anomaly = anomaly_splits(dataset)
+            .into_iter()
+            .map(|s| Ok((s.to_string(), open_split(p, dataset, s)?)))
+            .collect::<Result<_>>()?;
+        Ok(Splits {
+            train,
+            val,
+            anomaly,
+        })
+    }
+}
+
+/// Reliability bins and images/s of the model on the first `max_images` of `ds`.
+fn bins_and_throughput(
+    t: &mut Trainer,
+    ds: &dyn Dataset,
+    max_images: usize,
+    timed_batches: usize,
+) -> Result<(Vec<BinRecord>, f64)> {
+    let b = t.config.get().batch_size.max(1);
+    let n = if max_images == 0 {
+        ds.len()
+    } else {
+        max_images.min(ds.len())
+    };
+    let c = t.model.head.num_classes();
+    let mut cal = CalibrationAccumulator::new(CalibrationConfig::with_bins(15).check()?);
+    let mut start = 0;
+    while start < n {
+        let end = (start + b).min(n);
+        let plan: Vec<(usize, bool)> = (start..end).map(|i| (i, false)).collect();
+        let batch = make_batch(ds, &plan)?;
+        start = end;
+        let (bn, h, w) = batch.labels.dim();
+        let out = t.model.infer(&batch.images)?;
+        let mut probs = to_host(&resize_bilinear(out.logits, h, w)?);
+        let hw = h * w;
+        for i in 0..bn {
+            for px in 0..hw {
+                let at = |k: usize| (i * c + k) * hw + px;
+                let m = (0..c)
+                    .map(|k| probs[at(k)])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let mut s = 0f32;
+                for k in 0..c {
+                    let e = (probs[at(k)] - m).exp();
+                    probs[at(k)] = e;
+                    s += e;
+                }
+                for k in 0..c {
+                    probs[at(k)] /= s;
+                }
+            }
+        }
+        let view = ArrayView4::from_shape((bn, c, h, w), &probs).expect("shape matches");
+        cal.update_dense(view, batch.labels.view())?;
+    }
+    let bins = cal
+        .finish()?
+        .bins
+        .iter()
+        .map(|b| BinRecord {
+            lower: b.lower,
+            upper: b.upper,
+            count: b.count,
+            confidence: b.confidence,
+            accuracy: b.accuracy,
+        })
+        .collect();
+    // Throughput: one warm-up batch, then `timed_batches` batches cycling over the split.
+    let plan_at = |k: usize| -> Vec<(usize, bool)> {
+        (0..b).map(|j| ((k * b + j) % ds.len(), false)).collect()
+    };
+    let warm = make_batch(ds, &plan_at(0))?;
+    t.model.infer(&warm.images)?;
+    let batches = (0..timed_batches)
+        .map(|k| make_batch(ds, &plan_at(k)))
+        .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    for batch in &batches {
+        t.model.infer(&batch.images)?;
+    }
+    let images_per_s = (timed_batches * b) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    Ok((bins, images_per_s))
+}
+
+/// Trains the model of `train` on `splits` and evaluates it as the module docs say.
+pub(crate) fn train_and_evaluate(
+    profile: &ValidProfile,
+    splits: &Splits,
+    train: &TrainConfig,
+    eval: &EvalSettings,
+    key: &str,
+) -> Result<ModelRecord> {
+    let p = profile.get();
+    let cfg = train.clone().check()?;
+    let classes = splits.train.num_classes();
+    let mut t = Trainer::new(cfg, classes)?;
+    let started = Instant::now();
+    t.fit(splits.train.as_ref(), None, &mut |_| {})?;
+    let train_s = started.elapsed().as_secs_f64();
+    let val = t.evaluate(splits.val.as_ref(), p.val_images)?;
+    let (bins, images_per_s) =
+        bins_and_throughput(&mut t, splits.val.as_ref(), p.val_images, p.runtime_batches)?;
+    let mut anomaly = BTreeMap::new();
+    let mut posthoc_val = None;
+    if train.head == HeadKind::Softmax {
+        let mut pc = PosthocConfig::new(classes, t.model.head.feature_dim());
+        pc.max_images = p.posthoc_images;
+        pc.max_pixels_per_class = p.posthoc_pixels_per_class;
+        pc.iterations = p.posthoc_iterations;
+        pc.batch_size = train.batch_size;
+        pc.seed = train.seed;
+        let data = collect_features(&mut t.model, splits.train.as_ref(), &pc)?;
+        let params = fit_posthoc_gmm(&data, &pc)?;
+        let scorer = Mahalanobis::fit(&data, classes, pc.covariance_reg)?;
+        let inner = std::mem::replace(
+            &mut t.model.head,
+            Box::new(PosthocGmmHead::new(params.clone(), pc.gmm.reduction)),
+        );
+        t.model.head = Box::new(WithMahalanobis { inner, scorer });
+        for (name, ds) in &splits.anomaly {
+            anomaly.insert(name.clone(), t.evaluate(ds.as_ref(), p.anomaly_images)?);
+        }
+        t.model.head = Box::new(PosthocGmmHead::new(params, pc.gmm.reduction));
+        posthoc_val = Some(t.evaluate(splits.val.as_ref(), p.val_images)?);
+    } else {
+        for (name, ds) in &splits.anomaly {
+            anomaly.insert(name.clone(), t.evaluate(ds.as_ref(), p.anomaly_images)?);
+        }
+    }
+    Ok(ModelRecord {
+        key: key.to_string(),
+        config: train.clone(),
+        eval: eval.clone(),
+        dataset: train.dataset.clone(),
+        train_s,
+        step_ms: 1000.0 * train_s / train.steps as f64,
+        images_per_s,
+        val,
+        bins,
+        anomaly,
+        posthoc_val,
+    })
+}

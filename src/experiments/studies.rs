@@ -1,0 +1,317 @@
+//! What each study trains ([`specs_for`]) and which numbers it reads from each model's
+//! record ([`measure`]).
+//!
+//! Conventions of the rows: `group` is the decoder in `main_results`, the split in `anomaly`
+//! and `gen_vs_disc` (`val` for segmentation metrics), otherwise `val` or `""`; `param` is
+//! the EM loops (`em`), M (`components`) or the reliability-bin centre (`calibration`).
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{anomaly_splits, ModelRecord};
+use super::{Study, ValidProfile};
+use crate::error::Result;
+use crate::nn::decoder::DecoderKind;
+use crate::train::config::{EmKind, HeadKind, TrainConfig};
+use crate::train::eval::EvalReport;
+
+/// One trained configuration of a study (crossed with seeds by the runner).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Unique name within the study (e.g. `gmmseg/fcn`, `vanilla/L=5`, `M=3`).
+    pub name: String,
+    /// Head.
+    pub head: HeadKind,
+    /// Decoder override (`None`: the profile's).
+    pub decoder: Option<DecoderKind>,
+    /// Components per class override.
+    pub components: Option<usize>,
+    /// E-step override.
+    pub em: Option<EmKind>,
+    /// EM loops override.
+    pub em_loops: Option<usize>,
+    /// GMM momentum τ override.
+    pub momentum: Option<f32>,
+}
+
+impl RunSpec {
+    fn new(name: impl Into<String>, head: HeadKind) -> Self {
+        RunSpec {
+            name: name.into(),
+            head,
+            decoder: None,
+            components: None,
+            em: None,
+            em_loops: None,
+            momentum: None,
+        }
+    }
+
+    /// The full training configuration of this spec: the profile's base with the spec's
+    /// overrides, `dataset` and `seed`.
+    pub fn train_config(&self, base: &TrainConfig, dataset: &str, seed: u64) -> TrainConfig {
+        let mut c = base.clone();
+        c.dataset = dataset.to_string();
+        c.seed = seed;
+        c.head = self.head;
+        if let Some(d) = self.decoder {
+            c.net.decoder.kind = d;
+        }
+        if let Some(m) = self.components {
+            c.gmm.components = m;
+        }
+        if let Some(e) = self.em {
+            c.gmm.em = e;
+        }
+        if let Some(l) = self.em_loops {
+            c.gmm.em_loops = l;
+        }
+        if self.momentum.is_some() {
+            c.gmm.momentum = self.momentum;
+        }
+        c
+    }
+}
+
+/// One number of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Variant compared.
+    pub variant: String,
+    /// Group within the study.
+    pub group: String,
+    /// Numeric parameter.
+    pub param: Option<f64>,
+    /// Metric name.
+    pub metric: String,
+    /// Value.
+    pub value: f64,
+}
+
+/// The specs of `study`. The default softmax and GMMSeg specs are the same configurations in
+/// every study that uses them (so their models are shared).
+///
+/// # Errors
+/// [`crate::GmmSegError::InvalidInput`] when the anomaly study is asked of a dataset without
+/// an anomaly split.
+pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<Vec<RunSpec>> {
+    let p = profile.get();
+    let softmax = || RunSpec::new("softmax", HeadKind::Softmax);
+    let gmmseg = || RunSpec::new("gmmseg", HeadKind::Gmmseg);
+    Ok(match study {
+        Study::MainResults => {
+            let mut v = Vec::new();
+            for d in [DecoderKind::Fcn, DecoderKind::Deeplab] {
+                for mut s in [softmax(), gmmseg()] {
+                    // the profile's decoder is DeepLab: keep its spec identical to the shared one
+                    if d != p.train.net.decoder.kind {
+                        s.decoder = Some(d);
+                    }
+                    s.name = format!("{}/{d}", s.name);
+                    v.push(s);
+                }
+            }
+            v
+        }
+        Study::Anomaly => {
+            if anomaly_splits(dataset).is_empty() {
+                return Err(crate::GmmSegError::input(
+                    "dataset",
+                    format!("`{dataset}` has no anomaly split; the anomaly study needs one (a folder dataset needs PATH/anomaly/)"),
+                ));
+            }
+            vec![softmax(), gmmseg()]
+        }
+        Study::OnlineVsPosthoc | Study::Calibration | Study::Runtime => vec![softmax(), gmmseg()],
+        Study::GenVsDisc => vec![gmmseg(), RunSpec::new("disc-gmm", HeadKind::DiscGmm)],
+        Study::Em => {
+            let mut v = Vec::new();
+            for em in [EmKind::Vanilla, EmKind::Sinkhorn] {
+                for &l in &p.em_loops {
+                    let mut s = gmmseg();
+                    s.name = format!("{}/L={l}", em_name(em));
+                    if em != p.train.gmm.em {
+                        s.em = Some(em);
+                    }
+                    if l != p.train.gmm.em_loops {
+                        s.em_loops = Some(l);
+                    }
+                    v.push(s);
+                }
+            }
+            v
+        }
+        Study::Components => p
+            .components
+            .iter()
+            .map(|&m| {
+                let mut s = gmmseg();
+                s.name = format!("M={m}");
+                if m != p.train.gmm.components {
+                    s.components = Some(m);
+                }
+                s
+            })
+            .collect(),
+        Study::Flavours => {
+            let mut tau = gmmseg();
+            tau.name = "paper, tau=0.999".into();
+            tau.momentum = Some(0.999);
+            let mut paper = gmmseg();
+            paper.name = "paper".into();
+            vec![
+                paper,
+                tau,
+                RunSpec::new("reference-code", HeadKind::GmmsegRef),
+            ]
+        }
+    })
+}
+
+fn em_name(e: EmKind) -> &'static str {
+    match e {
+        EmKind::Vanilla => "vanilla",
+        EmKind::Sinkhorn => "sinkhorn",
+    }
+}
+
+fn m(variant: &str, group: &str, param: Option<f64>, metric: &str, value: f64) -> Measurement {
+    Measurement {
+        variant: variant.into(),
+        group: group.into(),
+        param,
+        metric: metric.into(),
+        value,
+    }
+}
+
+/// Segmentation and calibration metrics of one evaluation.
+fn seg_metrics(
+    out: &mut Vec<Measurement>,
+    variant: &str,
+    group: &str,
+    param: Option<f64>,
+    r: &EvalReport,
+) {
+    for (k, v) in [
+        ("miou", r.miou),
+        ("acc", r.acc),
+        ("macc", r.macc),
+        ("ece", r.ece),
+        ("mce", r.mce),
+        ("nll", r.nll),
+        ("brier", r.brier),
+    ] {
+        out.push(m(variant, group, param, k, v));
+    }
+}
+
+/// AUROC, AP, FPR95 of `score` in `r` (nothing if the score is absent).
+fn anomaly_metrics(
+    out: &mut Vec<Measurement>,
+    variant: &str,
+    group: &str,
+    r: &EvalReport,
+    score: &str,
+) {
+    if let Some(a) = r.anomaly.as_ref().and_then(|a| a.get(score)) {
+        for (k, v) in [("auroc", a.auroc), ("ap", a.ap), ("fpr95", a.fpr95)] {
+            out.push(m(variant, group, None, k, v));
+        }
+    }
+}
+
+/// The rows a study reads from one spec's model record.
+pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Measurement> {
+    let mut out = Vec::new();
+    let head = spec.head.to_string();
+    match study {
+        Study::MainResults => {
+            let decoder = r.config.net.decoder.kind.to_string();
+            seg_metrics(&mut out, &head, &decoder, None, &r.val);
+            out.push(m(&head, &decoder, None, "train_s", r.train_s));
+        }
+        Study::Anomaly => {
+            for (split, rep) in &r.anomaly {
+                let scores: &[&str] = if spec.head == HeadKind::Softmax {
+                    &["msp", "entropy", "maxlogit", "mahalanobis"]
+                } else {
+                    &["likelihood", "msp"]
+                };
+                for s in scores {
+                    anomaly_metrics(&mut out, &format!("{head}/{s}"), split, rep, s);
+                }
+            }
+        }
+        Study::OnlineVsPosthoc => {
+            if spec.head == HeadKind::Softmax {
+                seg_metrics(&mut out, "softmax", "val", None, &r.val);
+                if let Some(p) = &r.posthoc_val {
+                    seg_metrics(&mut out, "post-hoc gmm", "val", None, p);
+                }
+            } else {
+                seg_metrics(&mut out, "online gmmseg", "val", None, &r.val);
+            }
+        }
+        Study::GenVsDisc => {
+            let variant = if spec.head == HeadKind::DiscGmm {
+                "discriminative"
+            } else {
+                "generative"
+            };
+            seg_metrics(&mut out, variant, "val", None, &r.val);
+            for (split, rep) in &r.anomaly {
+                anomaly_metrics(&mut out, variant, split, rep, "likelihood");
+            }
+        }
+        Study::Em => {
+            let variant = em_name(r.config.gmm.em);
+            let loops = Some(r.config.gmm.em_loops as f64);
+            seg_metrics(&mut out, variant, "val", loops, &r.val);
+            out.push(m(variant, "val", loops, "step_ms", r.step_ms));
+        }
+        Study::Components => {
+            let mm = Some(r.config.gmm.components as f64);
+            seg_metrics(&mut out, "gmmseg", "val", mm, &r.val);
+            out.push(m("gmmseg", "val", mm, "step_ms", r.step_ms));
+            if let Some(rep) = r.anomaly.get("anomaly") {
+                if let Some(a) = rep.anomaly.as_ref().and_then(|a| a.get("likelihood")) {
+                    out.push(m("gmmseg", "anomaly", mm, "auroc", a.auroc));
+                    out.push(m("gmmseg", "anomaly", mm, "fpr95", a.fpr95));
+                }
+            }
+        }
+        Study::Calibration => {
+            for (k, v) in [
+                ("ece", r.val.ece),
+                ("mce", r.val.mce),
+                ("nll", r.val.nll),
+                ("brier", r.val.brier),
+                ("acc", r.val.acc),
+            ] {
+                out.push(m(&head, "val", None, k, v));
+            }
+            for b in &r.bins {
+                let centre = Some(0.5 * (b.lower + b.upper));
+                out.push(m(&head, "val", centre, "bin_count", b.count as f64));
+                if let (Some(c), Some(a)) = (b.confidence, b.accuracy) {
+                    out.push(m(&head, "val", centre, "bin_confidence", c));
+                    out.push(m(&head, "val", centre, "bin_accuracy", a));
+                }
+            }
+        }
+        Study::Flavours => {
+            let v = spec.name.as_str();
+            seg_metrics(&mut out, v, "val", None, &r.val);
+            out.push(m(v, "val", None, "step_ms", r.step_ms));
+            for (split, rep) in &r.anomaly {
+                anomaly_metrics(&mut out, v, split, rep, "likelihood");
+            }
+        }
+        Study::Runtime => {
+            out.push(m(&head, "", None, "step_ms", r.step_ms));
+            out.push(m(&head, "", None, "images_per_s", r.images_per_s));
+            out.push(m(&head, "", None, "train_s", r.train_s));
+        }
+    }
+    out
+}

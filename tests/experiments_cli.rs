@@ -1,0 +1,84 @@
+//! `gmmseg ablate` on the tiny profile: the summary is printed, CSVs and figures written, a
+//! rerun trains nothing, and bad flags are named.
+
+use std::process::Command;
+
+fn ablate(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gmmseg"))
+        .arg("ablate")
+        .args(args)
+        .env("GMMSEG_RESULTS_DIR", dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn ablate_writes_tables_and_figures_and_reuses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ablate(dir.path(), &["components", "--profile", "tiny"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("== components (0 cached, 2 computed runs)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 models trained"), "{stdout}");
+    let res = dir.path().join("tiny");
+    for f in [
+        "components.csv",
+        "components.configs.json",
+        "synthscapes/components_summary.csv",
+        "synthscapes/components_miou.svg",
+        "synthscapes/components_miou.png",
+    ] {
+        assert!(res.join(f).exists(), "{f}");
+    }
+    let again = ablate(dir.path(), &["components", "--profile", "tiny"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("(2 cached, 0 computed runs)") && stdout.contains("0 models trained"),
+        "{stdout}"
+    );
+    let shard = ablate(
+        dir.path(),
+        &[
+            "components",
+            "--profile",
+            "tiny",
+            "--seeds",
+            "2",
+            "--shard",
+            "2/2",
+            "--force",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&shard.stdout);
+    assert!(
+        shard.status.success() && stdout.contains("shard 2/2: 2 runs computed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_flags_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (vec!["tables", "--profile", "tiny"], "study"),
+        (vec!["em", "--profile", "medium"], "--profile"),
+        (vec!["em", "--profile", "tiny", "--shard", "3/2"], "--shard"),
+        (vec!["em", "--profile", "tiny", "--seeds", "0"], "--seeds"),
+        (
+            vec!["em", "--profile", "tiny", "--dataset", "imagenet"],
+            "dataset",
+        ),
+    ] {
+        let out = ablate(dir.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

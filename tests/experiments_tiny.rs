@@ -1,0 +1,219 @@
+//! The experiments module end to end on the `tiny` profile (seconds): every study runs, the
+//! caches hit and miss as documented (counted by `trained_models`), shards merge, and the
+//! tables have the documented columns.
+
+use gmmseg::experiments::{
+    ExperimentProfile, ExperimentRunner, Shard, Study, COL_CLAIM, COL_CLAIM_HOLDS, COL_HASH,
+    COL_METRIC, COL_MODEL, COL_SEED, COL_VALUE, COL_VARIANT,
+};
+use gmmseg::GmmSegError;
+
+fn runner(dir: &std::path::Path) -> ExperimentRunner {
+    let p = ExperimentProfile::tiny().check().unwrap();
+    ExperimentRunner::new(p, "synthscapes")
+        .unwrap()
+        .with_results_dir(dir)
+}
+
+fn variants(df: &polars::prelude::DataFrame) -> Vec<String> {
+    let mut v: Vec<String> = df
+        .column(COL_VARIANT)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = runner(dir.path());
+    let mut total_runs = 0;
+    for s in Study::ALL {
+        let out = r.run(s).unwrap();
+        assert!(out.runs.height() > 0, "{s}: no rows");
+        assert!(out.summary.height() > 0, "{s}: no summary");
+        for c in [
+            COL_VARIANT,
+            COL_METRIC,
+            COL_VALUE,
+            COL_SEED,
+            COL_HASH,
+            COL_MODEL,
+        ] {
+            out.runs.column(c).unwrap();
+        }
+        out.summary.column(COL_CLAIM).unwrap();
+        out.summary.column(COL_CLAIM_HOLDS).unwrap();
+        assert_eq!(out.cached_runs, 0, "{s}");
+        total_runs += out.computed_runs;
+        assert!(dir.path().join(format!("{s}.csv")).exists());
+        assert!(dir.path().join(format!("{s}.configs.json")).exists());
+        // the figures of every study draw from its cells
+        let figs = gmmseg::experiments::write_figures(s, &out.cells, dir.path()).unwrap();
+        assert!(!figs.is_empty(), "{s}: no figure");
+        for f in figs {
+            assert!(f.with_extension("svg").exists() && f.with_extension("png").exists());
+        }
+        if s == Study::Anomaly {
+            let v = variants(&out.runs);
+            for want in ["softmax/msp", "softmax/mahalanobis", "gmmseg/likelihood"] {
+                assert!(v.iter().any(|x| x == want), "{v:?}");
+            }
+        }
+        if s == Study::OnlineVsPosthoc {
+            assert!(variants(&out.runs).iter().any(|x| x == "post-hoc gmm"));
+        }
+        if s == Study::Calibration {
+            assert!(out.cells.iter().any(|c| c.metric == "bin_accuracy"));
+        }
+    }
+    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 3 + 4 + 2);
+    // Distinct models: main_results 4 (softmax/gmmseg × fcn/deeplab; deeplab ones are the
+    // shared defaults), disc-gmm 1, em 3 new (sinkhorn L=1 is the default gmmseg),
+    // components 2 (M = 1, 3; the default M = 5 is not in tiny), flavours 2 (τ = 0.999,
+    // reference code; "paper" is the default gmmseg).
+    assert_eq!(r.trained_models(), 12);
+
+    // A new runner on the same folder: every row from the CSV, no model trained.
+    let mut again = runner(dir.path());
+    for s in Study::ALL {
+        let out = again.run(s).unwrap();
+        assert_eq!(out.computed_runs, 0, "{s}");
+        assert!(out.cached_runs > 0);
+    }
+    assert_eq!(again.trained_models(), 0);
+
+    // Two seeds: only seed 1's runs are computed (each of its models once).
+    let mut two = runner(dir.path()).with_seeds(2).unwrap();
+    let out = two.run(Study::MainResults).unwrap();
+    assert_eq!((out.cached_runs, out.computed_runs), (4, 4));
+    assert_eq!(two.trained_models(), 4);
+    let seeds = out.runs.column(COL_SEED).unwrap().u64().unwrap().clone();
+    assert_eq!(seeds.iter().flatten().max(), Some(1));
+
+    // force: recomputes, trains each model once in this runner's life
+    let mut forced = runner(dir.path()).with_force(true);
+    let a = forced.run(Study::Calibration).unwrap();
+    let b = forced.run(Study::Runtime).unwrap();
+    assert_eq!((a.computed_runs, b.computed_runs), (2, 2));
+    assert_eq!(forced.trained_models(), 2);
+}
+
+#[test]
+fn changed_configuration_misses_and_model_records_are_reused_across_studies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = runner(dir.path());
+    r.run(Study::Calibration).unwrap();
+    assert_eq!(r.trained_models(), 2);
+    // Runtime uses the same two models: read from models/<key>.json by a fresh runner.
+    let mut fresh = runner(dir.path());
+    let out = fresh.run(Study::Runtime).unwrap();
+    assert_eq!((out.computed_runs, fresh.trained_models()), (2, 0));
+    // One more training step changes every run's hash and every model.
+    let mut p = ExperimentProfile::tiny();
+    p.train.steps += 1;
+    let mut changed = ExperimentRunner::new(p.check().unwrap(), "synthscapes")
+        .unwrap()
+        .with_results_dir(dir.path());
+    let out = changed.run(Study::Calibration).unwrap();
+    assert_eq!((out.cached_runs, out.computed_runs), (0, 2));
+    assert_eq!(changed.trained_models(), 2);
+    // the stale rows stay in the file but are not reported
+    let all = gmmseg::experiments::read_rows(&dir.path().join("calibration.csv")).unwrap();
+    assert_eq!(all.len(), 2 * out.runs.height());
+}
+
+#[test]
+fn shards_are_disjoint_and_merge_into_one_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = runner(dir.path()).with_shard(Some(Shard::parse("1/2").unwrap()));
+    let a = first.run(Study::Em).unwrap();
+    let mut second = runner(dir.path()).with_shard(Some(Shard::parse("2/2").unwrap()));
+    let b = second.run(Study::Em).unwrap();
+    assert_eq!((a.computed_runs, b.computed_runs), (2, 2));
+    let mut whole = runner(dir.path());
+    let all = whole.run(Study::Em).unwrap();
+    assert_eq!((all.cached_runs, all.computed_runs), (4, 0));
+    assert_eq!(whole.trained_models(), 0);
+    assert_eq!(variants(&all.runs), vec!["sinkhorn", "vanilla"]);
+    // the em claims (Sinkhorn vs vanilla at 1 loop, …) are all decided
+    assert!(
+        all.claims.iter().all(|c| c.holds.is_some()),
+        "{:?}",
+        all.claims
+    );
+    assert!(!dir.path().join("em.csv.lock").exists());
+}
+
+#[test]
+fn bad_inputs_name_their_argument() {
+    assert!(
+        matches!(Study::parse("tables"), Err(GmmSegError::InvalidInput { what, .. }) if what == "study")
+    );
+    assert_eq!(Study::parse("main-results").unwrap(), Study::MainResults);
+    for bad in ["0/2", "3/2", "1", "a/b", "1/0"] {
+        assert!(
+            matches!(Shard::parse(bad), Err(GmmSegError::InvalidInput { what, .. }) if what == "--shard"),
+            "{bad}"
+        );
+    }
+    let s = Shard::parse("2/3").unwrap();
+    assert_eq!(
+        (0..7).filter(|&i| s.contains(i)).collect::<Vec<_>>(),
+        vec![1, 4]
+    );
+    assert!(ExperimentProfile::by_name("medium").is_err());
+    type Edit = Box<dyn Fn(&mut ExperimentProfile)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        ("name", Box::new(|p| p.name = "../x".into())),
+        ("image_size", Box::new(|p| p.image_size = 8)),
+        ("split_len", Box::new(|p| p.split_len = Some(0))),
+        ("seeds", Box::new(|p| p.seeds = 0)),
+        ("posthoc_iterations", Box::new(|p| p.posthoc_iterations = 0)),
+        ("components", Box::new(|p| p.components = vec![0])),
+        ("em_loops", Box::new(|p| p.em_loops = vec![])),
+        ("runtime_batches", Box::new(|p| p.runtime_batches = 0)),
+        ("steps", Box::new(|p| p.train.steps = 0)),
+    ];
+    for (field, edit) in edits {
+        let mut p = ExperimentProfile::tiny();
+        edit(&mut p);
+        match p.check() {
+            Err(GmmSegError::InvalidConfig { field: got, .. }) => {
+                assert!(got.contains(field), "{field} vs {got}")
+            }
+            other => panic!("{field}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    for p in [ExperimentProfile::quick(), ExperimentProfile::full()] {
+        p.check().unwrap();
+    }
+    // a dataset without an anomaly split cannot run the anomaly study
+    let dir = tempfile::tempdir().unwrap();
+    let r = ExperimentRunner::new(
+        ExperimentProfile::tiny().check().unwrap(),
+        "folder:/nonexistent",
+    )
+    .unwrap()
+    .with_results_dir(dir.path());
+    assert!(matches!(
+        r.planned_runs(Study::Anomaly),
+        Err(GmmSegError::InvalidInput { .. })
+    ));
+    // a corrupt cache CSV names the file
+    std::fs::write(dir.path().join("em.csv"), "study,dataset\nx").unwrap();
+    let mut r = runner(dir.path());
+    match r.run(Study::Em) {
+        Err(GmmSegError::File { path, .. }) => assert!(path.ends_with("em.csv")),
+        other => panic!(
+            "expected a File error, got {:?}",
+            other.map(|o| o.computed_runs)
+        ),
+    }
+}
