@@ -490,7 +490,8 @@ pub struct RunIdentity {
 
 /// Version of what the studies read from a model record (`studies::measure`); bumping it
 /// invalidates cached rows (they are re-read from the model records, nothing is retrained).
-pub const ROWS_VERSION: u32 = 2;
+/// 3: rows of models trained before [`MODEL_VERSION`] 2.
+pub const ROWS_VERSION: u32 = 3;
 
 /// SHA-256 (hex) of a serialisable value's JSON.
 pub(crate) fn sha256_json<T: Serialize>(v: &T) -> String {
@@ -508,10 +509,16 @@ impl RunIdentity {
     }
 }
 
-/// The key of a trained model: hash of the full training config, the evaluation settings and
-/// the dataset (first 16 hex digits).
+/// Version of what the library trains for a given [`TrainConfig`]: bump it whenever a code
+/// change (a preset's default, a fix in a head or the EM) changes the model a config produces,
+/// so that cached models and rows are retrained instead of silently reused.
+/// 2: the paper-flavour GMM head's variance regularisation became 1.0.
+pub const MODEL_VERSION: u32 = 2;
+
+/// The key of a trained model: hash of [`MODEL_VERSION`], the full training config, the
+/// evaluation settings and the dataset (first 16 hex digits).
 pub fn model_key(train: &TrainConfig, eval: &EvalSettings, dataset: &str) -> String {
-    sha256_json(&(train, eval, dataset))[..16].to_string()
+    sha256_json(&(MODEL_VERSION, train, eval, dataset))[..16].to_string()
 }
 
 /// `--shard K/N`: run only the specs whose index `i` satisfies `i % N == K − 1`.
