@@ -124,9 +124,15 @@ fn changed_configuration_misses_and_model_records_are_reused_across_studies() {
     let out = changed.run(Study::Calibration).unwrap();
     assert_eq!((out.cached_runs, out.computed_runs), (0, 2));
     assert_eq!(changed.trained_models(), 2);
-    // the stale rows stay in the file but are not reported
+    // the stale rows stay in the file but are not reported (their number need not equal the
+    // new one: e.g. the count of non-empty reliability bins depends on the trained model)
     let all = gmmseg::experiments::read_rows(&dir.path().join("calibration.csv")).unwrap();
-    assert_eq!(all.len(), 2 * out.runs.height());
+    assert!(
+        all.len() > out.runs.height(),
+        "{} rows in the file, {} reported",
+        all.len(),
+        out.runs.height()
+    );
 }
 
 #[test]
