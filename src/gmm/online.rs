@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::config::{Assignment, EStep, GmmConfig, ValidGmmConfig};
+use super::config::{EStep, GmmConfig, ValidGmmConfig};
 use super::fit::{e_step, gather_rows, init_class_from_data};
 use super::labels::ClassIndex;
 use super::memory::{
@@ -518,10 +518,5 @@ impl OnlineGmm {
     /// The validated mixture configuration.
     pub fn gmm_config(&self) -> &ValidGmmConfig {
         &self.valid
-    }
-
-    /// Whether the configured assignment is hard (for callers building component targets).
-    pub fn hard_assignment(&self) -> bool {
-        self.valid.assignment == Assignment::Hard
     }
 }

@@ -33,7 +33,7 @@ use super::rowops::{cross_entropy_rows, l2_normalize_rows, layer_norm_rows, Rows
 use super::{Act, Dev, Param, ParamKind, Params, Scalar, Tp};
 use crate::error::{GmmSegError, Result};
 use crate::gmm::{
-    class_scores, EStep, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm, Reduction,
+    class_scores, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm, Reduction,
 };
 
 /// LayerNorm ε (the reference code's, PyTorch's default).
@@ -711,9 +711,4 @@ pub(crate) fn density_output(
         logits: rows_to_act(dev, logits, b, h, w),
         anomaly: vec![("likelihood".into(), rows_to_act(dev, &anomaly, b, h, w))],
     }
-}
-
-/// Whether an E-step kind is Sinkhorn (for names in tables).
-pub fn is_sinkhorn(e: &EStep) -> bool {
-    matches!(e, EStep::Sinkhorn(_))
 }
