@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
-use crate::train::config::{EmKind, HeadKind, TrainConfig};
+use crate::train::config::{EmKind, HeadKind, SamplerKind, TrainConfig};
 use crate::train::posthoc::{prepare_for_eval, PosthocConfig};
 use crate::train::toy::{ToyShapes, ToySplit};
 use crate::train::trainer::Trainer;
@@ -49,6 +49,9 @@ pub struct TrainArgs {
     /// Variance regularisation of the GMM (default: the flavour's; paper 1.0, reference 0.01).
     #[arg(long)]
     pub var_reg: Option<f32>,
+    /// Image sampling: shuffle (default) or class-balanced (the reference code's sampler).
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerKind>,
     /// Decoder (default: the profile's, DeepLabV3+-lite).
     #[arg(long, value_enum)]
     pub decoder: Option<DecoderKind>,
@@ -146,6 +149,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if args.var_reg.is_some() {
         cfg.gmm.var_reg = args.var_reg;
+    }
+    if let Some(s) = args.sampler {
+        cfg.sampler = s;
     }
     if let Some(d) = args.decoder {
         cfg.net.decoder.kind = d;
