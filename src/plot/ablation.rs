@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bold, font, register_fonts, series_color, tidy};
+use super::{bold, draw_legend, font, register_fonts, series_color, tidy};
 use crate::error::{GmmSegError, Result};
 use crate::metrics::Summary;
 
@@ -147,13 +147,7 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
                 .map(|p| Circle::new((p.0, p.1.mean), 4, c.filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -257,12 +251,6 @@ pub fn grouped_bars<DB: DrawingBackend>(
             )
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::{bold, font, register_fonts, rgb, tidy};
+use super::{bold, draw_legend, font, register_fonts, rgb, tidy};
 use crate::data::palette::class_color;
 use crate::error::{GmmSegError, Result};
 
@@ -336,12 +336,6 @@ pub fn gmm_pca_view<DB: DrawingBackend>(
         .draw_series(std::iter::once(PathElement::new(vec![], BLACK)))?
         .label("mean ×, 1σ solid, 2σ dashed")
         .legend(|(x, y)| Cross::new((x + 9, y), 5, BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }

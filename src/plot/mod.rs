@@ -345,3 +345,23 @@ pub(crate) fn font(size: u32) -> TextStyle<'static> {
 pub(crate) fn bold(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().style(FontStyle::Bold).into()
 }
+
+/// Draws the series legend in the house style (framed, half-transparent white box) at
+/// `position`, so that every figure's legend looks the same.
+pub(crate) fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(font(14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()?;
+    Ok(())
+}

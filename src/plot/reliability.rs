@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::{bold, font, register_fonts};
+use super::{bold, draw_legend, font, register_fonts};
 use crate::error::{GmmSegError, Result};
 use crate::metrics::CalibrationMetrics;
 
@@ -134,13 +134,7 @@ fn draw_panel<DB: DrawingBackend>(
                 RGBColor(90, 90, 90).stroke_width(2),
             )
         });
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(font(14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
 
     if let Some(bottom) = bottom {
         let total = m.pixels.max(1) as f64;
