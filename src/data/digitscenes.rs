@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::idx::{read_images, read_labels};
-use super::{Dataset, Sample, IGNORE_LABEL};
+use super::{check_index, Dataset, Sample, IGNORE_LABEL};
 use crate::error::{GmmSegError, Result};
 
 /// Class names of DigitScenes, index = label.
@@ -471,16 +471,7 @@ impl Dataset for DigitScenes {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        if index >= self.len {
-            return Err(GmmSegError::input(
-                "index",
-                format!(
-                    "{index} is out of range for {} ({} samples)",
-                    self.name(),
-                    self.len
-                ),
-            ));
-        }
+        check_index(index, self.len, || self.name())?;
         Ok(self.generate(index))
     }
 

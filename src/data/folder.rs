@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use image::{DynamicImage, GrayImage, RgbImage};
 use ndarray::{Array2, Array3};
 
-use super::{Dataset, Sample, IGNORE_LABEL};
+use super::{check_index, Dataset, Sample, IGNORE_LABEL};
 use crate::error::{GmmSegError, Result};
 
 /// Cityscapes labelId (0..=33) → trainId (0..=18, or 255): the official table of
@@ -306,16 +306,8 @@ impl Dataset for FolderDataset {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        let item = self.items.get(index).ok_or_else(|| {
-            GmmSegError::input(
-                "index",
-                format!(
-                    "{index} is out of range for {} ({} samples)",
-                    self.name(),
-                    self.len()
-                ),
-            )
-        })?;
+        check_index(index, self.items.len(), || self.name())?;
+        let item = &self.items[index];
         let rgb = decode(&item.image)?.to_rgb8();
         let (w, h) = rgb.dimensions();
         let (h, w) = (h as usize, w as usize);

@@ -125,6 +125,17 @@ pub struct Batch {
     pub anomaly: Option<ndarray::Array3<u8>>,
 }
 
+/// The error every dataset's `get` returns for an index past the end of its split.
+pub(crate) fn check_index(index: usize, len: usize, name: impl FnOnce() -> String) -> Result<()> {
+    if index < len {
+        return Ok(());
+    }
+    Err(crate::error::GmmSegError::input(
+        "index",
+        format!("{index} is out of range for {} ({len} samples)", name()),
+    ))
+}
+
 /// Environment variable that overrides where the shipped data files (`mnist-10k/`,
 /// `fashion-3k/`) are looked up.
 pub const DATA_DIR_ENV: &str = "GMMSEG_DATA_DIR";

@@ -73,12 +73,7 @@ impl Dataset for ToyShapes {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        if index >= self.len {
-            return Err(GmmSegError::input(
-                "index",
-                format!("{index} out of range for {} images", self.len),
-            ));
-        }
+        crate::data::check_index(index, self.len, || self.name())?;
         let split_id = match self.split {
             ToySplit::Train => 0u64,
             ToySplit::Val => 1,

@@ -56,7 +56,7 @@ use serde::{Deserialize, Serialize};
 use self::appearance::{hash2, mix64};
 use self::canvas::Canvas;
 use self::scene::Setting;
-use crate::data::{Dataset, Sample, IGNORE_LABEL};
+use crate::data::{check_index, Dataset, Sample, IGNORE_LABEL};
 use crate::error::{GmmSegError, Result};
 
 /// Class ids of SynthScapes (see the module docs for what each looks like).
@@ -433,16 +433,7 @@ impl Dataset for SynthScapes {
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
-        if index >= self.len {
-            return Err(GmmSegError::input(
-                "index",
-                format!(
-                    "{index} is out of range for {} ({} samples)",
-                    self.name(),
-                    self.len
-                ),
-            ));
-        }
+        check_index(index, self.len, || self.name())?;
         Ok(self.generate(index))
     }
 
