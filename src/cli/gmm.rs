@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::error::{GmmSegError, Result};
 use crate::gmm::{
-    anomaly_scores, class_scores, fit, infer_num_classes, posterior, Assignment, ClassIndex, EStep,
-    FitOptions, GmmConfig, GmmParams, LogLikTable, Reduction, SinkhornConfig,
+    anomaly_scores, class_scores, fit_with_progress, infer_num_classes, posterior, Assignment,
+    ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, LogLikTable, Reduction, SinkhornConfig,
 };
 use crate::io::npy::{read_labels, read_matrix, write_npy};
 
@@ -195,29 +195,19 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
             .expect("valid template"),
     );
     bar.set_message("EM");
-    let mut params = init;
-    let mut history = Vec::with_capacity(args.iters);
-    let mut responsibilities = None;
-    for it in 0..args.iters {
-        let opts = FitOptions {
-            iterations: 1,
-            seed: args.seed,
-            init: params.take(),
-        };
-        let (p, report) = fit(x.view(), &index, &cfg, &opts).map_err(|e| name_inputs(e, &args))?;
-        history.extend(report.mean_log_likelihood);
-        params = Some(p);
-        if it + 1 == args.iters {
-            responsibilities = Some(report.responsibilities);
-        }
-        bar.inc(1);
-    }
+    let opts = FitOptions {
+        iterations: args.iters,
+        seed: args.seed,
+        init,
+    };
+    let (params, report) = fit_with_progress(x.view(), &index, &cfg, &opts, &mut |_, _| bar.inc(1))
+        .map_err(|e| name_inputs(e, &args))?;
     bar.finish_and_clear();
-    let params = params.expect("at least one iteration");
     params.save_npz(&args.out)?;
-    if let (Some(path), Some(r)) = (&args.responsibilities, &responsibilities) {
-        write_npy(path, r)?;
+    if let Some(path) = &args.responsibilities {
+        write_npy(path, &report.responsibilities)?;
     }
+    let history = report.mean_log_likelihood;
     let counts: Vec<usize> = index.per_class.iter().map(Vec::len).collect();
     if args.json {
         let summary = json!({

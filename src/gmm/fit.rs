@@ -45,15 +45,32 @@ pub fn gather_rows(x: ArrayView2<'_, f32>, idx: &[usize]) -> Array2<f32> {
     x.select(Axis(0), idx)
 }
 
-/// Fits a class-conditional GMM to `x` (N, D) with labels grouped in `labels`.
+/// Fits a class-conditional GMM to `x` (N, D) with labels grouped in `labels`; see
+/// [`fit_with_progress`], which this calls without a progress callback.
 ///
-/// Errors: D mismatch with the config, non-finite features, a class with fewer than two
-/// pixels (its variance is undefined), `init` of the wrong shape.
+/// # Errors
+/// As [`fit_with_progress`].
 pub fn fit(
     x: ArrayView2<'_, f32>,
     labels: &ClassIndex,
     cfg: &ValidGmmConfig,
     opts: &FitOptions,
+) -> Result<(GmmParams, FitReport)> {
+    fit_with_progress(x, labels, cfg, opts, &mut |_, _| {})
+}
+
+/// Fits a class-conditional GMM to `x` (N, D) with labels grouped in `labels`, calling
+/// `on_iteration(k, mean log p(x|y))` after each of the `opts.iterations` E+M iterations
+/// (k from 1), so that a caller can show progress without splitting the fit.
+///
+/// Errors: D mismatch with the config, non-finite features, a class with fewer than two
+/// pixels (its variance is undefined), `init` of the wrong shape.
+pub fn fit_with_progress(
+    x: ArrayView2<'_, f32>,
+    labels: &ClassIndex,
+    cfg: &ValidGmmConfig,
+    opts: &FitOptions,
+    on_iteration: &mut dyn FnMut(usize, f64),
 ) -> Result<(GmmParams, FitReport)> {
     let (n, d) = x.dim();
     if n == 0 {
@@ -143,6 +160,7 @@ pub fn fit(
             }
         }
         history.push(total_ll / labels.num_valid() as f64);
+        on_iteration(history.len(), total_ll / labels.num_valid() as f64);
     }
     Ok((
         params,

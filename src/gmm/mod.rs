@@ -47,7 +47,7 @@ pub mod tape;
 pub use config::{
     Assignment, EStep, GmmConfig, MeanEstimator, Reduction, SinkhornConfig, ValidGmmConfig,
 };
-pub use fit::{fit, FitOptions, FitReport};
+pub use fit::{fit, fit_with_progress, FitOptions, FitReport};
 pub use labels::{infer_num_classes, ClassIndex};
 pub use likelihood::{anomaly_scores, class_scores, posterior, LogLikTable};
 pub use memory::{FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout, Sampling};
