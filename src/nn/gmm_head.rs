@@ -377,7 +377,12 @@ impl Head for GmmHead {
     }
 
     fn after_step(&mut self, step: &StepFeatures<'_>) -> Result<()> {
-        let rows = self.transform(step.feats.clone());
+        // The paper flavour has no feature transform: use the step's rows without a copy.
+        let transformed = self
+            .feat_norm
+            .is_some()
+            .then(|| self.transform(step.feats.clone()));
+        let rows = transformed.as_ref().unwrap_or(step.feats);
         // Only the reference code's sampling needs to know which pixels are classified
         // correctly (by the pre-update GMM).
         let needs_correct = matches!(
