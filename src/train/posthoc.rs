@@ -85,7 +85,9 @@ pub fn collect_features(
         cfg.max_images.min(ds.len())
     };
     let classes = ds.num_classes();
-    let mut per_class: Vec<Vec<Vec<f32>>> = vec![Vec::new(); classes];
+    // Per class, its pixels' features back to back (one flat buffer, not one Vec per pixel).
+    let mut per_class: Vec<Vec<f32>> = vec![Vec::new(); classes];
+    let mut dim = 0;
     let mut start = 0;
     while start < n_images {
         let end = (start + cfg.batch_size.max(1)).min(n_images);
@@ -95,24 +97,24 @@ pub fn collect_features(
         let (_, _, h, w) = *feats.shape();
         let labels = resize_labels_nearest(&batch.labels, h, w);
         let rows = act_to_rows(&feats);
+        dim = rows.ncols();
         for (row, &l) in rows.axis_iter(Axis(0)).zip(labels.iter()) {
             if l != IGNORE_LABEL && (l as usize) < classes {
-                per_class[l as usize].push(row.to_vec());
+                per_class[l as usize].extend(row.iter());
             }
         }
         start = end;
     }
     let mut features = Vec::new();
     let mut labels = Vec::new();
-    let mut dim = 0;
     for (c, rows) in per_class.iter().enumerate() {
+        let n = rows.len().checked_div(dim).unwrap_or(0);
         let keep = crate::gmm::memory::sample_evenly_spaced(
-            &(0..rows.len()).collect::<Vec<_>>(),
+            &(0..n).collect::<Vec<_>>(),
             cfg.max_pixels_per_class,
         );
         for i in keep {
-            dim = rows[i].len();
-            features.extend_from_slice(&rows[i]);
+            features.extend_from_slice(&rows[i * dim..(i + 1) * dim]);
             labels.push(c as u8);
         }
     }
