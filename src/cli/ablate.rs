@@ -76,21 +76,7 @@ fn print_result(r: &StudyResult) {
         );
     }
     for c in &r.claims {
-        let verdict = match c.holds {
-            Some(true) => "HOLDS  ",
-            Some(false) => "FAILS  ",
-            None => "NOT RUN",
-        };
-        let noise = match c.beyond_ci {
-            Some(true) => ", beyond the CI",
-            Some(false) => ", within the CI",
-            None => "",
-        };
-        let diff = match (c.difference, c.margin) {
-            (Some(d), Some(m)) => format!(" (A − B = {d:+.4}, CI ±{m:.4}, n={}{noise})", c.n),
-            _ => String::new(),
-        };
-        println!("  claim {verdict} {}{diff}", c.statement);
+        println!("  claim {c}");
     }
 }
 

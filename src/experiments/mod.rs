@@ -68,6 +68,7 @@
 mod cache;
 mod figures;
 mod model;
+pub mod report;
 mod studies;
 pub mod summary;
 

@@ -107,6 +107,28 @@ pub struct Claim {
     pub beyond_ci: Option<bool>,
 }
 
+/// `HOLDS   <statement> (A − B = …, CI ±…, n=…, within/beyond the CI)`: one line, as the
+/// command line and the notebooks print it.
+impl std::fmt::Display for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = match self.holds {
+            Some(true) => "HOLDS  ",
+            Some(false) => "FAILS  ",
+            None => "NOT RUN",
+        };
+        let noise = match self.beyond_ci {
+            Some(true) => ", beyond the CI",
+            Some(false) => ", within the CI",
+            None => "",
+        };
+        write!(f, "{verdict} {}", self.statement)?;
+        if let (Some(d), Some(m)) = (self.difference, self.margin) {
+            write!(f, " (A − B = {d:+.4}, CI ±{m:.4}, n={}{noise})", self.n)?;
+        }
+        Ok(())
+    }
+}
+
 /// Decides a claim from the two summaries (module docs). Returns (holds, raw difference
 /// mean_A − mean_B, margin).
 pub fn claim_holds(kind: ClaimKind, metric: &str, a: &Summary, b: &Summary) -> (bool, f64, f64) {

@@ -420,6 +420,12 @@ impl Head for GmmHead {
         Ok(density_output(&self.dev, &logits, &class_ll, (b, h, w)))
     }
 
+    fn mixture(&self) -> Option<&crate::gmm::GmmParams> {
+        Some(&self.gmm.params)
+    }
+    fn to_mixture_space(&self, rows: Array2<f32>) -> Array2<f32> {
+        self.transform(rows)
+    }
     fn fitted_state(&self) -> FittedState {
         let g = &self.gmm;
         let (c, m, d) = g.params.means.dim();

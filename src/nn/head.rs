@@ -101,6 +101,18 @@ pub trait Head: Params + Send {
     /// (B, D, h, w) → logits (B, C, h, w), anomaly scores (B, 1, h, w).
     fn infer(&self, feats: Act) -> Result<HeadOutput>;
 
+    /// The class-conditional mixture this head classifies with, for figures and analysis
+    /// (the GMM heads and the post-hoc GMM). Default: none.
+    fn mixture(&self) -> Option<&crate::gmm::GmmParams> {
+        None
+    }
+
+    /// Maps projected feature rows (N, D) into the space of [`Head::mixture`] (the
+    /// reference flavour's LayerNorm + L2). Default: unchanged.
+    fn to_mixture_space(&self, rows: ndarray::Array2<f32>) -> ndarray::Array2<f32> {
+        rows
+    }
+
     /// State fitted outside SGD, for checkpoints. Default: none.
     fn fitted_state(&self) -> FittedState {
         FittedState::new()

@@ -13,13 +13,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use ndarray::ArrayView4;
+use ndarray::{Array2, Array3, ArrayView4};
 
-use super::batch::make_batch;
+use super::batch::{make_batch, MEAN, STD};
+use crate::data::Batch;
 use crate::data::Dataset;
 use crate::error::{GmmSegError, Result};
 use crate::metrics::{
-    AnomalyAccumulator, CalibrationAccumulator, CalibrationConfig, ConfusionMatrix,
+    AnomalyAccumulator, AnomalyCurves, CalibrationAccumulator, CalibrationConfig, ConfusionMatrix,
 };
 use crate::nn::resample::resize_bilinear;
 use crate::nn::segnet::SegModel;
@@ -75,17 +76,8 @@ pub fn evaluate(
     batch: usize,
     max_images: usize,
 ) -> Result<EvalReport> {
+    check_classes(model, ds)?;
     let c = model.head.num_classes();
-    if ds.num_classes() != c {
-        return Err(GmmSegError::input(
-            "dataset",
-            format!(
-                "{} has {} classes, the model {c}",
-                ds.name(),
-                ds.num_classes()
-            ),
-        ));
-    }
     let n_img = if max_images == 0 {
         ds.len()
     } else {
@@ -97,77 +89,19 @@ pub fn evaluate(
     let mut with_anomaly = false;
     let mut start = 0;
     while start < n_img {
-        let mut end = (start + batch.max(1)).min(n_img);
-        let plan: Vec<(usize, bool)> = (start..end).map(|i| (i, false)).collect();
-        // images of different sizes (folder datasets) cannot share a batch: fall back to one
-        let b = match make_batch(ds, &plan) {
-            Ok(b) => b,
-            Err(GmmSegError::Shape { .. }) if plan.len() > 1 => {
-                end = start + 1;
-                make_batch(ds, &plan[..1])?
-            }
-            Err(e) => return Err(e),
-        };
+        let (b, end) = batch_at(ds, start, n_img, batch)?;
         start = end;
-        let (bn, h, w) = b.labels.dim();
-        let out = model.infer(&b.images)?;
-        let logits = to_host(&resize_bilinear(out.logits, h, w)?);
-        let extra: Vec<(String, Vec<f32>)> = out
-            .anomaly
-            .into_iter()
-            .map(|(k, a)| resize_bilinear(a, h, w).map(|t| (k, to_host(&t))))
-            .collect::<Result<_>>()?;
-        let hw = h * w;
-        let mut probs = vec![0f32; bn * c * hw];
-        let mut pred = vec![0u8; bn * hw];
-        let (mut msp, mut entropy, mut maxlogit) = (
-            vec![0f32; bn * hw],
-            vec![0f32; bn * hw],
-            vec![0f32; bn * hw],
-        );
-        for n in 0..bn {
-            for px in 0..hw {
-                let at = |k: usize| (n * c + k) * hw + px;
-                let m = (0..c)
-                    .map(|k| logits[at(k)])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let s: f32 = (0..c).map(|k| (logits[at(k)] - m).exp()).sum();
-                let (mut best, mut pmax, mut ent) = (0, f32::MIN, 0f32);
-                for k in 0..c {
-                    let p = (logits[at(k)] - m).exp() / s;
-                    probs[at(k)] = p;
-                    if p > pmax {
-                        (best, pmax) = (k, p);
-                    }
-                    if p > 0.0 {
-                        ent -= p * p.ln();
-                    }
-                }
-                let i = n * hw + px;
-                pred[i] = best as u8;
-                msp[i] = -pmax;
-                entropy[i] = ent;
-                maxlogit[i] = -m;
-            }
-        }
+        let out = dense_outputs(model, &b)?;
         let labels = b.labels.as_slice().expect("standard layout");
-        confusion.update(&pred, labels)?;
-        let probs = ArrayView4::from_shape((bn, c, h, w), &probs).expect("shape matches");
+        confusion.update(&out.pred, labels)?;
+        let probs =
+            ArrayView4::from_shape(out.dims, &out.probs).expect("dense_outputs keeps its shape");
         calibration.update_dense(probs, b.labels.view())?;
         if let Some(mask) = b.anomaly.as_ref() {
             with_anomaly = true;
             let mask = mask.as_slice().expect("standard layout");
-            let named = [
-                ("msp", &msp),
-                ("entropy", &entropy),
-                ("maxlogit", &maxlogit),
-            ];
-            for (k, v) in named
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .chain(extra.iter().map(|(k, v)| (k.clone(), v)))
-            {
-                anomaly_acc.entry(k).or_default().update(v, mask)?;
+            for (k, v) in &out.scores {
+                anomaly_acc.entry(k.clone()).or_default().update(v, mask)?;
             }
         }
     }
@@ -208,6 +142,220 @@ pub fn evaluate(
         anomaly,
         images: n_img,
     })
+}
+
+/// The batch of images `start..` (up to `batch` of them, fewer at the end of `n_img`) and
+/// the index after it. Images of different sizes (folder datasets) cannot share a batch:
+/// then the batch falls back to one image.
+fn batch_at(ds: &dyn Dataset, start: usize, n_img: usize, batch: usize) -> Result<(Batch, usize)> {
+    let end = (start + batch.max(1)).min(n_img);
+    let plan: Vec<(usize, bool)> = (start..end).map(|i| (i, false)).collect();
+    match make_batch(ds, &plan) {
+        Ok(b) => Ok((b, end)),
+        Err(GmmSegError::Shape { .. }) if plan.len() > 1 => {
+            Ok((make_batch(ds, &plan[..1])?, start + 1))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A model's dense outputs on one batch, at label resolution, as flat row-major buffers.
+struct DenseOutputs {
+    /// (N, C, H, W).
+    dims: (usize, usize, usize, usize),
+    /// Class probabilities, (N, C, H, W).
+    probs: Vec<f32>,
+    /// Arg-max class, (N, H, W).
+    pred: Vec<u8>,
+    /// Anomaly scores (higher = more anomalous), each (N, H, W): `msp`, `entropy`,
+    /// `maxlogit`, then the head's own maps.
+    scores: Vec<(String, Vec<f32>)>,
+}
+
+/// Runs the model on `b` and derives probabilities, predictions and every anomaly score
+/// (the one place both [`evaluate`] and [`predict`] get them from).
+fn dense_outputs(model: &mut SegModel, b: &Batch) -> Result<DenseOutputs> {
+    let c = model.head.num_classes();
+    let (bn, h, w) = b.labels.dim();
+    let out = model.infer(&b.images)?;
+    let logits = to_host(&resize_bilinear(out.logits, h, w)?);
+    let extra: Vec<(String, Vec<f32>)> = out
+        .anomaly
+        .into_iter()
+        .map(|(k, a)| resize_bilinear(a, h, w).map(|t| (k, to_host(&t))))
+        .collect::<Result<_>>()?;
+    let hw = h * w;
+    let mut probs = vec![0f32; bn * c * hw];
+    let mut pred = vec![0u8; bn * hw];
+    let (mut msp, mut entropy, mut maxlogit) = (
+        vec![0f32; bn * hw],
+        vec![0f32; bn * hw],
+        vec![0f32; bn * hw],
+    );
+    for n in 0..bn {
+        for px in 0..hw {
+            let at = |k: usize| (n * c + k) * hw + px;
+            let m = (0..c)
+                .map(|k| logits[at(k)])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = (0..c).map(|k| (logits[at(k)] - m).exp()).sum();
+            let (mut best, mut pmax, mut ent) = (0, f32::MIN, 0f32);
+            for k in 0..c {
+                let p = (logits[at(k)] - m).exp() / s;
+                probs[at(k)] = p;
+                if p > pmax {
+                    (best, pmax) = (k, p);
+                }
+                if p > 0.0 {
+                    ent -= p * p.ln();
+                }
+            }
+            let i = n * hw + px;
+            pred[i] = best as u8;
+            msp[i] = -pmax;
+            entropy[i] = ent;
+            maxlogit[i] = -m;
+        }
+    }
+    let mut scores = vec![
+        ("msp".to_string(), msp),
+        ("entropy".to_string(), entropy),
+        ("maxlogit".to_string(), maxlogit),
+    ];
+    scores.extend(extra);
+    Ok(DenseOutputs {
+        dims: (bn, c, h, w),
+        probs,
+        pred,
+        scores,
+    })
+}
+
+/// One image with what the model makes of it, for figures (predictions, heat maps).
+#[derive(Clone, Debug)]
+pub struct DensePrediction {
+    /// Index of the image in its dataset.
+    pub index: usize,
+    /// The image, (3, H, W) in [0, 1].
+    pub image: Array3<f32>,
+    /// Ground-truth labels (255 = ignore).
+    pub label: Array2<u8>,
+    /// Anomaly mask (1 anomalous, 0 not, 255 ignore) on anomaly splits.
+    pub anomaly: Option<Array2<u8>>,
+    /// Predicted class per pixel.
+    pub pred: Array2<u8>,
+    /// Probability of the predicted class per pixel.
+    pub confidence: Array2<f32>,
+    /// Anomaly scores per pixel (higher = more anomalous), by name as in [`EvalReport`].
+    pub scores: BTreeMap<String, Array2<f32>>,
+}
+
+/// The model's predictions and anomaly maps on the images `indices` of `ds`.
+///
+/// # Errors
+/// [`GmmSegError::InvalidInput`] naming `indices` for an index out of range or a dataset
+/// whose class count differs from the model's; dataset and shape errors.
+pub fn predict(
+    model: &mut SegModel,
+    ds: &dyn Dataset,
+    indices: &[usize],
+) -> Result<Vec<DensePrediction>> {
+    check_classes(model, ds)?;
+    if let Some(&bad) = indices.iter().find(|&&i| i >= ds.len()) {
+        return Err(GmmSegError::input(
+            "indices",
+            format!(
+                "image {bad} is out of range: {} has {} images",
+                ds.name(),
+                ds.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let b = make_batch(ds, &[(i, false)])?;
+        let d = dense_outputs(model, &b)?;
+        let (_, c, h, w) = d.dims;
+        let image = b.images.index_axis(ndarray::Axis(0), 0).to_owned();
+        // undo the batcher's normalisation so that figures show the picture as it is
+        let image = Array3::from_shape_fn(image.dim(), |(ch, y, x)| {
+            (image[[ch, y, x]] * STD[ch] + MEAN[ch]).clamp(0.0, 1.0)
+        });
+        let grid = |v: &[f32]| Array2::from_shape_vec((h, w), v.to_vec()).expect("(H, W)");
+        let pred = Array2::from_shape_vec((h, w), d.pred.clone()).expect("(H, W)");
+        let confidence = Array2::from_shape_fn((h, w), |(y, x)| {
+            d.probs[(pred[[y, x]] as usize) * h * w + y * w + x]
+        });
+        debug_assert!(c > 0);
+        out.push(DensePrediction {
+            index: i,
+            image,
+            label: b.labels.index_axis(ndarray::Axis(0), 0).to_owned(),
+            anomaly: b
+                .anomaly
+                .as_ref()
+                .map(|a| a.index_axis(ndarray::Axis(0), 0).to_owned()),
+            pred,
+            confidence,
+            scores: d.scores.iter().map(|(k, v)| (k.clone(), grid(v))).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Every anomaly score's metrics and ROC / PR curves (thinned to about `max_points` points)
+/// on the first `max_images` images of an anomaly split (0 = all).
+///
+/// # Errors
+/// [`GmmSegError::InvalidInput`] naming `dataset` when it has no anomaly masks or another
+/// class count than the model; dataset and metric errors.
+pub fn anomaly_curves(
+    model: &mut SegModel,
+    ds: &dyn Dataset,
+    max_images: usize,
+    max_points: usize,
+) -> Result<BTreeMap<String, (crate::metrics::AnomalyMetrics, AnomalyCurves)>> {
+    check_classes(model, ds)?;
+    let n_img = if max_images == 0 {
+        ds.len()
+    } else {
+        max_images.min(ds.len())
+    };
+    let batch = 8;
+    let mut acc: BTreeMap<String, AnomalyAccumulator> = BTreeMap::new();
+    let mut start = 0;
+    while start < n_img {
+        let (b, end) = batch_at(ds, start, n_img, batch)?;
+        start = end;
+        let Some(mask) = b.anomaly.as_ref() else {
+            return Err(GmmSegError::input(
+                "dataset",
+                format!("{} has no anomaly masks (use an anomaly split)", ds.name()),
+            ));
+        };
+        let mask = mask.as_slice().expect("standard layout");
+        for (k, v) in dense_outputs(model, &b)?.scores {
+            acc.entry(k).or_default().update(&v, mask)?;
+        }
+    }
+    acc.into_iter()
+        .map(|(k, a)| Ok((k, a.finish_with_curves(max_points)?)))
+        .collect()
+}
+
+fn check_classes(model: &SegModel, ds: &dyn Dataset) -> Result<()> {
+    let c = model.head.num_classes();
+    if ds.num_classes() != c {
+        return Err(GmmSegError::input(
+            "dataset",
+            format!(
+                "{} has {} classes, the model {c}",
+                ds.name(),
+                ds.num_classes()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -258,5 +406,63 @@ mod tests {
             a.keys().cloned().collect::<Vec<_>>(),
             vec!["entropy", "maxlogit", "msp"]
         );
+    }
+
+    #[test]
+    fn predictions_and_curves_match_the_evaluation() {
+        use crate::train::config::{HeadKind, TrainConfig};
+        use crate::train::posthoc::{mixture_sample, PosthocConfig};
+        use crate::train::toy::{ToyShapes, ToySplit};
+        use crate::train::trainer::Trainer;
+        let ds = ToyShapes::new(ToySplit::Anomaly, 4, 32, 0).unwrap();
+        let mut t = Trainer::new(TrainConfig::quick().check().unwrap(), 4).unwrap();
+        let p = predict(&mut t.model, &ds, &[0, 2]).unwrap();
+        assert_eq!(p.len(), 2);
+        let truth = ds.get(2).unwrap();
+        assert_eq!(p[1].index, 2);
+        assert_eq!(p[1].label, truth.label);
+        assert_eq!(p[1].anomaly, truth.anomaly);
+        // the picture comes back un-normalised
+        let err = (&p[1].image - &truth.image)
+            .mapv(f32::abs)
+            .fold(0f32, |a, &b| a.max(b));
+        assert!(err < 1e-5, "{err}");
+        assert_eq!(p[0].pred.dim(), (32, 32));
+        assert!(p[0]
+            .confidence
+            .iter()
+            .all(|&c| (0.25 - 1e-6..=1.0 + 1e-6).contains(&c)));
+        assert_eq!(
+            p[0].scores.keys().cloned().collect::<Vec<_>>(),
+            vec!["entropy", "maxlogit", "msp"]
+        );
+        // MSP score is minus the confidence
+        assert!(p[0].scores["msp"]
+            .iter()
+            .zip(p[0].confidence.iter())
+            .all(|(s, c)| (s + c).abs() < 1e-6));
+        let e = predict(&mut t.model, &ds, &[4]).unwrap_err();
+        assert!(e.to_string().contains("indices"), "{e}");
+
+        let curves = anomaly_curves(&mut t.model, &ds, 0, 64).unwrap();
+        let report = evaluate(&mut t.model, &ds, 4, 0).unwrap();
+        let a = report.anomaly.unwrap();
+        assert_eq!(curves.len(), a.len());
+        for (k, (m, c)) in &curves {
+            assert!((m.auroc - a[k].auroc).abs() < 1e-12 && (m.fpr95 - a[k].fpr95).abs() < 1e-12);
+            assert_eq!(c.fpr.len(), c.tpr.len());
+        }
+        let val = ToyShapes::new(ToySplit::Val, 2, 32, 0).unwrap();
+        assert!(anomaly_curves(&mut t.model, &val, 0, 64).is_err());
+
+        // a softmax head has no mixture to show; a GMM head does
+        let cfg = PosthocConfig::new(4, 16);
+        assert!(mixture_sample(&mut t.model, &ds, &cfg).is_err());
+        let mut c = TrainConfig::quick();
+        c.head = HeadKind::Gmmseg;
+        let mut g = Trainer::new(c.check().unwrap(), 4).unwrap();
+        let m = mixture_sample(&mut g.model, &val, &cfg).unwrap();
+        assert_eq!(m.data.features.ncols(), m.params.dim());
+        assert_eq!(m.data.features.nrows(), m.data.labels.len());
     }
 }

@@ -130,6 +130,42 @@ pub fn collect_features(
     })
 }
 
+/// Features of a model in the space of its head's mixture, with the mixture: what a 2-D
+/// view of the fitted components ([`crate::plot::gmm_view`]) draws.
+#[derive(Clone, Debug)]
+pub struct MixtureSample {
+    /// Feature rows in mixture space (N, D) and their labels.
+    pub data: ClassFeatures,
+    /// The head's class-conditional mixture.
+    pub params: GmmParams,
+}
+
+/// Reads up to `cfg.max_pixels_per_class` features per class from the first
+/// `cfg.max_images` images of `ds`, maps them into the head's mixture space, and returns
+/// them with the mixture.
+///
+/// # Errors
+/// [`GmmSegError::InvalidInput`] naming `model` when its head holds no mixture (softmax,
+/// discriminative GMM); as [`collect_features`].
+pub fn mixture_sample(
+    model: &mut SegModel,
+    ds: &dyn Dataset,
+    cfg: &PosthocConfig,
+) -> Result<MixtureSample> {
+    let Some(params) = model.head.mixture().cloned() else {
+        return Err(GmmSegError::input(
+            "model",
+            format!(
+                "the {} head holds no Gaussian mixture to show",
+                model.head.kind()
+            ),
+        ));
+    };
+    let mut data = collect_features(model, ds, cfg)?;
+    data.features = model.head.to_mixture_space(data.features);
+    Ok(MixtureSample { data, params })
+}
+
 /// Fits the post-hoc class-conditional GMM (batch EM) on collected features.
 ///
 /// # Errors
@@ -317,6 +353,9 @@ impl Head for PosthocGmmHead {
     fn logits_train(&mut self, _feats: Act<Tp>) -> Result<Act<Tp>> {
         training_not_supported(self.kind())
     }
+    fn mixture(&self) -> Option<&GmmParams> {
+        Some(&self.params)
+    }
     fn infer(&self, feats: Act) -> Result<HeadOutput> {
         let (b, _, h, w) = *feats.shape();
         let rows = act_to_rows(&feats);
@@ -347,6 +386,12 @@ impl Head for WithMahalanobis {
     }
     fn logits_train(&mut self, _feats: Act<Tp>) -> Result<Act<Tp>> {
         training_not_supported("Mahalanobis-scored")
+    }
+    fn mixture(&self) -> Option<&GmmParams> {
+        self.inner.mixture()
+    }
+    fn to_mixture_space(&self, rows: Array2<f32>) -> Array2<f32> {
+        self.inner.to_mixture_space(rows)
     }
     fn infer(&self, feats: Act) -> Result<HeadOutput> {
         let (b, _, h, w) = *feats.shape();

@@ -1,0 +1,458 @@
+//! What a notebook shows of a study: its settings read from the environment (so that the
+//! set-up script can execute every notebook in the quick or full profile without editing
+//! them), a run over datasets that prints one compact line per run, a wide table of the
+//! headline metrics that renders as HTML in Jupyter and as text elsewhere, and the claims.
+//!
+//! ```no_run
+//! use gmmseg::experiments::{report::NotebookSettings, Study};
+//! # fn main() -> gmmseg::Result<()> {
+//! let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN
+//! for r in settings.run(Study::Em)? {
+//!     println!("{}", r.table(&["miou", "step_ms"])?);
+//!     print!("{}", r.claims_text());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use polars::prelude::{Column, DataFrame};
+
+use super::{ExperimentProfile, ExperimentRunner, Study, StudyResult};
+use crate::error::{GmmSegError, Result};
+
+/// Environment variable naming the profile (`quick` unless set).
+pub const PROFILE_ENV: &str = "GMMSEG_PROFILE";
+/// Environment variable listing datasets, comma-separated (`synthscapes,digitscenes`
+/// unless set).
+pub const DATASETS_ENV: &str = "GMMSEG_DATASETS";
+/// Environment variable: `1` recomputes every run instead of reading the cache.
+pub const RERUN_ENV: &str = "GMMSEG_RERUN";
+
+/// What a notebook runs: profile, datasets, whether to recompute, how many seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotebookSettings {
+    /// `tiny`, `quick` or `full`. Default `quick`.
+    pub profile: String,
+    /// Dataset specs. Default SynthScapes and DigitScenes.
+    pub datasets: Vec<String>,
+    /// Recompute every run (`force`) instead of reusing cached rows. Default false: the
+    /// committed results under `data/results/<profile>/` load in well under a second.
+    pub rerun: bool,
+    /// Seeds `0..n`; `None` = the profile's.
+    pub seeds: Option<usize>,
+}
+
+impl Default for NotebookSettings {
+    fn default() -> Self {
+        Self {
+            profile: "quick".into(),
+            datasets: vec!["synthscapes".into(), "digitscenes".into()],
+            rerun: false,
+            seeds: None,
+        }
+    }
+}
+
+impl NotebookSettings {
+    /// The defaults, overridden by [`PROFILE_ENV`], [`DATASETS_ENV`] and [`RERUN_ENV`].
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming the variable for an unknown profile, an empty
+    /// dataset list or a rerun value other than 0/1/true/false.
+    pub fn from_env() -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok();
+        Self::from_vars(var(PROFILE_ENV), var(DATASETS_ENV), var(RERUN_ENV))
+    }
+
+    /// [`NotebookSettings::from_env`] with the variables' values given.
+    ///
+    /// # Errors
+    /// As [`NotebookSettings::from_env`].
+    pub fn from_vars(
+        profile: Option<String>,
+        datasets: Option<String>,
+        rerun: Option<String>,
+    ) -> Result<Self> {
+        let mut s = Self::default();
+        if let Some(p) = profile {
+            if !p.is_empty() {
+                ExperimentProfile::by_name(&p).map_err(|_| {
+                    GmmSegError::input(
+                        PROFILE_ENV,
+                        format!("must be tiny, quick or full, got `{p}`"),
+                    )
+                })?;
+                s.profile = p;
+            }
+        }
+        if let Some(d) = datasets {
+            let list: Vec<String> = d
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect();
+            if list.is_empty() {
+                return Err(GmmSegError::input(DATASETS_ENV, "lists no dataset"));
+            }
+            s.datasets = list;
+        }
+        if let Some(r) = rerun {
+            s.rerun = match r.trim() {
+                "" | "0" | "false" => false,
+                "1" | "true" => true,
+                other => {
+                    return Err(GmmSegError::input(
+                        RERUN_ENV,
+                        format!("must be 0, 1, true or false, got `{other}`"),
+                    ))
+                }
+            };
+        }
+        Ok(s)
+    }
+
+    /// Runs `study` on every dataset (cached rows are reused unless `rerun`), printing one
+    /// line per run, and returns one result per dataset in order.
+    ///
+    /// # Errors
+    /// As [`ExperimentRunner::run`].
+    pub fn run(&self, study: Study) -> Result<Vec<StudyResult>> {
+        let profile = ExperimentProfile::by_name(&self.profile)?.check()?;
+        let mut out = Vec::with_capacity(self.datasets.len());
+        for dataset in &self.datasets {
+            let mut runner =
+                ExperimentRunner::new(profile.clone(), dataset)?.with_force(self.rerun);
+            if let Some(n) = self.seeds {
+                runner = runner.with_seeds(n)?;
+            }
+            let total = runner.planned_runs(study)?.len();
+            let started = std::time::Instant::now();
+            let mut done = 0usize;
+            let name = dataset.clone();
+            runner = runner.with_progress(move |p| {
+                done += 1;
+                // cached runs arrive in bulk: one line for them, one per trained run
+                if !p.cached || done == total {
+                    println!(
+                        "[{} {name}] {done}/{total} runs, {} seed {}{} ({:.0} s)",
+                        p.study.name(),
+                        p.spec,
+                        p.seed,
+                        if p.cached { ", cached" } else { "" },
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            });
+            let r = runner.run(study)?;
+            println!(
+                "{} on {dataset} ({} profile): {} runs from the cache, {} computed",
+                study.name(),
+                self.profile,
+                r.cached_runs,
+                r.computed_runs
+            );
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+impl StudyResult {
+    /// The dataset of this result (empty when it holds no rows).
+    pub fn dataset(&self) -> &str {
+        self.cells.first().map(|c| c.dataset.as_str()).unwrap_or("")
+    }
+
+    /// One row per (variant, group, parameter), one column per metric in `metrics` holding
+    /// "mean ± 95% CI (n)", in the order the study lists its variants.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `metrics` when it is empty or names no metric of
+    /// this study.
+    pub fn table(&self, metrics: &[&str]) -> Result<Table> {
+        if metrics.is_empty() {
+            return Err(GmmSegError::input("metrics", "name at least one metric"));
+        }
+        let known: Vec<&str> = metrics
+            .iter()
+            .copied()
+            .filter(|m| self.cells.iter().any(|c| c.metric == *m))
+            .collect();
+        if known.is_empty() {
+            let mut have: Vec<&str> = self.cells.iter().map(|c| c.metric.as_str()).collect();
+            have.dedup();
+            return Err(GmmSegError::input(
+                "metrics",
+                format!(
+                    "none of {metrics:?} is a metric of {}; it has {have:?}",
+                    self.study.name()
+                ),
+            ));
+        }
+        type RowKey = (String, String, Option<u64>);
+        let mut keys: Vec<(RowKey, Option<f64>)> = Vec::new();
+        for c in &self.cells {
+            let k = (
+                c.variant.clone(),
+                c.group.clone(),
+                c.param.map(f64::to_bits),
+            );
+            if known.contains(&c.metric.as_str()) && !keys.iter().any(|(x, _)| *x == k) {
+                keys.push((k, c.param));
+            }
+        }
+        let cell = |k: &RowKey, m: &str| -> String {
+            self.cells
+                .iter()
+                .find(|c| {
+                    c.metric == m
+                        && c.variant == k.0
+                        && c.group == k.1
+                        && c.param.map(f64::to_bits) == k.2
+                })
+                .map(|c| match c.stats.ci95 {
+                    Some(ci) => format!("{:.3} ± {:.3} ({})", c.stats.mean, ci, c.stats.n),
+                    None => format!("{:.3} ({})", c.stats.mean, c.stats.n),
+                })
+                .unwrap_or_default()
+        };
+        let mut columns = vec![
+            Column::new(
+                "variant".into(),
+                keys.iter().map(|(k, _)| k.0.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "group".into(),
+                keys.iter().map(|(k, _)| k.1.clone()).collect::<Vec<_>>(),
+            ),
+        ];
+        if keys.iter().any(|(_, p)| p.is_some()) {
+            columns.push(Column::new(
+                "param".into(),
+                keys.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+            ));
+        }
+        for m in &known {
+            columns.push(Column::new(
+                (*m).into(),
+                keys.iter().map(|(k, _)| cell(k, m)).collect::<Vec<_>>(),
+            ));
+        }
+        let frame = DataFrame::new(keys.len(), columns)
+            .map_err(|e| GmmSegError::input("metrics", format!("cannot build the table: {e}")))?;
+        Ok(Table {
+            title: format!(
+                "{} — {} (mean ± 95% CI (seeds))",
+                self.study.name(),
+                self.dataset()
+            ),
+            frame,
+        })
+    }
+
+    /// The claims, one line each, prefixed by the dataset.
+    pub fn claims_text(&self) -> String {
+        let mut s = String::new();
+        for c in &self.claims {
+            s.push_str(&format!("[{}] {c}\n", self.dataset()));
+        }
+        s
+    }
+
+    /// The study's figures drawn from this result's summary.
+    pub fn figures(&self) -> Vec<super::StudyFigure> {
+        super::study_figures(self.study, &self.cells)
+    }
+}
+
+/// A small table for people: a title and a polars DataFrame of strings and numbers, shown
+/// as an HTML table by evcxr (Jupyter) and as aligned text by `Display`.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// Caption.
+    pub title: String,
+    /// The data.
+    pub frame: DataFrame,
+}
+
+impl Table {
+    fn cells(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let names: Vec<String> = self
+            .frame
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let rows = (0..self.frame.height())
+            .map(|i| {
+                self.frame
+                    .columns()
+                    .iter()
+                    .map(|c| match c.get(i) {
+                        Ok(v) if v.is_null() => String::new(),
+                        Ok(v) => v.str_value().to_string(),
+                        Err(_) => String::new(),
+                    })
+                    .collect()
+            })
+            .collect();
+        (names, rows)
+    }
+
+    /// Prints the table as HTML in evcxr's rich-output protocol (evcxr calls this when the
+    /// table is a cell's value).
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+            self.to_html()
+        );
+    }
+
+    /// The table as an HTML fragment (a `<table>` with a caption).
+    pub fn to_html(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let (names, rows) = self.cells();
+        let mut h = format!(
+            "<table><caption style=\"text-align:left;font-weight:bold\">{}</caption><thead><tr>",
+            esc(&self.title)
+        );
+        for n in &names {
+            h.push_str(&format!("<th>{}</th>", esc(n)));
+        }
+        h.push_str("</tr></thead><tbody>");
+        for r in rows {
+            h.push_str("<tr>");
+            for v in r {
+                h.push_str(&format!("<td>{}</td>", esc(&v)));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</tbody></table>");
+        h
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (names, rows) = self.cells();
+        let width = |j: usize| {
+            rows.iter()
+                .map(|r| r[j].chars().count())
+                .chain([names[j].chars().count()])
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..names.len()).map(width).collect();
+        writeln!(f, "{}", self.title)?;
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        writeln!(f, "{}", line(&names).trim_end())?;
+        for r in &rows {
+            writeln!(f, "{}", line(r).trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiments::summary::SummaryRow;
+    use crate::metrics::Summary;
+
+    fn cell(
+        variant: &str,
+        param: Option<f64>,
+        metric: &str,
+        mean: f64,
+        ci: Option<f64>,
+    ) -> SummaryRow {
+        SummaryRow {
+            study: "em".into(),
+            dataset: "synthscapes".into(),
+            variant: variant.into(),
+            group: "val".into(),
+            param,
+            metric: metric.into(),
+            stats: Summary {
+                n: if ci.is_some() { 2 } else { 1 },
+                mean,
+                std: ci.map(|c| c / 12.706),
+                ci95: ci,
+            },
+        }
+    }
+
+    fn result(cells: Vec<SummaryRow>) -> StudyResult {
+        StudyResult {
+            study: Study::Em,
+            runs: DataFrame::empty(),
+            summary: DataFrame::empty(),
+            cells,
+            claims: Vec::new(),
+            cached_runs: 0,
+            computed_runs: 0,
+        }
+    }
+
+    #[test]
+    fn table_pivots_metrics_into_columns_in_study_order() {
+        let r = result(vec![
+            cell("vanilla", Some(1.0), "miou", 0.5, Some(0.1)),
+            cell("vanilla", Some(1.0), "ece", 0.02, Some(0.01)),
+            cell("sinkhorn", Some(1.0), "miou", 0.6, None),
+        ]);
+        let t = r.table(&["miou", "ece", "nope"]).unwrap();
+        assert_eq!(t.frame.height(), 2);
+        let text = t.to_string();
+        assert!(text.contains("0.500 ± 0.100 (2)"), "{text}");
+        assert!(text.contains("0.600 (1)"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("variant"), "{text}");
+        assert!(lines[2].starts_with("vanilla") && lines[3].starts_with("sinkhorn"));
+        // the missing ECE of sinkhorn is an empty cell, not a panic
+        assert!(t.to_html().contains("<td></td>"));
+        assert!(r.table(&["nope"]).is_err());
+        assert!(r.table(&[]).is_err());
+    }
+
+    #[test]
+    fn settings_parse_the_environment_and_reject_bad_values() {
+        let d = NotebookSettings::from_vars(None, None, None).unwrap();
+        assert_eq!(d, NotebookSettings::default());
+        let s = NotebookSettings::from_vars(
+            Some("full".into()),
+            Some(" digitscenes , folder:/x ".into()),
+            Some("1".into()),
+        )
+        .unwrap();
+        assert_eq!(s.profile, "full");
+        assert_eq!(s.datasets, vec!["digitscenes", "folder:/x"]);
+        assert!(s.rerun);
+        let e = NotebookSettings::from_vars(Some("huge".into()), None, None).unwrap_err();
+        assert!(e.to_string().contains(PROFILE_ENV), "{e}");
+        assert!(NotebookSettings::from_vars(None, Some(" , ".into()), None).is_err());
+        let e = NotebookSettings::from_vars(None, None, Some("yes".into())).unwrap_err();
+        assert!(e.to_string().contains(RERUN_ENV), "{e}");
+    }
+
+    #[test]
+    fn html_escapes_names() {
+        let r = result(vec![cell("a<b>", None, "miou", 0.5, None)]);
+        let h = r.table(&["miou"]).unwrap().to_html();
+        assert!(h.contains("a&lt;b&gt;") && !h.contains("<b>"), "{h}");
+    }
+}
