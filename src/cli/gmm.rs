@@ -7,14 +7,13 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Axis;
 use ndarray_npy::NpzWriter;
 use serde_json::json;
 
 use crate::error::{GmmSegError, Result};
 use crate::gmm::{
-    anomaly_scores, class_scores, fit_with_progress, infer_num_classes, posterior, Assignment,
-    ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, LogLikTable, Reduction, SinkhornConfig,
+    fit_with_progress, infer_num_classes, score_features, Assignment, ClassIndex, EStep,
+    FitOptions, GmmConfig, GmmParams, Reduction, SinkhornConfig,
 };
 use crate::io::npy::{read_labels, read_matrix, write_npy};
 
@@ -287,38 +286,29 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let params = GmmParams::load_npz(&args.params)?;
     let x = read_matrix(&args.features)?;
     let features_name = args.features.display().to_string();
-    if x.ncols() != params.dim() {
-        return Err(GmmSegError::shape(
-            features_name,
-            format!(
-                "features have D = {} but {} has D = {}",
-                x.ncols(),
-                args.params.display(),
-                params.dim()
-            ),
-        ));
-    }
-    crate::error::check_finite(&features_name, x.iter())?;
-    let ll = LogLikTable::new(&params).compute(x.view());
-    let class_ll = class_scores(ll.view(), params.components(), args.reduction.into());
-    let post = posterior(class_ll.view());
-    let anomaly = anomaly_scores(class_ll.view());
+    let scores =
+        score_features(&params, x.view(), args.reduction.into(), &features_name).map_err(|e| {
+            match e {
+                GmmSegError::Shape { what, detail } => GmmSegError::Shape {
+                    what,
+                    detail: format!("{detail} ({})", args.params.display()),
+                },
+                e => e,
+            }
+        })?;
+    let (class_ll, post, anomaly) = (&scores.class_loglik, &scores.posterior, &scores.anomaly);
     let file = std::fs::File::create(&args.out).map_err(|e| GmmSegError::io(&args.out, e))?;
     let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
     let err = |e: ndarray_npy::WriteNpzError| {
         GmmSegError::file(&args.out, format!("cannot write .npz: {e}"))
     };
-    npz.add_array("class_loglik", &class_ll).map_err(err)?;
-    npz.add_array("posterior", &post).map_err(err)?;
-    npz.add_array("anomaly", &anomaly).map_err(err)?;
+    npz.add_array("class_loglik", class_ll).map_err(err)?;
+    npz.add_array("posterior", post).map_err(err)?;
+    npz.add_array("anomaly", anomaly).map_err(err)?;
     npz.finish().map_err(err)?;
     let mut predicted = vec![0usize; params.num_classes()];
-    for row in class_ll.axis_iter(Axis(0)) {
-        let best = row
-            .iter()
-            .enumerate()
-            .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
-        predicted[best] += 1;
+    for &c in &scores.predicted {
+        predicted[c] += 1;
     }
     let mean_anomaly = if anomaly.is_empty() {
         f64::NAN

@@ -222,6 +222,60 @@ pub fn anomaly_scores(class_ll: ArrayView2<'_, f32>) -> ndarray::Array1<f32> {
     })
 }
 
+/// What a fitted GMM says about feature rows: class log-likelihoods, posterior, arg-max
+/// class and anomaly score (what `gmmseg score` writes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureScores {
+    /// log p(x|c) with the components reduced, (N, C).
+    pub class_loglik: Array2<f32>,
+    /// p(c|x) under a uniform prior, (N, C).
+    pub posterior: Array2<f32>,
+    /// arg max_c log p(x|c), (N,).
+    pub predicted: Vec<usize>,
+    /// −max_c log p(x|c), (N,).
+    pub anomaly: ndarray::Array1<f32>,
+}
+
+/// Scores feature rows `x` (N, D) under `params`; `what` names the features in errors.
+///
+/// # Errors
+/// [`GmmSegError::Shape`] when D differs from the GMM's; [`GmmSegError::NonFinite`] for a
+/// NaN or infinite feature.
+pub fn score_features(
+    params: &GmmParams,
+    x: ArrayView2<'_, f32>,
+    reduction: Reduction,
+    what: &str,
+) -> crate::Result<FeatureScores> {
+    if x.ncols() != params.dim() {
+        return Err(crate::GmmSegError::shape(
+            what,
+            format!(
+                "features have D = {} but the GMM has D = {}",
+                x.ncols(),
+                params.dim()
+            ),
+        ));
+    }
+    crate::error::check_finite(what, x.iter())?;
+    let ll = LogLikTable::new(params).compute(x);
+    let class_loglik = class_scores(ll.view(), params.components(), reduction);
+    let predicted = class_loglik
+        .axis_iter(Axis(0))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
+        })
+        .collect();
+    Ok(FeatureScores {
+        posterior: posterior(class_loglik.view()),
+        anomaly: anomaly_scores(class_loglik.view()),
+        predicted,
+        class_loglik,
+    })
+}
+
 /// Exact log π_m N(x_n; μ_cm, σ_cm) for the M components of one class, shape (n, M), by the
 /// direct form `Σ_d (x_d − μ_d)² / σ²_d` (no cancellation; used by the E-steps).
 pub fn own_class_log_likelihood(
@@ -339,5 +393,40 @@ mod tests {
         for k in 0..4 {
             assert!((ll[[n - 1, k]] - single[[0, k]]).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn score_features_agrees_with_its_parts_and_rejects_bad_input() {
+        let p = params_2x2();
+        let x = array![[0.1f32, -0.2], [3.0, 2.5], [-1.0, 4.0]];
+        let s = score_features(&p, x.view(), Reduction::Max, "x").unwrap();
+        let ll = LogLikTable::new(&p).compute(x.view());
+        let cls = class_scores(ll.view(), p.components(), Reduction::Max);
+        assert_eq!(s.class_loglik, cls);
+        for (n, row) in cls.axis_iter(Axis(0)).enumerate() {
+            let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+            assert_eq!(s.predicted[n], best);
+            assert!((s.anomaly[n] + row[best]).abs() < 1e-6);
+            assert!((s.posterior.row(n).sum() - 1.0).abs() < 1e-5);
+        }
+        let e = score_features(
+            &p,
+            array![[0.0f32, 1.0, 2.0]].view(),
+            Reduction::Max,
+            "feats.npy",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("feats.npy") && e.to_string().contains("D = 3"),
+            "{e}"
+        );
+        let e = score_features(
+            &p,
+            array![[f32::NAN, 1.0]].view(),
+            Reduction::Max,
+            "feats.npy",
+        )
+        .unwrap_err();
+        assert!(matches!(e, crate::GmmSegError::NonFinite { .. }), "{e}");
     }
 }

@@ -250,6 +250,19 @@ pub struct DensePrediction {
     pub scores: BTreeMap<String, Array2<f32>>,
 }
 
+impl DensePrediction {
+    /// A row of [`crate::plot::images::sample_grid`]: image, ground truth, prediction and
+    /// the anomaly map `score` (none if the model has no such score).
+    pub fn grid_row(&self, score: &str) -> crate::plot::images::GridRow<'_> {
+        crate::plot::images::GridRow {
+            image: &self.image,
+            label: &self.label,
+            prediction: &self.pred,
+            anomaly: self.scores.get(score),
+        }
+    }
+}
+
 /// The model's predictions and anomaly maps on the images `indices` of `ds`.
 ///
 /// # Errors
