@@ -223,3 +223,23 @@ fn bad_inputs_name_their_argument() {
         ),
     }
 }
+
+#[test]
+fn dataset_steps_override_only_its_dataset_and_is_validated() {
+    let mut p = ExperimentProfile::tiny();
+    p.dataset_steps = vec![("digitscenes".into(), 7)];
+    let v = p.clone().check().unwrap();
+    assert_eq!(v.train_for("digitscenes").steps, 7);
+    assert_eq!(v.train_for("synthscapes").steps, p.train.steps);
+    assert_eq!(
+        ExperimentProfile::full()
+            .check()
+            .unwrap()
+            .train_for("digitscenes")
+            .steps,
+        2000
+    );
+    p.dataset_steps = vec![("digitscenes".into(), 0)];
+    let e = p.check().unwrap_err();
+    assert!(e.to_string().contains("dataset_steps"), "{e}");
+}
