@@ -49,6 +49,25 @@ pub struct TrainArgs {
     /// Variance regularisation of the GMM (default: the flavour's; paper 1.0, reference 0.01).
     #[arg(long)]
     pub var_reg: Option<f32>,
+    /// GMM heads: LayerNorm + L2-normalise the features (reference code: on; paper: off).
+    #[arg(long)]
+    pub feature_norm: Option<bool>,
+    /// GMM heads: LayerNorm the class scores (reference code: on; paper: off).
+    #[arg(long)]
+    pub class_norm: Option<bool>,
+    /// GMM heads: weight of the component-level loss (reference code 0.01; paper 0).
+    #[arg(long)]
+    pub component_loss: Option<f32>,
+    /// GMM heads: hard Sinkhorn assignments on rescaled costs (reference code: on).
+    #[arg(long)]
+    pub hard_sinkhorn: Option<bool>,
+    /// GMM heads: the reference code's EM schedule (per-component queues, EM from memory
+    /// only every 5 iterations, variances replaced).
+    #[arg(long)]
+    pub reference_em_schedule: Option<bool>,
+    /// GMM heads: initialise each class from its first batch (paper flavour: on).
+    #[arg(long)]
+    pub warm_start: Option<bool>,
     /// Image sampling: shuffle (default) or class-balanced (the reference code's sampler).
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerKind>,
@@ -150,6 +169,13 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if args.var_reg.is_some() {
         cfg.gmm.var_reg = args.var_reg;
     }
+    let o = &mut cfg.gmm.overrides;
+    o.feature_norm = args.feature_norm.or(o.feature_norm);
+    o.class_norm = args.class_norm.or(o.class_norm);
+    o.component_loss_weight = args.component_loss.or(o.component_loss_weight);
+    o.hard_assignment = args.hard_sinkhorn.or(o.hard_assignment);
+    o.reference_memory = args.reference_em_schedule.or(o.reference_memory);
+    o.warm_start = args.warm_start.or(o.warm_start);
     if let Some(s) = args.sampler {
         cfg.sampler = s;
     }

@@ -11,7 +11,7 @@ use super::model::{anomaly_splits, ModelRecord};
 use super::{Study, ValidProfile};
 use crate::error::Result;
 use crate::nn::decoder::DecoderKind;
-use crate::train::config::{EmKind, HeadKind, TrainConfig};
+use crate::train::config::{EmKind, FlavourOverrides, HeadKind, TrainConfig};
 use crate::train::eval::EvalReport;
 
 /// One trained configuration of a study (crossed with seeds by the runner).
@@ -31,6 +31,9 @@ pub struct RunSpec {
     pub em_loops: Option<usize>,
     /// GMM momentum τ override.
     pub momentum: Option<f32>,
+    /// Reference-code knobs switched on in the paper flavour (the `flavours` study).
+    #[serde(default)]
+    pub overrides: FlavourOverrides,
 }
 
 impl RunSpec {
@@ -43,6 +46,7 @@ impl RunSpec {
             em: None,
             em_loops: None,
             momentum: None,
+            overrides: FlavourOverrides::default(),
         }
     }
 
@@ -67,6 +71,9 @@ impl RunSpec {
         }
         if self.momentum.is_some() {
             c.gmm.momentum = self.momentum;
+        }
+        if !self.overrides.is_empty() {
+            c.gmm.overrides = self.overrides.clone();
         }
         c
     }
@@ -158,9 +165,22 @@ pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<
             tau.momentum = Some(0.999);
             let mut paper = gmmseg();
             paper.name = "paper".into();
+            // one reference-code difference at a time on top of the paper flavour
+            let knob = |name: &str, set: fn(&mut FlavourOverrides)| {
+                let mut s = gmmseg();
+                s.name = format!("paper + {name}");
+                set(&mut s.overrides);
+                s
+            };
             vec![
                 paper,
                 tau,
+                knob("feature LN+L2", |o| o.feature_norm = Some(true)),
+                knob("class LN", |o| o.class_norm = Some(true)),
+                knob("component loss", |o| o.component_loss_weight = Some(0.01)),
+                knob("hard Sinkhorn", |o| o.hard_assignment = Some(true)),
+                knob("reference EM schedule", |o| o.reference_memory = Some(true)),
+                knob("random start", |o| o.warm_start = Some(false)),
                 RunSpec::new("reference-code", HeadKind::GmmsegRef),
             ]
         }

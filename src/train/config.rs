@@ -72,6 +72,94 @@ pub struct GmmOptions {
     /// (paper flavour 1.0 at CPU scale, reference code 0.01).
     #[serde(default)]
     pub var_reg: Option<f32>,
+    /// Single differences of the reference code switched on or off in either flavour (the
+    /// `flavours` study turns them on one at a time). Default: none.
+    #[serde(default, skip_serializing_if = "FlavourOverrides::is_empty")]
+    pub overrides: FlavourOverrides,
+}
+
+/// The reference code's departures from the paper (DESIGN §1), each settable on its own;
+/// `None` keeps the flavour's value. Unset fields are left out of the serialised config so
+/// that configurations written before these knobs existed keep their hashes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlavourOverrides {
+    /// LayerNorm + L2 normalisation of the features, with mean directions (reference: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_norm: Option<bool>,
+    /// LayerNorm with a per-class affine on the class scores (reference: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_norm: Option<bool>,
+    /// Weight of the component-level cross-entropy (reference: 0.01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_loss_weight: Option<f32>,
+    /// Hard (arg-max) Sinkhorn assignments on max-rescaled costs (reference: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_assignment: Option<bool>,
+    /// The reference code's EM schedule: per-component queues, EM from the memory only,
+    /// every 5 iterations, variances replaced (momentum 0) (reference: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_memory: Option<bool>,
+    /// Initialise a class from its first batch instead of a random start (paper flavour on
+    /// at CPU scale, reference off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<bool>,
+}
+
+impl FlavourOverrides {
+    /// Whether no knob is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Applies the set knobs to a head configuration.
+    pub fn apply(&self, g: &mut crate::nn::gmm_head::GmmHeadConfig) {
+        use crate::gmm::{Assignment, EStep, EmSource, MeanEstimator, OnlineConfig};
+        let classes = g.online.gmm.num_classes;
+        if let Some(on) = self.feature_norm {
+            g.feature_norm = on;
+            g.online.gmm.mean_estimator = if on {
+                MeanEstimator::Direction
+            } else {
+                MeanEstimator::Euclidean
+            };
+        }
+        if let Some(on) = self.class_norm {
+            g.class_norm = on;
+        }
+        if let Some(w) = self.component_loss_weight {
+            g.component_loss_weight = w;
+        }
+        if let Some(on) = self.hard_assignment {
+            g.online.gmm.assignment = if on {
+                Assignment::Hard
+            } else {
+                Assignment::Soft
+            };
+            if let EStep::Sinkhorn(s) = &mut g.online.gmm.e_step {
+                s.rescale_cost = on;
+            }
+        }
+        if let Some(on) = self.reference_memory {
+            let src = if on {
+                OnlineConfig::reference_code(classes)
+            } else {
+                OnlineConfig::paper(classes)
+            };
+            g.online.memory = src.memory.clone();
+            g.online.em_source = if on {
+                EmSource::MemoryOnly
+            } else {
+                EmSource::BatchAndMemory
+            };
+            g.online.update_interval = src.update_interval;
+            if on {
+                g.online.gmm.var_momentum = 0.0;
+            }
+        }
+        if let Some(on) = self.warm_start {
+            g.online.warm_start = on;
+        }
+    }
 }
 
 impl Default for GmmOptions {
@@ -82,6 +170,7 @@ impl Default for GmmOptions {
             em_loops: 1,
             momentum: None,
             var_reg: None,
+            overrides: FlavourOverrides::default(),
         }
     }
 }
@@ -425,5 +514,58 @@ mod tests {
         assert!(learning_rate(&o, 5, 100) < learning_rate(&o, 10, 100));
         assert!((learning_rate(&o, 10, 100) - o.lr * 0.9).abs() < 1e-12);
         assert!(learning_rate(&o, 100, 100).abs() < 1e-12);
+    }
+
+    #[test]
+    fn flavour_overrides_are_left_out_when_unset_and_switch_one_knob_each() {
+        use crate::gmm::{Assignment, EStep, EmSource, MeanEstimator};
+        use crate::nn::gmm_head::GmmHeadConfig;
+        // unset knobs leave the serialised config (and so every cache hash) unchanged
+        let json = serde_json::to_string(&GmmOptions::default()).unwrap();
+        assert!(!json.contains("overrides"), "{json}");
+        let back: GmmOptions = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, GmmOptions::default());
+
+        let paper = GmmHeadConfig::paper(4, 3, 8);
+        let reference = GmmHeadConfig::reference_code(4, 3, 8);
+        let with = |o: FlavourOverrides| {
+            let mut g = paper.clone();
+            o.apply(&mut g);
+            g
+        };
+        assert_eq!(with(FlavourOverrides::default()), paper);
+        let g = with(FlavourOverrides {
+            feature_norm: Some(true),
+            ..Default::default()
+        });
+        assert!(g.feature_norm && !g.class_norm);
+        assert_eq!(g.online.gmm.mean_estimator, MeanEstimator::Direction);
+        let g = with(FlavourOverrides {
+            hard_assignment: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(g.online.gmm.assignment, Assignment::Hard);
+        assert!(matches!(g.online.gmm.e_step, EStep::Sinkhorn(s) if s.rescale_cost));
+        let g = with(FlavourOverrides {
+            reference_memory: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(g.online.memory, reference.online.memory);
+        assert_eq!(g.online.em_source, EmSource::MemoryOnly);
+        assert_eq!(g.online.update_interval, reference.online.update_interval);
+        assert_eq!(g.online.gmm.var_momentum, 0.0);
+        // every knob at the reference value turns the paper head into the reference head,
+        // apart from the momenta and variance floor (the study's separate knobs)
+        let mut all = with(FlavourOverrides {
+            feature_norm: Some(true),
+            class_norm: Some(true),
+            component_loss_weight: Some(0.01),
+            hard_assignment: Some(true),
+            reference_memory: Some(true),
+            warm_start: Some(false),
+        });
+        all.online.gmm.mean_momentum = reference.online.gmm.mean_momentum;
+        all.online.gmm.var_reg = reference.online.gmm.var_reg;
+        assert_eq!(all, reference);
     }
 }

@@ -106,6 +106,7 @@ fn build_head(
         if cfg.gmm.em == EmKind::Vanilla {
             g.online.gmm.e_step = EStep::Vanilla;
         }
+        cfg.gmm.overrides.apply(&mut g);
         g
     };
     Ok(match cfg.head {
