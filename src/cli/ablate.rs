@@ -161,6 +161,19 @@ pub fn run(args: AblateArgs) -> Result<()> {
             println!("  figure {}.svg / .png", stem.display());
         }
     }
+    if shard.is_none() && args.study == "all" && !results.is_empty() {
+        let path = out_dir.join("claims.md");
+        let text = format!(
+            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}`.\n\n{}",
+            args.dataset,
+            args.profile,
+            args.profile,
+            args.dataset,
+            crate::experiments::report::claims_markdown(&results)
+        );
+        std::fs::write(&path, text).map_err(|e| GmmSegError::io(&path, e))?;
+        println!("  claims table {}", path.display());
+    }
     println!(
         "\n{} models trained, {:.1} s; results in {}",
         runner.trained_models(),

@@ -268,6 +268,45 @@ impl StudyResult {
     }
 }
 
+/// The claims of several studies as a Markdown table (what README and
+/// `data/results/<profile>/<dataset>/claims.md` show): study, claim with the paper's
+/// numbers, mean difference A − B, the larger 95% CI half-width, seeds, whether it holds
+/// and whether the difference is beyond the CI.
+pub fn claims_markdown(results: &[StudyResult]) -> String {
+    let mut s = String::from(
+        "| study | claim (paper's numbers) | A − B | 95% CI ± | seeds | holds | beyond CI |\n|---|---|---|---|---|---|---|\n",
+    );
+    let yes_no = |b: Option<bool>| match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "—",
+    };
+    for r in results {
+        for c in &r.claims {
+            let num = |v: Option<f64>| v.map(|x| format!("{x:+.3}")).unwrap_or_else(|| "—".into());
+            let ci = c
+                .margin
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "—".into());
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r.study.name(),
+                c.statement.replace('|', "\\|"),
+                num(c.difference),
+                ci,
+                c.n,
+                match c.holds {
+                    Some(true) => "**holds**",
+                    Some(false) => "fails",
+                    None => "not run",
+                },
+                yes_no(c.beyond_ci),
+            ));
+        }
+    }
+    s
+}
+
 /// A small table for people: a title and a polars DataFrame of strings and numbers, shown
 /// as an HTML table by evcxr (Jupyter) and as aligned text by `Display`.
 #[derive(Clone, Debug)]
