@@ -47,11 +47,7 @@ def study_cells(study, metrics, table_md, extra_after_figures=()):
         md("## Run (or load) the study\nOne line per trained run; cached runs are reported once."),
         code(f'let results: Vec<StudyResult> = settings.run(Study::{study}).expect("study");'),
         md(table_md),
-        code(
-            "{\n    for r in &results {\n"
-            f"        r.table(&[{metric_list}]).expect(\"table\").evcxr_display();\n"
-            "    }\n}"
-        ),
+        code(f'gmmseg::experiments::report::tables(&results, &[{metric_list}]).expect("tables")'),
         md(
             "Every run's raw rows (long format: one row per model, seed and metric) are in "
             "`results[i].runs`, the summary with confidence intervals in `results[i].summary` "
@@ -59,11 +55,7 @@ def study_cells(study, metrics, table_md, extra_after_figures=()):
         ),
         code('println!("{}", results[0].runs.select(["variant", "group", "param", "seed", "metric", "value"]).expect("columns").head(Some(8)));'),
         md("## Figures\nMeans over seeds with 95% confidence intervals (Student t)."),
-        code(
-            "{\n    for r in &results {\n        for f in r.figures() {\n"
-            '            f.inline().expect("figure").evcxr_display();\n'
-            "        }\n    }\n}"
-        ),
+        code('gmmseg::experiments::report::figures(&results).expect("figures")'),
         *extra_after_figures,
         md(
             "## Which of the paper's claims hold here\nComputed from the table above: "
@@ -225,15 +217,18 @@ NOTEBOOKS = {
                 ),
                 code(
                     "{\n"
+                    "    use gmmseg::experiments::report::Html;\n"
                     "    use gmmseg::plot::images::sample_grid;\n"
                     "    use gmmseg::train::eval::predict;\n"
                     "    let names = anomaly.class_names();\n"
+                    "    let mut page = Html::default();\n"
                     '    for ((head, t), score) in models.iter_mut().zip(["msp", "likelihood"]) {\n'
                     '        let preds = predict(&mut t.model, anomaly.as_ref(), &[0, 1, 2]).expect("predictions");\n'
                     "        let rows: Vec<_> = preds.iter().map(|p| p.grid_row(score)).collect();\n"
-                    '        println!("{head}: anomaly score = {score}");\n'
-                    '        gmmseg::plot::inline((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").evcxr_display();\n'
+                    '        page.heading(&format!("{head}: anomaly score = {score}"));\n'
+                    '        page.push(&gmmseg::plot::inline((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").0);\n'
                     "    }\n"
+                    "    page\n"
                     "}"
                 ),
             ),

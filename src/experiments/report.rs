@@ -268,6 +268,66 @@ impl StudyResult {
     }
 }
 
+/// Several HTML fragments (tables, figures, headings) shown as **one** cell output: evcxr
+/// keeps only the last rich output of a cell, so a loop calling `evcxr_display` on each
+/// table would show just the last one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Html(pub String);
+
+impl Html {
+    /// Appends a fragment.
+    pub fn push(&mut self, fragment: &str) -> &mut Self {
+        self.0.push_str("<div style=\"margin-bottom:1em\">");
+        self.0.push_str(fragment);
+        self.0.push_str("</div>\n");
+        self
+    }
+
+    /// Appends a small heading (escaped).
+    pub fn heading(&mut self, text: &str) -> &mut Self {
+        let t = text
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        self.push(&format!("<h4>{t}</h4>"))
+    }
+
+    /// Prints the fragments in evcxr's rich-output protocol.
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+            self.0
+        );
+    }
+}
+
+/// The [`StudyResult::table`] of every result, one after the other.
+///
+/// # Errors
+/// As [`StudyResult::table`].
+pub fn tables(results: &[StudyResult], metrics: &[&str]) -> Result<Html> {
+    let mut h = Html::default();
+    for r in results {
+        h.push(&r.table(metrics)?.to_html());
+    }
+    Ok(h)
+}
+
+/// Every figure of every result, each under a heading naming its dataset.
+///
+/// # Errors
+/// Drawing errors.
+pub fn figures(results: &[StudyResult]) -> Result<Html> {
+    let mut h = Html::default();
+    for r in results {
+        for f in r.figures() {
+            h.heading(&format!("{} — {}", r.dataset(), f.name));
+            h.push(&f.inline()?.0);
+        }
+    }
+    Ok(h)
+}
+
 /// The claims of several studies as a Markdown table (what README and
 /// `data/results/<profile>/<dataset>/claims.md` show): study, claim with the paper's
 /// numbers, mean difference A − B, the larger 95% CI half-width, seeds, whether it holds
@@ -486,6 +546,19 @@ mod tests {
         assert!(NotebookSettings::from_vars(None, Some(" , ".into()), None).is_err());
         let e = NotebookSettings::from_vars(None, None, Some("yes".into())).unwrap_err();
         assert!(e.to_string().contains(RERUN_ENV), "{e}");
+    }
+
+    #[test]
+    fn tables_of_several_results_make_one_output() {
+        let a = result(vec![cell("vanilla", None, "miou", 0.5, None)]);
+        let mut b = a.clone();
+        b.cells[0].dataset = "digitscenes".into();
+        let h = tables(&[a, b], &["miou"]).unwrap();
+        assert_eq!(h.0.matches("<table>").count(), 2);
+        assert!(h.0.contains("synthscapes") && h.0.contains("digitscenes"));
+        let mut g = Html::default();
+        g.heading("a<b").push("<svg/>");
+        assert!(g.0.contains("a&lt;b") && g.0.contains("<svg/>"));
     }
 
     #[test]
