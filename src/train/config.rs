@@ -145,7 +145,7 @@ impl FlavourOverrides {
             } else {
                 OnlineConfig::paper(classes)
             };
-            g.online.memory = src.memory.clone();
+            g.online.memory = src.memory;
             g.online.em_source = if on {
                 EmSource::MemoryOnly
             } else {
