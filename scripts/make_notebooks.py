@@ -19,7 +19,8 @@ DEPS = ':opt 2\n:cache 4096\n:dep gmmseg = { path = "..", features = ["notebook"
 
 SETTINGS_MD = """## Settings
 `GMMSEG_PROFILE` (`quick` by default, or `full`), `GMMSEG_DATASETS` (comma-separated;
-SynthScapes and DigitScenes by default) and `GMMSEG_RERUN=1` choose what runs; `scripts/run-notebooks.sh --profile full` sets the first. By default the
+SynthScapes by default, plus DigitScenes in the full profile — 150 quick steps do not train
+it) and `GMMSEG_RERUN=1` choose what runs; `scripts/run-notebooks.sh --profile full` sets the first. By default the
 results are **loaded from the cache** in `data/results/<profile>/` (committed with the
 repository, so this takes well under a second); a run that is missing or whose configuration
 changed is trained here. Set `settings.rerun = true` below to retrain everything."""

@@ -27,6 +27,11 @@ fi
 venv=.venv
 [ -x "$venv/bin/jupyter" ] || { echo "error: $venv is missing: run scripts/notebooks.sh first" >&2; exit 1; }
 export GMMSEG_PROFILE="$profile"
+# The full profile's results are committed; showing them must not start hours of training
+# for whatever is missing (set GMMSEG_TRAIN_MISSING=1 to train it).
+if [ "$profile" = full ]; then
+  export GMMSEG_TRAIN_MISSING="${GMMSEG_TRAIN_MISSING:-0}"
+fi
 # Compiled dependencies are cached between kernel sessions (see notebooks/README).
 export EVCXR_CONFIG_DIR="$PWD/notebooks/.evcxr"
 out=target/notebooks

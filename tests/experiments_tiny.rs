@@ -243,3 +243,25 @@ fn dataset_steps_override_only_its_dataset_and_is_validated() {
     let e = p.check().unwrap_err();
     assert!(e.to_string().contains("dataset_steps"), "{e}");
 }
+
+#[test]
+fn cache_only_runners_skip_what_is_not_cached_and_train_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = runner(dir.path()).with_cache_only(true);
+    let planned = r.planned_runs(Study::Runtime).unwrap().len();
+    let out = r.run(Study::Runtime).unwrap();
+    assert_eq!(
+        (out.cached_runs, out.computed_runs, out.missing_runs),
+        (0, 0, planned)
+    );
+    assert_eq!(out.runs.height(), 0);
+    assert_eq!(r.trained_models(), 0);
+    let mut filler = runner(dir.path());
+    assert_eq!(filler.run(Study::Runtime).unwrap().computed_runs, planned);
+    let out = runner(dir.path())
+        .with_cache_only(true)
+        .run(Study::Runtime)
+        .unwrap();
+    assert_eq!((out.cached_runs, out.missing_runs), (planned, 0));
+    assert!(out.runs.height() > 0);
+}

@@ -611,6 +611,8 @@ pub struct StudyResult {
     pub cached_runs: usize,
     /// Runs computed in this call.
     pub computed_runs: usize,
+    /// Runs skipped because they are not cached (cache-only runners).
+    pub missing_runs: usize,
 }
 
 /// A progress event: one run of a study finished (cached or computed).
@@ -636,6 +638,7 @@ pub struct ExperimentRunner {
     seeds: Vec<u64>,
     results_dir: PathBuf,
     force: bool,
+    cache_only: bool,
     shard: Option<Shard>,
     models: HashMap<String, ModelRecord>,
     fresh: HashSet<String>,
@@ -671,6 +674,7 @@ impl ExperimentRunner {
             seeds,
             results_dir,
             force: false,
+            cache_only: false,
             shard: None,
             models: HashMap::new(),
             fresh: HashSet::new(),
@@ -701,6 +705,14 @@ impl ExperimentRunner {
     /// Recomputes every run (each model is still trained only once in this runner's life).
     pub fn with_force(mut self, force: bool) -> Self {
         self.force = force;
+        self
+    }
+
+    /// Reads cached rows only: runs missing from the cache are skipped (counted in
+    /// [`StudyResult::missing_runs`]) instead of trained. For notebooks that show the
+    /// committed results of a long profile without starting hours of training.
+    pub fn with_cache_only(mut self, cache_only: bool) -> Self {
+        self.cache_only = cache_only;
         self
     }
 
@@ -806,7 +818,7 @@ impl ExperimentRunner {
         let eval = self.profile.eval_settings();
         let mut new_rows = Vec::new();
         let mut identities = Vec::new();
-        let (mut cached, mut computed) = (0, 0);
+        let (mut cached, mut computed, mut missing) = (0, 0, 0);
         for (spec, seed) in &plan {
             let train =
                 spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, *seed);
@@ -823,6 +835,9 @@ impl ExperimentRunner {
             let hit = !self.force && cached_hashes.contains(hash.as_str());
             if hit {
                 cached += 1;
+            } else if self.cache_only {
+                missing += 1;
+                continue;
             } else {
                 let record = self.record(&train)?;
                 for m in studies::measure(study, spec, &record) {
@@ -894,6 +909,7 @@ impl ExperimentRunner {
             claims,
             cached_runs: cached,
             computed_runs: computed,
+            missing_runs: missing,
         })
     }
 }

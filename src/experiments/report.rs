@@ -24,33 +24,42 @@ use crate::error::{GmmSegError, Result};
 
 /// Environment variable naming the profile (`quick` unless set).
 pub const PROFILE_ENV: &str = "GMMSEG_PROFILE";
-/// Environment variable listing datasets, comma-separated (`synthscapes,digitscenes`
-/// unless set).
+/// Environment variable listing datasets, comma-separated (unless set: `synthscapes`, and
+/// `digitscenes` too in the full profile).
 pub const DATASETS_ENV: &str = "GMMSEG_DATASETS";
 /// Environment variable: `1` recomputes every run instead of reading the cache.
 pub const RERUN_ENV: &str = "GMMSEG_RERUN";
+/// Environment variable: `0` shows only cached runs instead of training missing ones.
+pub const TRAIN_MISSING_ENV: &str = "GMMSEG_TRAIN_MISSING";
 
 /// What a notebook runs: profile, datasets, whether to recompute, how many seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NotebookSettings {
     /// `tiny`, `quick` or `full`. Default `quick`.
     pub profile: String,
-    /// Dataset specs. Default SynthScapes and DigitScenes.
+    /// Dataset specs. Default SynthScapes, plus DigitScenes in the `full` profile: the
+    /// quick profile's 150 steps do not train DigitScenes (see
+    /// [`ExperimentProfile::dataset_steps`]), so its quick numbers would mislead.
     pub datasets: Vec<String>,
     /// Recompute every run (`force`) instead of reusing cached rows. Default false: the
     /// committed results under `data/results/<profile>/` load in well under a second.
     pub rerun: bool,
     /// Seeds `0..n`; `None` = the profile's.
     pub seeds: Option<usize>,
+    /// Train runs missing from the cache (default true). `false` shows what is cached and
+    /// says how many runs are missing: `scripts/run-notebooks.sh --profile full` sets it, so
+    /// that showing the committed full results never starts hours of training.
+    pub train_missing: bool,
 }
 
 impl Default for NotebookSettings {
     fn default() -> Self {
         Self {
             profile: "quick".into(),
-            datasets: vec!["synthscapes".into(), "digitscenes".into()],
+            datasets: vec!["synthscapes".into()],
             rerun: false,
             seeds: None,
+            train_missing: true,
         }
     }
 }
@@ -63,7 +72,11 @@ impl NotebookSettings {
     /// dataset list or a rerun value other than 0/1/true/false.
     pub fn from_env() -> Result<Self> {
         let var = |k: &str| std::env::var(k).ok();
-        Self::from_vars(var(PROFILE_ENV), var(DATASETS_ENV), var(RERUN_ENV))
+        let mut s = Self::from_vars(var(PROFILE_ENV), var(DATASETS_ENV), var(RERUN_ENV))?;
+        if let Some(v) = var(TRAIN_MISSING_ENV) {
+            s.train_missing = parse_flag(TRAIN_MISSING_ENV, &v)?.unwrap_or(true);
+        }
+        Ok(s)
     }
 
     /// [`NotebookSettings::from_env`] with the variables' values given.
@@ -84,6 +97,9 @@ impl NotebookSettings {
                         format!("must be tiny, quick or full, got `{p}`"),
                     )
                 })?;
+                if p == "full" {
+                    s.datasets.push("digitscenes".into());
+                }
                 s.profile = p;
             }
         }
@@ -100,16 +116,7 @@ impl NotebookSettings {
             s.datasets = list;
         }
         if let Some(r) = rerun {
-            s.rerun = match r.trim() {
-                "" | "0" | "false" => false,
-                "1" | "true" => true,
-                other => {
-                    return Err(GmmSegError::input(
-                        RERUN_ENV,
-                        format!("must be 0, 1, true or false, got `{other}`"),
-                    ))
-                }
-            };
+            s.rerun = parse_flag(RERUN_ENV, &r)?.unwrap_or(false);
         }
         Ok(s)
     }
@@ -148,15 +155,36 @@ impl NotebookSettings {
             });
             let r = runner.run(study)?;
             println!(
-                "{} on {dataset} ({} profile): {} runs from the cache, {} computed",
+                "{} on {dataset} ({} profile): {} runs from the cache, {} computed{}",
                 study.name(),
                 self.profile,
                 r.cached_runs,
-                r.computed_runs
+                r.computed_runs,
+                if r.missing_runs > 0 {
+                    format!(
+                        ", {} not cached and not trained ({TRAIN_MISSING_ENV}=0)",
+                        r.missing_runs
+                    )
+                } else {
+                    String::new()
+                }
             );
             out.push(r);
         }
         Ok(out)
+    }
+}
+
+/// `0`/`false` → false, `1`/`true` → true, empty → `None`; anything else names `var`.
+fn parse_flag(var: &str, value: &str) -> Result<Option<bool>> {
+    match value.trim() {
+        "" => Ok(None),
+        "0" | "false" => Ok(Some(false)),
+        "1" | "true" => Ok(Some(true)),
+        other => Err(GmmSegError::input(
+            var,
+            format!("must be 0, 1, true or false, got `{other}`"),
+        )),
     }
 }
 
@@ -504,6 +532,7 @@ mod tests {
             claims: Vec::new(),
             cached_runs: 0,
             computed_runs: 0,
+            missing_runs: 0,
         }
     }
 
@@ -532,6 +561,8 @@ mod tests {
     fn settings_parse_the_environment_and_reject_bad_values() {
         let d = NotebookSettings::from_vars(None, None, None).unwrap();
         assert_eq!(d, NotebookSettings::default());
+        let f = NotebookSettings::from_vars(Some("full".into()), None, None).unwrap();
+        assert_eq!(f.datasets, vec!["synthscapes", "digitscenes"]);
         let s = NotebookSettings::from_vars(
             Some("full".into()),
             Some(" digitscenes , folder:/x ".into()),
