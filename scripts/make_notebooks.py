@@ -469,6 +469,11 @@ def quickstart():
 
 def write(name, cells):
     cells = [code(DEPS)] + cells
+    for c in cells:
+        # a block that only prints or displays ends with `;`, or evcxr shows its `()` value
+        src = c["source"].rstrip() if c["cell_type"] == "code" else ""
+        if src.endswith("\n}") and not src.endswith("    page\n}"):
+            c["source"] = src + ";"
     for i, c in enumerate(cells):
         c["id"] = f"cell-{i:02d}"
     nb = {
