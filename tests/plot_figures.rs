@@ -305,6 +305,7 @@ fn ablation_charts() {
         },
     ];
     let labels = ChartLabels {
+        y_bounds: None,
         title: "mIoU vs components per class".into(),
         x: "Components per class M".into(),
         y: "mIoU (%)".into(),
@@ -333,6 +334,7 @@ fn ablation_charts() {
         ),
     ];
     let labels = ChartLabels {
+        y_bounds: None,
         title: "EM variants".into(),
         x: "EM loops per iteration".into(),
         y: "mIoU (%)".into(),
@@ -340,6 +342,43 @@ fn ablation_charts() {
     render("ablation_bars", (760, 480), |area| {
         grouped_bars(area, &cats, &bars, &labels)
     });
+    // two seeds give intervals far past [0, 1]; with bounds the axis stays near [0, 1]
+    let wide = vec![
+        (
+            "a",
+            vec![Some(seeds(&[0.2, 0.9])), Some(seeds(&[0.5, 0.55]))],
+        ),
+        ("b", vec![Some(seeds(&[0.6, 0.7])), None]),
+    ];
+    let bounded = ChartLabels {
+        y_bounds: Some((0.0, 1.0)),
+        title: "AUROC".into(),
+        x: String::new(),
+        y: "AUROC".into(),
+    };
+    let svg = to_svg_string((600, 400), |a| grouped_bars(a, &cats[..2], &wide, &bounded)).unwrap();
+    assert!(
+        svg.contains(">\n1\n<") || svg.contains(">1<"),
+        "the axis reaches 1"
+    );
+    for beyond in ["1.5", "2.5", "-1"] {
+        assert!(
+            !svg.contains(&format!(">\n{beyond}\n<")) && !svg.contains(&format!(">{beyond}<")),
+            "axis label {beyond} drawn"
+        );
+    }
+    let unbounded = ChartLabels {
+        y_bounds: None,
+        ..bounded.clone()
+    };
+    let svg = to_svg_string((600, 400), |a| {
+        grouped_bars(a, &cats[..2], &wide, &unbounded)
+    })
+    .unwrap();
+    assert!(
+        svg.contains(">\n5\n<") || svg.contains(">-2\n<") || svg.contains(">\n-2\n<"),
+        "without bounds the axis follows the intervals"
+    );
     let wrong = vec![("x", vec![Some(seeds(&[1.0]))])];
     assert!(matches!(
         to_svg_string((300, 300), |a| grouped_bars(a, &cats, &wrong, &labels)),

@@ -127,6 +127,14 @@ fn distinct<'a>(
 
 /// Grouped bars: categories are (group, metric, label) triples, series the variants; `None`
 /// if no variant has any of the cells.
+/// Whether a metric lives in [0, 1] (its chart axis is clipped there).
+fn is_fraction(metric: &str) -> bool {
+    matches!(
+        metric,
+        "miou" | "acc" | "macc" | "auroc" | "ap" | "fpr95" | "ece" | "mce"
+    )
+}
+
 fn bars(
     name: &str,
     rows: &[SummaryRow],
@@ -158,6 +166,10 @@ fn bars(
                 title: title.into(),
                 x: String::new(),
                 y: y.into(),
+                y_bounds: categories
+                    .iter()
+                    .all(|(_, m, _)| is_fraction(m))
+                    .then_some((0.0, 1.0)),
             },
         },
     })
@@ -294,7 +306,14 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
             } else {
                 "Paper flavour vs reference-code flavour"
             };
-            out.extend(bars(study.name(), rows, &cats, &variants, title, "value"));
+            out.extend(bars(
+                study.name(),
+                rows,
+                &cats,
+                &variants,
+                title,
+                "mIoU / AUROC",
+            ));
         }
         Study::Em => out.extend(lines(
             "em_miou",
@@ -304,6 +323,7 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
                 title: "Table 5a: EM algorithm and loops per iteration".into(),
                 x: "EM loops per iteration".into(),
                 y: "mIoU".into(),
+                y_bounds: Some((0.0, 1.0)),
             },
         )),
         Study::Components => out.extend(lines(
@@ -314,6 +334,7 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
                 title: "Table 5b: components per class".into(),
                 x: "M".into(),
                 y: "mIoU".into(),
+                y_bounds: Some((0.0, 1.0)),
             },
         )),
         Study::Calibration => {

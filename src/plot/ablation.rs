@@ -8,7 +8,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{bold, draw_legend, font, register_fonts, series_color, tidy};
+use super::{
+    bold, draw_legend, font, register_fonts, series_color, swatch_legend, swatch_legend_height,
+    tidy,
+};
 use crate::error::{GmmSegError, Result};
 use crate::metrics::Summary;
 
@@ -21,6 +24,29 @@ pub struct ChartLabels {
     pub x: String,
     /// Name of the y axis (the metric, with its unit).
     pub y: String,
+    /// The metric's natural range, e.g. (0, 1) for mIoU or AUROC: the axis never extends
+    /// beyond it (plus room for the value labels), and confidence intervals reaching past it
+    /// (two seeds give t = 12.7) are drawn clipped, without a cap at the clipped end.
+    /// `None`: the axis follows the data.
+    pub y_bounds: Option<(f64, f64)>,
+}
+
+/// Clamps an axis range to `bounds`, keeping a little headroom above the upper bound for
+/// value labels.
+fn clamp_range((lo, hi): (f64, f64), bounds: Option<(f64, f64)>) -> (f64, f64) {
+    match bounds {
+        Some((b0, b1)) if b1 > b0 => {
+            let head = 0.06 * (b1 - b0);
+            let lo = lo.max(b0);
+            let hi = hi.min(b1 + head);
+            if hi > lo {
+                (lo, hi)
+            } else {
+                (b0, b1 + head)
+            }
+        }
+        _ => (lo, hi),
+    }
 }
 
 /// One line of [`metric_vs_parameter`]: a name and (parameter value, summary over seeds).
@@ -47,23 +73,45 @@ fn y_range(values: impl Iterator<Item = (f64, f64)>) -> Result<(f64, f64)> {
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
-/// A vertical error bar from `lo` to `hi` at `x`, with caps `half` pixels wide.
+/// A vertical error bar from `lo` to `hi` at `x`, with caps `half` pixels wide, clipped to
+/// the y range `(ymin, ymax)` (a clipped end gets no cap: the interval goes on).
+#[allow(clippy::too_many_arguments)]
 fn error_bar<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
     x: f64,
     lo: f64,
     hi: f64,
+    (ymin, ymax): (f64, f64),
     style: ShapeStyle,
     half: i32,
 ) -> Result<()> {
+    let (a, b) = (lo.max(ymin), hi.min(ymax));
+    if a > b {
+        return Ok(());
+    }
     chart.draw_series(std::iter::once(PathElement::new(
-        vec![(x, lo), (x, hi)],
+        vec![(x, a), (x, b)],
         style,
     )))?;
-    chart.draw_series([lo, hi].into_iter().map(|y| {
+    let caps = [(lo, a), (hi, b)]
+        .into_iter()
+        .filter(|(v, c)| v == c)
+        .map(|(_, c)| c);
+    chart.draw_series(caps.map(|y| {
         EmptyElement::at((x, y)) + PathElement::new(vec![(-half, 0), (half, 0)], style)
     }))?;
     Ok(())
+}
+
+/// A mean as a bar label: `decimals` for fractions, fewer for big numbers.
+fn value_label(v: f64, decimals: usize) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.decimals$}")
+    }
 }
 
 /// Lines with markers and 95% CI error bars, one per series; the legend gives the number of
@@ -88,11 +136,14 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
         ));
     }
     let xpad = ((xmax - xmin) * 0.06).max(0.5);
-    let (ylo, yhi) = y_range(
-        series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| (p.1.lower(), p.1.upper()))),
-    )?;
+    let (ylo, yhi) = clamp_range(
+        y_range(
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| (p.1.lower(), p.1.upper()))),
+        )?,
+        labels.y_bounds,
+    );
     let mut chart = ChartBuilder::on(area)
         .caption(&labels.title, bold(20))
         .margin(14)
@@ -138,6 +189,7 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
                 p.0,
                 p.1.lower(),
                 p.1.upper(),
+                (ylo, yhi),
                 c.stroke_width(2),
                 6,
             )?;
@@ -183,6 +235,13 @@ pub fn grouped_bars<DB: DrawingBackend>(
     } else {
         lo
     };
+    let (lo, hi) = clamp_range((lo, hi), labels.y_bounds);
+    // the legend goes under the chart, in as many columns as fit, so it never hides a bar
+    let (aw, ah) = area.dim_in_pixel();
+    let columns = ((aw as usize).saturating_sub(20) / 260).max(1);
+    let legend_h = swatch_legend_height(series.len(), columns);
+    let (area, legend_area) = area.split_vertically(ah.saturating_sub(legend_h));
+    let area = &area;
     let mut chart = ChartBuilder::on(area)
         .caption(&labels.title, bold(20))
         .margin(14)
@@ -230,8 +289,7 @@ pub fn grouped_bars<DB: DrawingBackend>(
                     c.mix(0.85).filled(),
                 )
             }))?
-            .label(*name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+            .label(*name);
         for (gi, s) in bars.iter().filter(|(_, s)| s.ci95.is_some()) {
             let xm = x0(*gi) + 0.5 * width;
             error_bar(
@@ -239,18 +297,27 @@ pub fn grouped_bars<DB: DrawingBackend>(
                 xm,
                 s.lower(),
                 s.upper(),
+                (lo, hi),
                 BLACK.stroke_width(1),
                 5,
             )?;
         }
+        // the mean above its interval, or at the top of the axis when the interval is clipped
+        let top = hi - 0.005 * (hi - lo);
         chart.draw_series(bars.iter().map(|(gi, s)| {
             Text::new(
-                format!("{:.1}", s.mean),
-                (x0(*gi) + 0.5 * width, s.upper()),
-                font(12).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                value_label(s.mean, if series.len() > 5 { 2 } else { 3 }),
+                (x0(*gi) + 0.5 * width, s.upper().min(top)),
+                font(if series.len() > 6 { 10 } else { 12 })
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             )
         }))?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    let entries: Vec<(String, RGBColor)> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.to_string(), series_color(i)))
+        .collect();
+    swatch_legend(&legend_area, &entries, columns)?;
     Ok(())
 }

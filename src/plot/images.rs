@@ -14,7 +14,7 @@ use ndarray_stats::QuantileExt;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{bold, font, register_fonts, rgb};
+use super::{bold, font, register_fonts, rgb, swatch_legend};
 use crate::data::palette::class_color;
 use crate::data::IGNORE_LABEL;
 use crate::error::{GmmSegError, Result};
@@ -288,22 +288,11 @@ fn class_legend<DB: DrawingBackend>(
     names: &[String],
     columns: usize,
 ) -> Result<()> {
-    let (aw, _) = area.dim_in_pixel();
-    let col_w = (aw as usize / columns.max(1)) as i32;
-    for (k, &c) in classes.iter().enumerate() {
-        let (col, row) = ((k % columns) as i32, (k / columns) as i32);
-        let (x, y) = (8 + col * col_w, 10 + row * 24);
-        area.draw(&Rectangle::new(
-            [(x, y), (x + 16, y + 16)],
-            rgb(class_color(c)).filled(),
-        ))?;
-        area.draw(&Rectangle::new(
-            [(x, y), (x + 16, y + 16)],
-            BLACK.stroke_width(1),
-        ))?;
-        area.draw(&Text::new(class_name(names, c), (x + 22, y + 1), font(14)))?;
-    }
-    Ok(())
+    let entries: Vec<(String, RGBColor)> = classes
+        .iter()
+        .map(|&c| (class_name(names, c), rgb(class_color(c))))
+        .collect();
+    swatch_legend(area, &entries, columns)
 }
 
 /// A label map (prediction or ground truth) blended over the image, with a legend of the

@@ -310,7 +310,9 @@ pub(crate) fn rgb(c: [u8; 3]) -> RGBColor {
 }
 
 /// Colours for series (curves, bars) of different models: colour-blind-safe (Okabe–Ito).
-pub const SERIES_COLORS: [RGBColor; 8] = [
+/// The last four extend it for the studies with up to twelve variants (the one-knob
+/// flavours study has nine).
+pub const SERIES_COLORS: [RGBColor; 12] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -319,6 +321,10 @@ pub const SERIES_COLORS: [RGBColor; 8] = [
     RGBColor(86, 180, 233),
     RGBColor(120, 120, 120),
     RGBColor(240, 228, 66),
+    RGBColor(0, 0, 0),
+    RGBColor(140, 30, 30),
+    RGBColor(90, 60, 150),
+    RGBColor(110, 130, 40),
 ];
 
 /// The colour of the `i`-th series (cycling).
@@ -344,6 +350,34 @@ pub(crate) fn font(size: u32) -> TextStyle<'static> {
 /// Bold text style of a given size in the figure font.
 pub(crate) fn bold(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().style(FontStyle::Bold).into()
+}
+
+/// A legend of colour swatches and names in `columns` columns, rows 24 px apart: under a
+/// chart with many series (so that it never covers the data) and beside label maps.
+pub(crate) fn swatch_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBColor)],
+    columns: usize,
+) -> Result<()> {
+    let (aw, _) = area.dim_in_pixel();
+    let columns = columns.max(1);
+    let col_w = (aw as usize / columns) as i32;
+    for (k, (name, color)) in entries.iter().enumerate() {
+        let (col, row) = ((k % columns) as i32, (k / columns) as i32);
+        let (x, y) = (8 + col * col_w, 10 + row * 24);
+        area.draw(&Rectangle::new([(x, y), (x + 16, y + 16)], color.filled()))?;
+        area.draw(&Rectangle::new(
+            [(x, y), (x + 16, y + 16)],
+            ShapeStyle::from(&BLACK).stroke_width(1),
+        ))?;
+        area.draw(&Text::new(name.clone(), (x + 22, y + 1), font(14)))?;
+    }
+    Ok(())
+}
+
+/// Height in pixels that [`swatch_legend`] needs for `n` entries in `columns` columns.
+pub(crate) fn swatch_legend_height(n: usize, columns: usize) -> u32 {
+    16 + 24 * n.div_ceil(columns.max(1)) as u32
 }
 
 /// Draws the series legend in the house style (framed, half-transparent white box) at
