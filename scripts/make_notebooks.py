@@ -382,7 +382,7 @@ def your_data():
             '    for (name, ds) in [("train", train.as_ref()), ("val", val.as_ref())] {\n'
             '        let f = collect_features(&mut gmmseg_model.model, ds, &pc).expect("features");\n'
             '        write_npy(&root.join(format!("{name}_features.npy")), &f.features).expect("npy");\n'
-            "        let labels = ndarray::Array1::from(f.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());\n"
+            "        let labels = gmmseg::ndarray::Array1::from(f.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());\n"
             '        write_npy(&root.join(format!("{name}_labels.npy")), &labels).expect("npy");\n'
             '        println!("{name}: {} feature rows of dimension {}", f.labels.len(), f.features.ncols());\n'
             "    }\n"

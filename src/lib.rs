@@ -29,5 +29,9 @@ pub mod train;
 
 pub use error::{GmmSegError, Result};
 
+/// ndarray is part of the public API (features, labels, images): re-exported so that a
+/// notebook or downstream crate uses the same version.
+pub use ndarray;
+
 #[cfg(feature = "notebook")]
 pub use {plotters, polars};
