@@ -43,5 +43,20 @@ for nb in "${notebooks[@]}"; do
   "$venv/bin/jupyter" nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
     --ExecutePreprocessor.kernel_name=rust "$nb" --output-dir "$out" --output "$name" >/dev/null
   "$venv/bin/python" scripts/check_nb.py "$out/$name"
+  # The executed copy lives in target/notebooks/: point its `:dep gmmseg = { path = ".." }`
+  # at this checkout, so that re-running a cell of the copy in JupyterLab still finds the crate.
+  "$venv/bin/python" - "$out/$name" "$PWD" <<'PY'
+import json, sys
+path, root = sys.argv[1], sys.argv[2]
+with open(path, encoding="utf-8") as f:
+    nb = json.load(f)
+for cell in nb["cells"]:
+    if cell["cell_type"] == "code":
+        src = cell["source"]
+        src = "".join(src) if isinstance(src, list) else src
+        cell["source"] = src.replace('path = ".."', json.dumps(root).join(["path = ", ""]))
+with open(path, "w", encoding="utf-8") as f:
+    json.dump(nb, f, indent=1, ensure_ascii=False)
+PY
   echo "  ok in $(( $(date +%s) - start )) s -> $out/$name"
 done
