@@ -24,3 +24,10 @@ fi
 if ! "$venv/bin/jupyter" kernelspec list 2>/dev/null | grep -q "^ *rust "; then
   evcxr_jupyter --install >/dev/null
 fi
+# JupyterLab in this environment: no "get notified about Jupyter news?" pop-up (it asks to
+# reach the internet and covers the notebook on a first visit).
+overrides="$venv/share/jupyter/lab/settings/overrides.json"
+if [ ! -f "$overrides" ]; then
+  mkdir -p "$(dirname "$overrides")"
+  printf '%s\n' '{ "@jupyterlab/apputils-extension:notification": { "fetchNews": "false" } }' > "$overrides"
+fi
