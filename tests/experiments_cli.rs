@@ -43,6 +43,25 @@ fn ablate_writes_tables_and_figures_and_reuses_the_cache() {
         stdout.contains("(2 cached, 0 computed runs)") && stdout.contains("0 models trained"),
         "{stdout}"
     );
+    // two seeds requested, one cached: --cache-only trains nothing and says what is missing
+    let cached = ablate(
+        dir.path(),
+        &[
+            "components",
+            "--profile",
+            "tiny",
+            "--seeds",
+            "2",
+            "--cache-only",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&cached.stdout);
+    assert!(
+        cached.status.success()
+            && stdout.contains("(2 cached, 0 computed runs, 2 not cached and skipped")
+            && stdout.contains("0 models trained"),
+        "{stdout}"
+    );
     let shard = ablate(
         dir.path(),
         &[

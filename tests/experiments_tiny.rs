@@ -73,12 +73,12 @@ fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
             assert!(out.cells.iter().any(|c| c.metric == "bin_accuracy"));
         }
     }
-    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 3 + 4 + 2);
+    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 9 + 4 + 2);
     // Distinct models: main_results 4 (softmax/gmmseg × fcn/deeplab; deeplab ones are the
     // shared defaults), disc-gmm 1, em 3 new (sinkhorn L=1 is the default gmmseg),
-    // components 2 (M = 1, 3; the default M = 5 is not in tiny), flavours 2 (τ = 0.999,
-    // reference code; "paper" is the default gmmseg).
-    assert_eq!(r.trained_models(), 12);
+    // components 2 (M = 1, 3; the default M = 5 is not in tiny), flavours 8 (τ = 0.999,
+    // the six one-knob variants, reference code; "paper" is the default gmmseg).
+    assert_eq!(r.trained_models(), 18);
 
     // A new runner on the same folder: every row from the CSV, no model trained.
     let mut again = runner(dir.path());

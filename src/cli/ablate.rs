@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! gmmseg ablate <study>|all --profile quick|full [--dataset synthscapes|digitscenes|folder:PATH]
-//!               [--seeds N] [--force] [--shard K/N]
+//!               [--seeds N] [--force] [--shard K/N] [--cache-only]
 //! ```
 //! Files per study: `<study>.csv` (runs of every dataset, long format, the cache),
 //! `<study>.configs.json` (hash → full run identity), `models/<key>.json` (every trained
@@ -45,6 +45,10 @@ pub struct AblateArgs {
     /// Run only the K-th of N disjoint slices of each study's runs, e.g. `--shard 2/4`.
     #[arg(long)]
     pub shard: Option<String>,
+    /// Train nothing: summarise, plot and write the claims of the runs already cached
+    /// (reporting how many are missing), e.g. while another process is still filling them.
+    #[arg(long, conflicts_with_all = ["force", "shard"])]
+    pub cache_only: bool,
 }
 
 fn fmt_stat(mean: f64, ci: Option<f64>, n: usize) -> String {
@@ -57,8 +61,15 @@ fn fmt_stat(mean: f64, ci: Option<f64>, n: usize) -> String {
 /// Prints the summary cells (reliability bins left out: they are in the CSV) and claims.
 fn print_result(r: &StudyResult) {
     println!(
-        "\n== {} ({} cached, {} computed runs)",
-        r.study, r.cached_runs, r.computed_runs
+        "\n== {} ({} cached, {} computed runs{})",
+        r.study,
+        r.cached_runs,
+        r.computed_runs,
+        if r.missing_runs > 0 {
+            format!(", {} not cached and skipped (--cache-only)", r.missing_runs)
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:<34} {:<16} {:>6} {:<14} mean ± 95% CI",
@@ -94,7 +105,8 @@ pub fn run(args: AblateArgs) -> Result<()> {
     let profile = ExperimentProfile::by_name(&args.profile)?.check()?;
     let mut runner = ExperimentRunner::new(profile, &args.dataset)?
         .with_force(args.force)
-        .with_shard(shard);
+        .with_shard(shard)
+        .with_cache_only(args.cache_only);
     if let Some(n) = args.seeds {
         runner = runner
             .with_seeds(n)
