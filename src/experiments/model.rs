@@ -13,15 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ndarray::ArrayView4;
 use serde::{Deserialize, Serialize};
 
 use super::{open_split, EvalSettings, ValidProfile};
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::metrics::{CalibrationAccumulator, CalibrationConfig};
-use crate::nn::resample::resize_bilinear;
-use crate::nn::to_host;
 use crate::train::batch::make_batch;
 use crate::train::config::{HeadKind, TrainConfig};
 use crate::train::eval::EvalReport;
@@ -116,64 +112,10 @@ impl Splits {
     }
 }
 
-/// Reliability bins and images/s of the model on the first `max_images` of `ds`.
-fn bins_and_throughput(
-    t: &mut Trainer,
-    ds: &dyn Dataset,
-    max_images: usize,
-    timed_batches: usize,
-) -> Result<(Vec<BinRecord>, f64)> {
+/// Inference images/s of the model on `ds`: one warm-up batch, then `timed_batches`
+/// batches cycling over the split.
+fn throughput(t: &mut Trainer, ds: &dyn Dataset, timed_batches: usize) -> Result<f64> {
     let b = t.config.get().batch_size.max(1);
-    let n = if max_images == 0 {
-        ds.len()
-    } else {
-        max_images.min(ds.len())
-    };
-    let c = t.model.head.num_classes();
-    let mut cal = CalibrationAccumulator::new(CalibrationConfig::with_bins(15).check()?);
-    let mut start = 0;
-    while start < n {
-        let end = (start + b).min(n);
-        let plan: Vec<(usize, bool)> = (start..end).map(|i| (i, false)).collect();
-        let batch = make_batch(ds, &plan)?;
-        start = end;
-        let (bn, h, w) = batch.labels.dim();
-        let out = t.model.infer(&batch.images)?;
-        let mut probs = to_host(&resize_bilinear(out.logits, h, w)?);
-        let hw = h * w;
-        for i in 0..bn {
-            for px in 0..hw {
-                let at = |k: usize| (i * c + k) * hw + px;
-                let m = (0..c)
-                    .map(|k| probs[at(k)])
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let mut s = 0f32;
-                for k in 0..c {
-                    let e = (probs[at(k)] - m).exp();
-                    probs[at(k)] = e;
-                    s += e;
-                }
-                for k in 0..c {
-                    probs[at(k)] /= s;
-                }
-            }
-        }
-        let view = ArrayView4::from_shape((bn, c, h, w), &probs).expect("shape matches");
-        cal.update_dense(view, batch.labels.view())?;
-    }
-    let bins = cal
-        .finish()?
-        .bins
-        .iter()
-        .map(|b| BinRecord {
-            lower: b.lower,
-            upper: b.upper,
-            count: b.count,
-            confidence: b.confidence,
-            accuracy: b.accuracy,
-        })
-        .collect();
-    // Throughput: one warm-up batch, then `timed_batches` batches cycling over the split.
     let plan_at = |k: usize| -> Vec<(usize, bool)> {
         (0..b).map(|j| ((k * b + j) % ds.len(), false)).collect()
     };
@@ -186,8 +128,7 @@ fn bins_and_throughput(
     for batch in &batches {
         t.model.infer(&batch.images)?;
     }
-    let images_per_s = (timed_batches * b) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    Ok((bins, images_per_s))
+    Ok((timed_batches * b) as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// Trains the model of `train` on `splits` and evaluates it as the module docs say.
@@ -206,8 +147,18 @@ pub(crate) fn train_and_evaluate(
     t.fit(splits.train.as_ref(), None, &mut |_| {})?;
     let train_s = started.elapsed().as_secs_f64();
     let val = t.evaluate(splits.val.as_ref(), p.val_images)?;
-    let (bins, images_per_s) =
-        bins_and_throughput(&mut t, splits.val.as_ref(), p.val_images, p.runtime_batches)?;
+    let bins = val
+        .bins
+        .iter()
+        .map(|b| BinRecord {
+            lower: b.lower,
+            upper: b.upper,
+            count: b.count,
+            confidence: b.confidence,
+            accuracy: b.accuracy,
+        })
+        .collect();
+    let images_per_s = throughput(&mut t, splits.val.as_ref(), p.runtime_batches)?;
     let mut anomaly = BTreeMap::new();
     let mut posthoc_val = None;
     if train.head == HeadKind::Softmax {

@@ -64,6 +64,11 @@ pub struct EvalReport {
     pub anomaly: Option<BTreeMap<String, AnomalyMetrics>>,
     /// Images evaluated.
     pub images: usize,
+    /// The 15 equal-width reliability bins behind `ece` (for reliability diagrams). Not
+    /// serialised: `eval --json` stays small, and the experiments' model records keep
+    /// their own copy.
+    #[serde(skip)]
+    pub bins: Vec<crate::metrics::calibration::ReliabilityBin>,
 }
 
 /// Evaluates `model` on the first `max_images` images of `ds` (0 = all), `batch` at a time.
@@ -141,6 +146,7 @@ pub fn evaluate(
         iou_per_class: seg.per_class_iou,
         anomaly,
         images: n_img,
+        bins: cal.bins,
     })
 }
 
@@ -459,6 +465,15 @@ mod tests {
 
         let curves = anomaly_curves(&mut t.model, &ds, 0, 64).unwrap();
         let report = evaluate(&mut t.model, &ds, 4, 0).unwrap();
+        // the reliability bins are the ones behind the ECE
+        assert_eq!(report.bins.len(), 15);
+        let n: u64 = report.bins.iter().map(|b| b.count).sum();
+        let ece: f64 = report
+            .bins
+            .iter()
+            .filter_map(|b| Some(b.count as f64 / n as f64 * (b.accuracy? - b.confidence?).abs()))
+            .sum();
+        assert!((ece - report.ece).abs() < 1e-9, "{ece} vs {}", report.ece);
         let a = report.anomaly.unwrap();
         assert_eq!(curves.len(), a.len());
         for (k, (m, c)) in &curves {
