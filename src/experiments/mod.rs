@@ -875,9 +875,14 @@ impl ExperimentRunner {
         };
         // Keep the rows of every spec (any shard) of this runner's seeds whose hash is the
         // current one: stale rows of changed configs stay in the file but are not reported.
-        let mut wanted = HashSet::new();
+        // hash → position of its spec in the study's list, so that tables and figures follow
+        // the study's order, not the order in which runs happened to be cached
+        let mut wanted: HashMap<String, usize> = HashMap::new();
         for &seed in &self.seeds {
-            for spec in specs_for(study, &self.profile, &self.dataset)? {
+            for (position, spec) in specs_for(study, &self.profile, &self.dataset)?
+                .into_iter()
+                .enumerate()
+            {
                 let train =
                     spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, seed);
                 wanted.insert(
@@ -891,13 +896,15 @@ impl ExperimentRunner {
                         rows_version: ROWS_VERSION,
                     }
                     .hash(),
+                    position,
                 );
             }
         }
-        let rows: Vec<cache::RunRow> = all_rows
+        let mut rows: Vec<cache::RunRow> = all_rows
             .into_iter()
-            .filter(|r| wanted.contains(&r.hash))
+            .filter(|r| wanted.contains_key(&r.hash))
             .collect();
+        rows.sort_by_key(|r| wanted[&r.hash]);
         let runs = runs_frame(&rows)?;
         let (summary_rows, claims) = summary::summarize_study(study, &rows)?;
         let summary = summary::summary_frame(&summary_rows, &claims)?;
