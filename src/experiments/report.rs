@@ -6,7 +6,7 @@
 //! ```no_run
 //! use gmmseg::experiments::{report::NotebookSettings, Study};
 //! # fn main() -> gmmseg::Result<()> {
-//! let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN
+//! let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, _DATASETS, _RERUN, _TRAIN_MISSING
 //! for r in settings.run(Study::Em)? {
 //!     println!("{}", r.table(&["miou", "step_ms"])?);
 //!     print!("{}", r.claims_text());
@@ -65,7 +65,8 @@ impl Default for NotebookSettings {
 }
 
 impl NotebookSettings {
-    /// The defaults, overridden by [`PROFILE_ENV`], [`DATASETS_ENV`] and [`RERUN_ENV`].
+    /// The defaults, overridden by [`PROFILE_ENV`], [`DATASETS_ENV`], [`RERUN_ENV`] and
+    /// [`TRAIN_MISSING_ENV`].
     ///
     /// # Errors
     /// [`GmmSegError::InvalidInput`] naming the variable for an unknown profile, an empty
@@ -127,13 +128,29 @@ impl NotebookSettings {
     /// # Errors
     /// As [`ExperimentRunner::run`].
     pub fn run(&self, study: Study) -> Result<Vec<StudyResult>> {
+        self.run_in(study, None)
+    }
+
+    /// [`NotebookSettings::run`] with the results folder given (`None`: the default).
+    ///
+    /// # Errors
+    /// As [`ExperimentRunner::run`].
+    pub fn run_in(
+        &self,
+        study: Study,
+        results_dir: Option<&std::path::Path>,
+    ) -> Result<Vec<StudyResult>> {
         let profile = ExperimentProfile::by_name(&self.profile)?.check()?;
         let mut out = Vec::with_capacity(self.datasets.len());
         for dataset in &self.datasets {
-            let mut runner =
-                ExperimentRunner::new(profile.clone(), dataset)?.with_force(self.rerun);
+            let mut runner = ExperimentRunner::new(profile.clone(), dataset)?
+                .with_force(self.rerun)
+                .with_cache_only(!self.train_missing && !self.rerun);
             if let Some(n) = self.seeds {
                 runner = runner.with_seeds(n)?;
+            }
+            if let Some(dir) = results_dir {
+                runner = runner.with_results_dir(dir.join(&self.profile));
             }
             let total = runner.planned_runs(study)?.len();
             let started = std::time::Instant::now();
@@ -590,6 +607,21 @@ mod tests {
         let mut g = Html::default();
         g.heading("a<b").push("<svg/>");
         assert!(g.0.contains("a&lt;b") && g.0.contains("<svg/>"));
+    }
+
+    #[test]
+    fn without_train_missing_nothing_is_trained() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = NotebookSettings {
+            profile: "tiny".into(),
+            datasets: vec!["synthscapes".into()],
+            rerun: false,
+            seeds: Some(1),
+            train_missing: false,
+        };
+        let out = settings.run_in(Study::Runtime, Some(dir.path())).unwrap();
+        assert_eq!(out[0].computed_runs, 0);
+        assert!(out[0].missing_runs > 0);
     }
 
     #[test]
