@@ -1,6 +1,9 @@
-//! Evaluation of a [`SegModel`] on a dataset: segmentation (mIoU, pixel accuracy),
-//! calibration (ECE, NLL, Brier) and, on splits with anomaly masks, anomaly detection (AUROC,
-//! AP, FPR at 95% TPR) for MSP, entropy and max-logit plus any head-specific score.
+//! Evaluation of a [`SegModel`] on a dataset ([`evaluate`]): segmentation (mIoU, pixel
+//! accuracy), calibration (ECE, NLL, Brier) and, on splits with anomaly masks, anomaly
+//! detection (AUROC, AP, FPR at 95% TPR) for MSP, entropy and max-logit plus any
+//! head-specific score. The per-pixel views that figures need — [`predict`] (predictions and
+//! anomaly maps of chosen images) and [`anomaly_curves`] (ROC / PR curves) — come from the
+//! same dense-output path.
 //!
 //! Metrics come from [`crate::metrics`] (streaming): a confusion matrix for mIoU and accuracy
 //! (predictions at label resolution: logits bilinearly up-sampled, as mmseg does), a
@@ -294,7 +297,7 @@ pub fn predict(
     for &i in indices {
         let b = make_batch(ds, &[(i, false)])?;
         let d = dense_outputs(model, &b)?;
-        let (_, c, h, w) = d.dims;
+        let (_, _, h, w) = d.dims;
         let image = b.images.index_axis(ndarray::Axis(0), 0).to_owned();
         // undo the batcher's normalisation so that figures show the picture as it is
         let image = Array3::from_shape_fn(image.dim(), |(ch, y, x)| {
@@ -305,7 +308,6 @@ pub fn predict(
         let confidence = Array2::from_shape_fn((h, w), |(y, x)| {
             d.probs[(pred[[y, x]] as usize) * h * w + y * w + x]
         });
-        debug_assert!(c > 0);
         out.push(DensePrediction {
             index: i,
             image,
