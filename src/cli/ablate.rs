@@ -176,11 +176,12 @@ pub fn run(args: AblateArgs) -> Result<()> {
     if shard.is_none() && args.study == "all" && !results.is_empty() {
         let path = out_dir.join("claims.md");
         let text = format!(
-            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}`.\n\n{}",
+            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}{}`.\n\n{}",
             args.dataset,
             args.profile,
             args.profile,
             args.dataset,
+            args.seeds.map(|n| format!(" --seeds {n}")).unwrap_or_default(),
             crate::experiments::report::claims_markdown(&results)
         );
         std::fs::write(&path, text).map_err(|e| GmmSegError::io(&path, e))?;

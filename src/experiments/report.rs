@@ -389,10 +389,11 @@ pub fn claims_markdown(results: &[StudyResult]) -> String {
     for r in results {
         for c in &r.claims {
             let num = |v: Option<f64>| v.map(|x| format!("{x:+.3}")).unwrap_or_else(|| "—".into());
-            let ci = c
-                .margin
-                .map(|x| format!("{x:.3}"))
-                .unwrap_or_else(|| "—".into());
+            // one seed has no interval: show a dash, not a misleading ±0
+            let ci = match c.margin {
+                Some(x) if c.n >= 2 => format!("{x:.3}"),
+                _ => "—".into(),
+            };
             s.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} |\n",
                 r.study.name(),
@@ -622,6 +623,38 @@ mod tests {
         let out = settings.run_in(Study::Runtime, Some(dir.path())).unwrap();
         assert_eq!(out[0].computed_runs, 0);
         assert!(out[0].missing_runs > 0);
+    }
+
+    #[test]
+    fn claims_markdown_has_one_row_per_claim_and_no_interval_for_one_seed() {
+        use crate::experiments::summary::{Claim, ClaimKind};
+        let claim = |n: usize, margin: f64| Claim {
+            study: "em".into(),
+            statement: "a | b".into(),
+            metric: "miou".into(),
+            group: "val".into(),
+            a: ("sinkhorn".into(), Some(1.0)),
+            b: ("vanilla".into(), Some(1.0)),
+            kind: ClaimKind::Better,
+            difference: Some(0.0123),
+            margin: Some(margin),
+            n,
+            holds: Some(true),
+            beyond_ci: (n > 1).then_some(false),
+        };
+        let mut r = result(vec![]);
+        r.claims = vec![claim(1, 0.0), claim(3, 0.05)];
+        let md = claims_markdown(&[r]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 4, "{md}");
+        assert!(
+            lines[2].contains("a \\| b") && lines[2].contains("| +0.012 | — | 1 | **holds** | — |"),
+            "{md}"
+        );
+        assert!(
+            lines[3].contains("| +0.012 | 0.050 | 3 | **holds** | no |"),
+            "{md}"
+        );
     }
 
     #[test]
