@@ -228,6 +228,7 @@ impl StudyResult {
             .collect();
         if known.is_empty() {
             let mut have: Vec<&str> = self.cells.iter().map(|c| c.metric.as_str()).collect();
+            have.sort_unstable();
             have.dedup();
             return Err(GmmSegError::input(
                 "metrics",
@@ -313,6 +314,13 @@ impl StudyResult {
     }
 }
 
+/// Escapes text for an HTML element's content.
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// Several HTML fragments (tables, figures, headings) shown as **one** cell output: evcxr
 /// keeps only the last rich output of a cell, so a loop calling `evcxr_display` on each
 /// table would show just the last one.
@@ -330,11 +338,7 @@ impl Html {
 
     /// Appends a small heading (escaped).
     pub fn heading(&mut self, text: &str) -> &mut Self {
-        let t = text
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
-        self.push(&format!("<h4>{t}</h4>"))
+        self.push(&format!("<h4>{}</h4>", escape_html(text)))
     }
 
     /// Prints the fragments in evcxr's rich-output protocol.
@@ -458,11 +462,7 @@ impl Table {
 
     /// The table as an HTML fragment (a `<table>` with a caption).
     pub fn to_html(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        };
+        let esc = escape_html;
         let (names, rows) = self.cells();
         let mut h = format!(
             "<table><caption style=\"text-align:left;font-weight:bold\">{}</caption><thead><tr>",
