@@ -1,7 +1,9 @@
 //! GMM benchmarks (issue 8):
 //! (a) log-likelihood of 262,144 pixels under C = 19, M = 5, D = 64, beside a plain dfdx
 //!     matmul of the same FLOPs ((N × 2D) · (2D × C·M)), and their throughput ratio;
-//! (b) one Sinkhorn-EM iteration (E-step + M-step, all classes) on 1M pixels, in pixels/s.
+//! (b) one Sinkhorn-EM iteration (E-step + M-step, all classes) on 1M pixels, in pixels/s,
+//!     and how it splits between its three parts (own-class log-likelihood, Sinkhorn,
+//!     M-step moments) on one class of 52,632 pixels.
 //!
 //! Run: `cargo bench --bench gmm`. The summary lines at the end are what README records.
 
@@ -10,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
 use dfdx::prelude::*;
-use gmmseg::gmm::{fit, tape, ClassIndex, FitOptions, GmmConfig, GmmParams, LogLikTable};
+use gmmseg::gmm::likelihood::own_class_log_likelihood;
+use gmmseg::gmm::mstep::Moments;
+use gmmseg::gmm::sinkhorn::sinkhorn;
+use gmmseg::gmm::{fit, tape, ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, LogLikTable};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -115,6 +120,24 @@ fn main() {
     let t_em = median(3, || {
         black_box(fit(xb.view(), &index, &cfg, &opts).unwrap());
     });
+    // The three parts of one EM iteration, on one class's rows (1M / 19).
+    let xc = xb.slice(ndarray::s![..big / C, ..]).to_owned();
+    let sk = match cfg.e_step {
+        EStep::Sinkhorn(s) => s,
+        EStep::Vanilla => unreachable!("paper config uses Sinkhorn"),
+    };
+    let ll = own_class_log_likelihood(xc.view(), &p, 0);
+    let resp = sinkhorn(ll.view(), &sk).responsibilities;
+    let shift = p.means.index_axis(ndarray::Axis(0), 0).to_owned();
+    let t_ll = median(7, || {
+        black_box(own_class_log_likelihood(xc.view(), &p, 0));
+    });
+    let t_sk = median(7, || {
+        black_box(sinkhorn(ll.view(), &sk));
+    });
+    let t_mo = median(7, || {
+        black_box(Moments::accumulate(xc.view(), resp.view(), shift.view()));
+    });
     let flops = 2.0 * n as f64 * (2 * D) as f64 * (C * M) as f64;
     println!("\nSUMMARY (threads: {})", rayon::current_num_threads());
     println!(
@@ -134,5 +157,17 @@ fn main() {
         "one Sinkhorn-EM iteration on 1M px, C=19 M=5 D=64: {:.0} ms, {:.2} M pixels/s",
         t_em.as_secs_f64() * 1e3,
         big as f64 / t_em.as_secs_f64() / 1e6
+    );
+    let part = |t: Duration| t.as_secs_f64() * 1e3;
+    let total = part(t_ll) + part(t_sk) + part(t_mo);
+    println!(
+        "  its parts on one class of {} px: own-class log-lik {:.1} ms ({:.0}%), Sinkhorn {:.1} ms ({:.0}%), M-step moments {:.1} ms ({:.0}%)",
+        xc.nrows(),
+        part(t_ll),
+        100.0 * part(t_ll) / total,
+        part(t_sk),
+        100.0 * part(t_sk) / total,
+        part(t_mo),
+        100.0 * part(t_mo) / total
     );
 }

@@ -248,13 +248,12 @@ pub struct ExperimentProfile {
     /// Batches timed for the inference throughput (after one warm-up batch).
     pub runtime_batches: usize,
     /// Optimiser steps for datasets that the base schedule (`train.steps`) cannot train:
-    /// (dataset spec, steps). Empty in `tiny` and `quick`; `full` gives DigitScenes 2,000,
+    /// (dataset spec, steps). Empty in `tiny` and `quick`; `full` gives DigitScenes 3,000,
     /// because its softmax baseline separates digits from background within 100 steps but
     /// learns *which* digit only after about 1,200 (measured with `gmmseg train`, 3,000-step
     /// schedule: validation mIoU 0.086 — background only — up to step 700, 0.37 at 1,500,
-    /// 0.65 at 3,000). Measured since: a 2,000-step schedule (its learning rate decays
-    /// sooner) leaves the softmax baseline at mIoU 0.16, so 3,000–4,000 is the next value
-    /// to try; kept at 2,000 here so that the committed full results match the code.
+    /// 0.65 at 3,000). A 2,000-step schedule (its learning rate decays sooner) was tried and
+    /// left the softmax baseline at mIoU 0.16.
     pub dataset_steps: Vec<(String, usize)>,
 }
 
@@ -320,11 +319,11 @@ impl ExperimentProfile {
         }
     }
 
-    /// The full profile: 500 steps (2,000 on DigitScenes, see
+    /// The full profile: 500 steps (3,000 on DigitScenes, see
     /// [`ExperimentProfile::dataset_steps`]), 200 validation and 300 images per anomaly
     /// split, 3 seeds, every M in 1..=15, post-hoc fits on 256 images with 20 EM iterations:
     /// 26 models per seed and dataset. Measured on two cores (README, "Ablation results"):
-    /// SynthScapes ≈ 1 hour for 3 seeds; DigitScenes, at four times the steps, about an hour
+    /// SynthScapes ≈ 1 hour for 3 seeds; DigitScenes, at six times the steps, about 1.5 hours
     /// per seed — so both datasets at 3 seeds exceed the two-hour goal on this machine.
     pub fn full() -> Self {
         let mut train = TrainConfig::quick();
@@ -346,7 +345,7 @@ impl ExperimentProfile {
             components: (1..=15).collect(),
             em_loops: vec![1, 5, 10],
             runtime_batches: 16,
-            dataset_steps: vec![("digitscenes".into(), 2000)],
+            dataset_steps: vec![("digitscenes".into(), 3000)],
         }
     }
 
