@@ -43,6 +43,7 @@ pub mod online;
 pub mod params;
 pub mod sinkhorn;
 pub mod tape;
+pub mod vexp;
 
 pub use config::{
     Assignment, EStep, GmmConfig, MeanEstimator, Reduction, SinkhornConfig, ValidGmmConfig,

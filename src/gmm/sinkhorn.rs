@@ -4,9 +4,15 @@
 //! maximises `⟨P, S⟩ + ε H(P)` subject to every pixel having mass 1/n and every component
 //! mass 1/M, where `S_jm = log π_m N(x_j; μ_m, σ_m)` (the negative cost). Its solution is
 //! `P = diag(e^u) exp(S/ε) diag(e^v)`, found by Sinkhorn–Knopp iterations on the potentials
-//! u, v. We iterate **in the log domain** (log-sum-exp updates in f64), so that S/ε, which
-//! reaches 10⁴ for raw costs and ε = 0.05, never overflows — the reference code exponentiates
-//! directly, which overflows in f16 and divides by zero when max|S| = 0.
+//! u, v, which stay **in the log domain** (f64), so that S/ε, which reaches 10⁴ for raw costs
+//! and ε = 0.05, never overflows — the reference code exponentiates directly, which
+//! overflows in f16 and divides by zero when max|S| = 0.
+//!
+//! The first component step is a log-sum-exp over each column. After it, one row-softmax
+//! pass `Q = softmax_m(S/ε + v)` serves both the pixel step of an iteration and the component
+//! step of the next (`P = Q/n`, and the column log-sum-exp is `v_m − ln n + ln Σ_j Q_jm`), so
+//! T iterations cost T + 1 exponentials per entry instead of 2T + 2, and the last pass's Q
+//! is the answer.
 //!
 //! Each iteration first normalises the components, then the pixels, as the reference code
 //! does, so every returned row sums to exactly 1 (responsibilities are `n·P`); the component
@@ -16,6 +22,7 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use super::config::SinkhornConfig;
+use super::vexp::exp_nonpositive_in_place;
 
 /// Rows per parallel chunk; fixed so that results do not depend on the thread count.
 const CHUNK: usize = 4096;
@@ -68,142 +75,247 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
         .collect();
     let log_a = -(n as f64).ln();
     let log_b = -(m as f64).ln();
-    let mut u = vec![0f64; n];
-    let mut v = vec![0f64; m];
-    let mut iterations = 0;
-    let mut err = f64::INFINITY;
-    for _ in 0..cfg.iterations {
-        // Components: v_m = log b − LSE_j (logK_jm + u_j).
-        let col_lse = column_logsumexp(&log_k, &u, None, m);
-        for j in 0..m {
-            v[j] = if col_lse[j] == f64::NEG_INFINITY {
+    // Iteration 1's component step, from u = 0.
+    let col_lse = column_logsumexp(&log_k, m);
+    let mut v: Vec<f64> = col_lse
+        .iter()
+        .map(|&l| {
+            if l == f64::NEG_INFINITY {
                 0.0
             } else {
-                log_b - col_lse[j]
-            };
-        }
-        // Pixels: u_j = log a − LSE_m (logK_jm + v_m).
-        u.par_chunks_mut(CHUNK)
-            .zip(log_k.par_chunks(CHUNK * m))
-            .for_each(|(uc, kc)| {
-                for (uj, row) in uc.iter_mut().zip(kc.chunks(m)) {
-                    let lse = lse_iter(row.iter().zip(&v).map(|(k, vv)| k + vv));
-                    *uj = if lse == f64::NEG_INFINITY {
-                        log_a
-                    } else {
-                        log_a - lse
-                    };
-                }
-            });
-        iterations += 1;
-        // The marginal check costs a pass over the plan: only when it can stop the loop.
-        if let Some(tol) = cfg.tolerance {
-            err = marginal_error(&log_k, &u, &v, m);
-            if err <= tol {
-                break;
+                log_b - l
             }
-        }
-    }
-    if cfg.tolerance.is_none() {
-        err = marginal_error(&log_k, &u, &v, m);
-    }
-    let nf = n as f64;
-    let resp: Vec<f32> = log_k
-        .par_chunks(m)
-        .zip(u.par_iter())
-        .flat_map_iter(|(row, uj)| {
-            let v = &v;
-            row.iter()
-                .zip(v)
-                .map(move |(k, vv)| ((k + uj + vv).exp() * nf) as f32)
         })
         .collect();
-    SinkhornOutput {
-        responsibilities: Array2::from_shape_vec((n, m), resp).expect("shape matches"),
-        iterations,
-        max_marginal_error: err,
+    let mut iterations = 0;
+    loop {
+        // Iteration t's pixel step and iteration t+1's component step share one pass:
+        // Q = rowsoftmax(logK + v) gives u_j = log a − LSE_m(logK_jm + v_m), the plan
+        // P = a·Q, and LSE_j(logK_jm + u_j) = log a − v_m + ln Σ_j Q_jm.
+        let pass = row_softmax(&log_k, &v, m);
+        iterations += 1;
+        let err = marginal_error(&pass.column_sums, n);
+        let stop = cfg.tolerance.is_some_and(|tol| err <= tol);
+        if iterations >= cfg.iterations.max(1) || stop {
+            let responsibilities = Array2::from_shape_vec((n, m), pass.q).expect("shape matches");
+            return SinkhornOutput {
+                responsibilities,
+                iterations,
+                max_marginal_error: err,
+            };
+        }
+        // No underflow to guard against here: after a component step every column of the
+        // plan holds mass 1/M and the pixel step scales each row by at least 1/n (row masses
+        // sum to 1), so Σ_j Q_jm ≥ 1/M. Only an all-impossible column sums to 0.
+        for (vj, &sum) in v.iter_mut().zip(&pass.column_sums) {
+            *vj = if sum > 0.0 {
+                log_b - (log_a - *vj + sum.ln())
+            } else {
+                0.0
+            };
+        }
     }
 }
 
-/// Relative deviation of each component's mass `Σ_j P_jm` from 1/M, maximised over m.
-fn marginal_error(log_k: &[f64], u: &[f64], v: &[f64], m: usize) -> f64 {
-    let lse = column_logsumexp(log_k, u, Some(v), m);
-    let target = 1.0 / m as f64;
-    lse.iter()
-        .map(|&l| ((l.exp() - target) / target).abs())
+/// One row-softmax pass: Q (n, M) as f32 responsibilities and Σ_j Q_jm in f64.
+struct RowPass {
+    q: Vec<f32>,
+    column_sums: Vec<f64>,
+}
+
+/// `Q_jm = exp(logK_jm + v_m − LSE_m'(logK_jm' + v_m'))`, with deterministic chunked column
+/// sums. A row with no finite entry gets Q = 0 (it takes no part in the transport).
+fn row_softmax(log_k: &[f64], v: &[f64], m: usize) -> RowPass {
+    let n = log_k.len() / m;
+    let mut q = vec![0f32; n * m];
+    let partials: Vec<Vec<f64>> = q
+        .par_chunks_mut(CHUNK * m)
+        .zip(log_k.par_chunks(CHUNK * m))
+        .map(|(qc, kc)| {
+            // Arguments of the whole chunk first, so that the exponentials run vectorised.
+            let mut e = vec![0f64; kc.len()];
+            for (er, kr) in e.chunks_mut(m).zip(kc.chunks(m)) {
+                let max = kr
+                    .iter()
+                    .zip(v)
+                    .fold(f64::NEG_INFINITY, |a, (k, vv)| a.max(k + vv));
+                for ((ej, k), vv) in er.iter_mut().zip(kr).zip(v) {
+                    // A row with no finite entry: every argument −∞, so Q = 0.
+                    *ej = if max == f64::NEG_INFINITY {
+                        f64::NEG_INFINITY
+                    } else {
+                        k + vv - max
+                    };
+                }
+            }
+            exp_nonpositive_in_place(&mut e);
+            let mut cols = vec![0f64; m];
+            for (qr, er) in qc.chunks_mut(m).zip(e.chunks(m)) {
+                let total: f64 = er.iter().sum();
+                if total == 0.0 {
+                    continue;
+                }
+                let inv = 1.0 / total;
+                for ((qj, ej), cj) in qr.iter_mut().zip(er).zip(cols.iter_mut()) {
+                    let r = ej * inv;
+                    *qj = r as f32;
+                    *cj += r;
+                }
+            }
+            cols
+        })
+        .collect();
+    let mut column_sums = vec![0f64; m];
+    for p in partials {
+        for (c, x) in column_sums.iter_mut().zip(p) {
+            *c += x;
+        }
+    }
+    RowPass { q, column_sums }
+}
+
+/// Relative deviation of each component's mass `Σ_j P_jm = Σ_j Q_jm / n` from 1/M,
+/// maximised over m.
+fn marginal_error(column_sums: &[f64], n: usize) -> f64 {
+    let target = 1.0 / column_sums.len() as f64;
+    column_sums
+        .iter()
+        .map(|&c| ((c / n as f64 - target) / target).abs())
         .fold(0.0, f64::max)
 }
 
-/// `LSE_j (logK_jm + u_j [+ v_m])` for every m, with a deterministic chunked reduction.
-fn column_logsumexp(log_k: &[f64], u: &[f64], v: Option<&[f64]>, m: usize) -> Vec<f64> {
-    let partials: Vec<Vec<(f64, f64)>> = log_k
+/// `LSE_j logK_jm` for every m: a max pass, then one exponential per entry, with a
+/// deterministic chunked reduction.
+fn column_logsumexp(log_k: &[f64], m: usize) -> Vec<f64> {
+    let maxes: Vec<Vec<f64>> = log_k
         .par_chunks(CHUNK * m)
-        .zip(u.par_chunks(CHUNK))
-        .map(|(kc, uc)| {
-            let mut acc = vec![(f64::NEG_INFINITY, 0f64); m];
-            for (row, &uj) in kc.chunks(m).zip(uc) {
-                for (j, &k) in row.iter().enumerate() {
-                    let x = k + uj + v.map_or(0.0, |v| v[j]);
-                    acc[j] = lse_push(acc[j], x);
+        .map(|kc| {
+            let mut acc = vec![f64::NEG_INFINITY; m];
+            for row in kc.chunks(m) {
+                for (a, &k) in acc.iter_mut().zip(row) {
+                    *a = a.max(k);
                 }
             }
             acc
         })
         .collect();
-    let mut total = vec![(f64::NEG_INFINITY, 0f64); m];
-    for p in partials {
-        for j in 0..m {
-            total[j] = lse_merge(total[j], p[j]);
+    let mut max = vec![f64::NEG_INFINITY; m];
+    for p in maxes {
+        for (a, x) in max.iter_mut().zip(p) {
+            *a = a.max(x);
         }
     }
-    total
-        .iter()
-        .map(|&(max, sum)| {
-            if max == f64::NEG_INFINITY {
-                max
+    let sums: Vec<Vec<f64>> = log_k
+        .par_chunks(CHUNK * m)
+        .map(|kc| {
+            let mut e: Vec<f64> = kc
+                .chunks(m)
+                .flat_map(|row| row.iter().zip(&max).map(|(&k, &mx)| k - mx))
+                .collect();
+            // An all-impossible column has max −∞ and k − max = NaN: make it −∞ (→ 0).
+            for x in e.iter_mut() {
+                if x.is_nan() {
+                    *x = f64::NEG_INFINITY;
+                }
+            }
+            exp_nonpositive_in_place(&mut e);
+            let mut acc = vec![0f64; m];
+            for row in e.chunks(m) {
+                for (a, x) in acc.iter_mut().zip(row) {
+                    *a += x;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![0f64; m];
+    for p in sums {
+        for (a, x) in total.iter_mut().zip(p) {
+            *a += x;
+        }
+    }
+    max.iter()
+        .zip(&total)
+        .map(|(&mx, &s)| {
+            if mx == f64::NEG_INFINITY {
+                mx
             } else {
-                max + sum.ln()
+                mx + s.ln()
             }
         })
         .collect()
-}
-
-/// Streaming log-sum-exp state (running max, Σ exp(x − max)).
-fn lse_push((max, sum): (f64, f64), x: f64) -> (f64, f64) {
-    if x == f64::NEG_INFINITY {
-        (max, sum)
-    } else if x <= max {
-        (max, sum + (x - max).exp())
-    } else {
-        (x, sum * (max - x).exp() + 1.0)
-    }
-}
-
-fn lse_merge(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
-    if b.0 == f64::NEG_INFINITY {
-        a
-    } else if a.0 == f64::NEG_INFINITY {
-        b
-    } else if a.0 >= b.0 {
-        (a.0, a.1 + b.1 * (b.0 - a.0).exp())
-    } else {
-        (b.0, b.1 + a.1 * (a.0 - b.0).exp())
-    }
-}
-
-fn lse_iter(values: impl Iterator<Item = f64>) -> f64 {
-    let (max, sum) = values.fold((f64::NEG_INFINITY, 0.0), lse_push);
-    if max == f64::NEG_INFINITY {
-        max
-    } else {
-        max + sum.ln()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::array;
+
+    /// The straightforward log-domain solver (two log-sum-exps per iteration, the plan
+    /// exponentiated at the end): what the fused passes of [`sinkhorn`] must reproduce.
+    fn log_domain_reference(s: &Array2<f32>, cfg: &SinkhornConfig) -> Array2<f64> {
+        let (n, m) = s.dim();
+        let mut scale = 1.0 / cfg.epsilon as f64;
+        if cfg.rescale_cost {
+            let max_abs = s.iter().fold(0f64, |a, &v| a.max((v as f64).abs()));
+            if max_abs > 0.0 {
+                scale /= max_abs;
+            }
+        }
+        let k = s.mapv(|v| v as f64 * scale);
+        let lse = |xs: Vec<f64>| {
+            let mx = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            mx + xs.iter().map(|x| (x - mx).exp()).sum::<f64>().ln()
+        };
+        let (log_a, log_b) = (-(n as f64).ln(), -(m as f64).ln());
+        let mut u = vec![0f64; n];
+        let mut v = vec![0f64; m];
+        for _ in 0..cfg.iterations {
+            for j in 0..m {
+                v[j] = log_b - lse((0..n).map(|i| k[[i, j]] + u[i]).collect());
+            }
+            for i in 0..n {
+                u[i] = log_a - lse((0..m).map(|j| k[[i, j]] + v[j]).collect());
+            }
+        }
+        Array2::from_shape_fn((n, m), |(i, j)| (k[[i, j]] + u[i] + v[j]).exp() * n as f64)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Raw costs at ε = 0.05 put far components thousands of nats below a pixel's best;
+        /// the fused passes' plain column sums must still agree with the log domain.
+        #[test]
+        fn fused_passes_match_the_log_domain_solver(
+            n in 1usize..300,
+            m in 2usize..8,
+            spread in 0.01f32..2000.0,
+            far in 0usize..3,
+            rescale in proptest::prelude::any::<bool>(),
+            iterations in 1usize..6,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 100_000) as f32 / 100_000.0
+            };
+            let s = Array2::from_shape_fn((n, m), |(_, j)| {
+                // Components below `far` sit far from every pixel.
+                let offset = if j < far { -50.0 * spread } else { 0.0 };
+                offset - spread * next()
+            });
+            let cfg = SinkhornConfig { epsilon: 0.05, iterations, rescale_cost: rescale, tolerance: None };
+            let got = sinkhorn(s.view(), &cfg);
+            let want = log_domain_reference(&s, &cfg);
+            proptest::prop_assert_eq!(got.iterations, iterations);
+            for (a, b) in got.responsibilities.iter().zip(want.iter()) {
+                proptest::prop_assert!((*a as f64 - b).abs() < 1e-5, "{} vs {}", a, b);
+            }
+        }
+    }
 
     #[test]
     fn two_by_two_closed_form() {
