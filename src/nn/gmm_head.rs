@@ -160,22 +160,15 @@ fn l2_rows(x: &mut Array2<f32>) {
 
 pub(crate) fn act_to_rows(x: &Act) -> Array2<f32> {
     let (b, d, h, w) = *x.shape();
-    let v = x.as_vec();
-    let hw = h * w;
-    Array2::from_shape_fn((b * hw, d), |(r, c)| v[((r / hw) * d + c) * hw + r % hw])
+    let rows = crate::nn::ops::nchw_to_rows(&x.as_vec(), (b, d, h, w));
+    Array2::from_shape_vec((b * h * w, d), rows).expect("shape matches")
 }
 
 pub(crate) fn rows_to_act(dev: &Dev, x: &Array2<f32>, b: usize, h: usize, w: usize) -> Act {
-    let (n, k) = x.dim();
-    let hw = h * w;
-    debug_assert_eq!(n, b * hw);
-    let mut out = vec![0f32; n * k];
-    for (r, row) in x.axis_iter(Axis(0)).enumerate() {
-        let (i, p) = (r / hw, r % hw);
-        for (c, &v) in row.iter().enumerate() {
-            out[(i * k + c) * hw + p] = v;
-        }
-    }
+    let k = x.ncols();
+    debug_assert_eq!(x.nrows(), b * h * w);
+    let x = x.as_standard_layout();
+    let out = crate::nn::ops::rows_to_nchw(x.as_slice().expect("standard layout"), (b, k, h, w));
     dev.tensor_from_vec(out, (b, k, h, w))
 }
 
@@ -280,13 +273,22 @@ impl GmmHead {
 
     /// Class log-likelihoods log p(x|c) (N, C) and logits (N, C) of transformed rows, no tape.
     pub fn scores(&self, rows: ArrayView2<'_, f32>) -> (Array2<f32>, Array2<f32>) {
+        let (class_ll, logits) = self.scores_lean(rows);
+        let logits = logits.unwrap_or_else(|| class_ll.clone());
+        (class_ll, logits)
+    }
+
+    /// [`GmmHead::scores`] without copying the class log-likelihoods when they are the
+    /// logits (no class LayerNorm, the paper flavour): `None` stands for "same as class_ll".
+    fn scores_lean(&self, rows: ArrayView2<'_, f32>) -> (Array2<f32>, Option<Array2<f32>>) {
         let g = self.gmm.gmm_config();
         let ll = self.table.compute(rows);
         let class_ll = class_scores(ll.view(), g.components, g.reduction);
-        let mut logits = class_ll.clone();
-        if let Some(a) = &self.class_norm {
+        let logits = self.class_norm.as_ref().map(|a| {
+            let mut logits = class_ll.clone();
             a.apply_rows(&mut logits);
-        }
+            logits
+        });
         (class_ll, logits)
     }
 
@@ -416,8 +418,9 @@ impl Head for GmmHead {
     fn infer(&self, feats: Act) -> Result<HeadOutput> {
         let (b, _, h, w) = *feats.shape();
         let rows = self.transform(act_to_rows(&feats));
-        let (class_ll, logits) = self.scores(rows.view());
-        Ok(density_output(&self.dev, &logits, &class_ll, (b, h, w)))
+        let (class_ll, logits) = self.scores_lean(rows.view());
+        let logits = logits.as_ref().unwrap_or(&class_ll);
+        Ok(density_output(&self.dev, logits, &class_ll, (b, h, w)))
     }
 
     fn mixture(&self) -> Option<&crate::gmm::GmmParams> {

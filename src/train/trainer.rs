@@ -294,10 +294,12 @@ impl Trainer {
             })?;
         drop(grads);
         // detached features as (N, D) rows for the head's no-gradient update
-        let fv = to_host(&twin);
         let hw = h * w;
-        let rows =
-            Array2::from_shape_fn((b * hw, d), |(r, c)| fv[((r / hw) * d + c) * hw + r % hw]);
+        let rows = Array2::from_shape_vec(
+            (b * hw, d),
+            crate::nn::ops::nchw_to_rows(&to_host(&twin), (b, d, h, w)),
+        )
+        .expect("shape matches");
         let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();
         self.step += 1;
         let update_started = Instant::now();
