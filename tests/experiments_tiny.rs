@@ -237,7 +237,7 @@ fn dataset_steps_override_only_its_dataset_and_is_validated() {
             .unwrap()
             .train_for("digitscenes")
             .steps,
-        2000
+        3000
     );
     p.dataset_steps = vec![("digitscenes".into(), 0)];
     let e = p.check().unwrap_err();

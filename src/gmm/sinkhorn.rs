@@ -10,12 +10,12 @@
 //!
 //! The first component step is a log-sum-exp over each column. After it, one row-softmax
 //! pass `Q = softmax_m(S/ε + v)` serves both the pixel step of an iteration and the component
-//! step of the next (`P = Q/n`, and the column log-sum-exp is `v_m − ln n + ln Σ_j Q_jm`), so
+//! step of the next (`P = Q/n`, and the column log-sum-exp is `−v_m − ln n + ln Σ_j Q_jm`), so
 //! T iterations cost T + 1 exponentials per entry instead of 2T + 2, and the last pass's Q
 //! is the answer.
 //!
 //! Each iteration first normalises the components, then the pixels, as the reference code
-//! does, so every returned row sums to exactly 1 (responsibilities are `n·P`); the component
+//! does, so every returned row sums to 1 (responsibilities are `n·P`); the component
 //! masses approach n/M as iterations grow.
 
 use ndarray::{Array2, ArrayView2};
