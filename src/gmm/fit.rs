@@ -178,13 +178,34 @@ pub fn e_step(
     c: usize,
     cfg: &ValidGmmConfig,
 ) -> (Array2<f32>, f64) {
-    let ll = own_class_log_likelihood(xc, params, c);
+    e_step_blocks(&[xc], params, c, cfg)
+}
+
+/// [`e_step`] on the rows of several blocks taken as one set (e.g. a batch and a memory),
+/// without copying the features together: responsibilities are (Σ rows, M), block by block.
+pub fn e_step_blocks(
+    blocks: &[ArrayView2<'_, f32>],
+    params: &GmmParams,
+    c: usize,
+    cfg: &ValidGmmConfig,
+) -> (Array2<f32>, f64) {
+    let ll = if let [single] = blocks {
+        own_class_log_likelihood(*single, params, c)
+    } else {
+        let parts: Vec<Array2<f32>> = blocks
+            .iter()
+            .map(|b| own_class_log_likelihood(*b, params, c))
+            .collect();
+        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(Axis(0), &views).expect("every block has M columns")
+    };
+    let n: usize = blocks.iter().map(|b| b.nrows()).sum();
     let ll_sum: f64 = ll
         .axis_iter(Axis(0))
         .map(|row| super::params::logsumexp(row) as f64)
         .sum();
     let mut resp = if cfg.components == 1 {
-        Array2::ones((xc.nrows(), 1))
+        Array2::ones((n, 1))
     } else {
         match &cfg.e_step {
             EStep::Vanilla => vanilla_responsibilities(ll.view()),

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::{EStep, GmmConfig, ValidGmmConfig};
-use super::fit::{e_step, gather_rows, init_class_from_data};
+use super::fit::{e_step, e_step_blocks, gather_rows, init_class_from_data};
 use super::labels::ClassIndex;
 use super::memory::{
     sample_evenly_spaced, sample_random, FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout,
@@ -136,12 +136,33 @@ fn m_step(
     x: ArrayView2<'_, f32>,
     resp: ArrayView2<'_, f32>,
 ) {
+    m_step_blocks(params, cfg, c, &[x], resp);
+}
+
+/// [`m_step`] on several row blocks taken as one set; `resp` holds their rows in order.
+fn m_step_blocks(
+    params: &mut GmmParams,
+    cfg: &ValidGmmConfig,
+    c: usize,
+    blocks: &[ArrayView2<'_, f32>],
+    resp: ArrayView2<'_, f32>,
+) {
     let shift = params.means.index_axis(Axis(0), c).to_owned();
-    let est = estimate(
-        &Moments::accumulate(x, resp, shift.view()),
-        cfg.var_reg,
-        cfg.mean_estimator,
-    );
+    let mut start = 0;
+    let mut moments: Option<Moments> = None;
+    for block in blocks {
+        let rows = ndarray::s![start..start + block.nrows(), ..];
+        let part = Moments::accumulate(*block, resp.slice(rows), shift.view());
+        start += block.nrows();
+        match moments.as_mut() {
+            Some(total) => total.merge(&part),
+            None => moments = Some(part),
+        }
+    }
+    let Some(moments) = moments else {
+        return;
+    };
+    let est = estimate(&moments, cfg.var_reg, cfg.mean_estimator);
     let vanilla = matches!(cfg.e_step, EStep::Vanilla);
     apply(
         params,
@@ -351,16 +372,16 @@ impl OnlineGmm {
             let updated: Vec<(usize, GmmParams)> = batch_classes
                 .par_iter()
                 .map(|(c, xc, _)| {
-                    let mem = self.class_memory(*c);
-                    let data = if mem.nrows() > 0 {
-                        ndarray::concatenate(Axis(0), &[xc.view(), mem.view()]).expect("same D")
-                    } else {
-                        xc.clone()
-                    };
+                    // The batch's rows and each memory queue as blocks of one set: no copy
+                    // of the features into one array.
+                    let blocks: Vec<ArrayView2<'_, f32>> = std::iter::once(xc.view())
+                        .chain((0..self.memory.slots()).map(|s| self.memory.queue(*c, s)))
+                        .filter(|b| b.nrows() > 0)
+                        .collect();
                     let mut params = self.params.clone();
                     for _ in 0..self.valid.em_loops {
-                        let (resp, _) = e_step(data.view(), &params, *c, &self.valid);
-                        m_step(&mut params, &self.valid, *c, data.view(), resp.view());
+                        let (resp, _) = e_step_blocks(&blocks, &params, *c, &self.valid);
+                        m_step_blocks(&mut params, &self.valid, *c, &blocks, resp.view());
                     }
                     (*c, params)
                 })
@@ -518,5 +539,53 @@ impl OnlineGmm {
     /// The validated mixture configuration.
     pub fn gmm_config(&self) -> &ValidGmmConfig {
         &self.valid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    /// EM on batch ∪ memory as separate blocks equals EM on the rows copied together.
+    #[test]
+    fn em_on_blocks_equals_em_on_the_concatenation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let cfg = GmmConfig {
+            components: 3,
+            dim: 4,
+            mean_momentum: 0.5,
+            var_momentum: 0.5,
+            ..GmmConfig::paper(2)
+        }
+        .check()
+        .unwrap();
+        let params = GmmParams::random_unit(2, 3, 4, &mut rng);
+        let a = Array2::from_shape_fn((37, 4), |_| rng.gen_range(-2.0f32..2.0));
+        let b = Array2::from_shape_fn((150, 4), |_| rng.gen_range(-1.0f32..3.0));
+        let joined = ndarray::concatenate(Axis(0), &[a.view(), b.view()]).unwrap();
+
+        let (r_blocks, ll_blocks) = e_step_blocks(&[a.view(), b.view()], &params, 1, &cfg);
+        let (r_joined, ll_joined) = e_step(joined.view(), &params, 1, &cfg);
+        assert_eq!(r_blocks, r_joined);
+        assert_eq!(ll_blocks, ll_joined);
+
+        let mut p_blocks = params.clone();
+        m_step_blocks(
+            &mut p_blocks,
+            &cfg,
+            1,
+            &[a.view(), b.view()],
+            r_blocks.view(),
+        );
+        let mut p_joined = params.clone();
+        m_step(&mut p_joined, &cfg, 1, joined.view(), r_joined.view());
+        for (x, y) in p_blocks.means.iter().zip(p_joined.means.iter()) {
+            assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+        }
+        for (x, y) in p_blocks.variances.iter().zip(p_joined.variances.iter()) {
+            assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+        }
+        assert_ne!(p_blocks.means, params.means, "the class moved");
     }
 }
