@@ -113,34 +113,91 @@ impl LogLikTable {
                         l[d + i] = v;
                     }
                 });
-            out_chunk
-                .par_chunks_mut(k)
-                .for_each(|row| row.copy_from_slice(&self.bias));
-            // SAFETY: all pointers cover exactly the (rows × 2D), (2D × K) and (rows × K)
-            // row-major matrices described by the strides; the buffers outlive the call.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    k,
-                    2 * d,
-                    out_chunk.as_mut_ptr(),
-                    1,
-                    k as isize,
-                    true,
-                    lhs.as_ptr(),
-                    1,
-                    (2 * d) as isize,
-                    self.rhs.as_ptr(),
-                    1,
-                    k as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(rayon::current_num_threads()),
-                );
+            self.gemm_into(lhs, out_chunk);
+        }
+    }
+
+    /// [`LogLikTable::compute`] on a channel-major (B, D, H, W) feature map, as a network
+    /// produces it: the GEMM operand is built straight from it, skipping the (B·H·W, D) copy.
+    /// Rows of the (B·H·W, C·M) result are pixels in the order `(b·H + y)·W + x`.
+    ///
+    /// # Panics
+    /// If `values.len() != B·D·H·W` or D is not the table's.
+    pub fn compute_nchw(
+        &self,
+        values: &[f32],
+        (b, d, h, w): (usize, usize, usize, usize),
+    ) -> Array2<f32> {
+        assert_eq!(
+            d, self.dim,
+            "feature map has D = {d}, the GMM has D = {}",
+            self.dim
+        );
+        assert_eq!(values.len(), b * d * h * w, "buffer is not (B, D, H, W)");
+        const PIXEL_BLOCK: usize = 64;
+        let hw = h * w;
+        let k = self.bias.len();
+        let mut out = vec![0f32; b * hw * k];
+        let mut lhs = vec![0f32; ROW_CHUNK.min(hw.max(1)) * 2 * d];
+        for (image, out_image) in values.chunks(d * hw.max(1)).zip(out.chunks_mut(hw * k)) {
+            for (start, out_chunk) in (0..hw)
+                .step_by(ROW_CHUNK)
+                .zip(out_image.chunks_mut(ROW_CHUNK * k))
+            {
+                let rows = out_chunk.len() / k.max(1);
+                let lhs = &mut lhs[..rows * 2 * d];
+                // Blocks of pixels in parallel; within one, channel by channel so that the
+                // reads of the channel-major map are contiguous.
+                lhs.par_chunks_mut(2 * d * PIXEL_BLOCK)
+                    .enumerate()
+                    .for_each(|(blk, l)| {
+                        let first = start + blk * PIXEL_BLOCK;
+                        for c in 0..d {
+                            let src = &image[c * hw + first..c * hw + first + l.len() / (2 * d)];
+                            for (row, &v) in l.chunks_exact_mut(2 * d).zip(src) {
+                                row[c] = v * v;
+                                row[d + c] = v;
+                            }
+                        }
+                    });
+                self.gemm_into(lhs, out_chunk);
             }
+        }
+        Array2::from_shape_vec((b * hw, k), out).expect("shape matches")
+    }
+
+    /// `out = bias + lhs · rhs` for `lhs` (rows, 2D) = `[x⊙x, x]` and `out` (rows, K).
+    fn gemm_into(&self, lhs: &[f32], out_chunk: &mut [f32]) {
+        let d = self.dim;
+        let k = self.bias.len();
+        let rows = lhs.len() / (2 * d);
+        out_chunk
+            .par_chunks_mut(k)
+            .for_each(|row| row.copy_from_slice(&self.bias));
+        // SAFETY: all pointers cover exactly the (rows × 2D), (2D × K) and (rows × K)
+        // row-major matrices described by the strides; the buffers outlive the call.
+        unsafe {
+            gemm::gemm(
+                rows,
+                k,
+                2 * d,
+                out_chunk.as_mut_ptr(),
+                1,
+                k as isize,
+                true,
+                lhs.as_ptr(),
+                1,
+                (2 * d) as isize,
+                self.rhs.as_ptr(),
+                1,
+                k as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            );
         }
     }
 
@@ -381,6 +438,23 @@ mod tests {
             variances: Array3::from_shape_vec((2, 2, 2), vec![1., 1., 0.5, 2., 0.25, 1., 4., 0.1])
                 .unwrap(),
             log_weights: array![[0.3f32.ln(), 0.7f32.ln()], [0.5f32.ln(), 0.5f32.ln()]],
+        }
+    }
+
+    #[test]
+    fn channel_major_entry_point_equals_pixel_rows() {
+        // (B, D, H, W) = (2, 2, 3, 5): pixels of both images, several per parallel block.
+        let (b, d, h, w) = (2, 2, 3, 5);
+        let values: Vec<f32> = (0..b * d * h * w)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let table = LogLikTable::new(&params_2x2());
+        let rows = crate::nn::ops::nchw_to_rows(&values, (b, d, h, w));
+        let want = table.compute(ArrayView2::from_shape((b * h * w, d), &rows).unwrap());
+        let got = table.compute_nchw(&values, (b, d, h, w));
+        assert_eq!(got.dim(), want.dim());
+        for (x, y) in got.iter().zip(want.iter()) {
+            assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{x} vs {y}");
         }
     }
 

@@ -32,7 +32,7 @@ pub fn log_likelihood<T: Tape<f32, Cpu>>(
     let k = table.num_classes() * table.components();
     let (x, mut tape) = x.split_tape();
     let x = x.contiguous();
-    let xs: Vec<f32> = x.as_vec();
+    let xs: Vec<f32> = crate::nn::to_host(&x);
     let mut out = vec![0f32; n * k];
     table.compute_into(&xs, &mut out);
     let dev = x.device().clone();
@@ -43,7 +43,7 @@ pub fn log_likelihood<T: Tape<f32, Cpu>>(
         let table = Arc::clone(table);
         tape.add_backward_op(move |grads| {
             grads.try_alloc_for(&out_ghost)?;
-            let g = grads.get(&out_ghost).as_vec();
+            let g = crate::nn::to_host(&grads.get(&out_ghost));
             let gx = backward(&xs, &g, &table);
             let grad_x = grads.get_or_alloc_mut(&x_ghost)?;
             for (a, b) in grad_x.iter_mut().zip(gx) {

@@ -160,7 +160,7 @@ fn l2_rows(x: &mut Array2<f32>) {
 
 pub(crate) fn act_to_rows(x: &Act) -> Array2<f32> {
     let (b, d, h, w) = *x.shape();
-    let rows = crate::nn::ops::nchw_to_rows(&x.as_vec(), (b, d, h, w));
+    let rows = crate::nn::ops::nchw_to_rows(&crate::nn::to_host(x), (b, d, h, w));
     Array2::from_shape_vec((b * h * w, d), rows).expect("shape matches")
 }
 
@@ -281,8 +281,12 @@ impl GmmHead {
     /// [`GmmHead::scores`] without copying the class log-likelihoods when they are the
     /// logits (no class LayerNorm, the paper flavour): `None` stands for "same as class_ll".
     fn scores_lean(&self, rows: ArrayView2<'_, f32>) -> (Array2<f32>, Option<Array2<f32>>) {
+        self.scores_from_components(self.table.compute(rows))
+    }
+
+    /// Class log-likelihoods and (class-normalised) logits from component log-likelihoods.
+    fn scores_from_components(&self, ll: Array2<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
         let g = self.gmm.gmm_config();
-        let ll = self.table.compute(rows);
         let class_ll = class_scores(ll.view(), g.components, g.reduction);
         let logits = self.class_norm.as_ref().map(|a| {
             let mut logits = class_ll.clone();
@@ -371,7 +375,8 @@ impl Head for GmmHead {
         // Reference flavour: 0.01 × CE over the C·M raw log-likelihoods with the Sinkhorn
         // E-step's hard targets (pre-update GMM). The second use of the log-likelihoods is
         // recorded on its own tape and merged by the sum; gradients meet at the shared id.
-        let x = Array2::from_shape_vec(*rows_twin.shape(), rows_twin.as_vec()).expect("shape");
+        let x = Array2::from_shape_vec(*rows_twin.shape(), crate::nn::to_host(&rows_twin))
+            .expect("shape");
         let labels: Vec<u8> = target.labels_feat.iter().copied().collect();
         let targets = self.component_targets(x.view(), &labels)?;
         let comp = cross_entropy_rows(ll_twin.retaped::<Tp>(), &targets)?;
@@ -416,9 +421,16 @@ impl Head for GmmHead {
     }
 
     fn infer(&self, feats: Act) -> Result<HeadOutput> {
-        let (b, _, h, w) = *feats.shape();
-        let rows = self.transform(act_to_rows(&feats));
-        let (class_ll, logits) = self.scores_lean(rows.view());
+        let (b, d, h, w) = *feats.shape();
+        let (class_ll, logits) = if self.feat_norm.is_some() {
+            self.scores_lean(self.transform(act_to_rows(&feats)).view())
+        } else {
+            // The paper flavour: straight from the channel-major map, no pixel-row copy.
+            self.scores_from_components(
+                self.table
+                    .compute_nchw(&crate::nn::to_host(&feats), (b, d, h, w)),
+            )
+        };
         let logits = logits.as_ref().unwrap_or(&class_ll);
         Ok(density_output(&self.dev, logits, &class_ll, (b, h, w)))
     }
@@ -610,7 +622,7 @@ impl DiscGmmHead {
         }
         let k = self.classes * self.components;
         let (x, mut tape) = x.split_tape();
-        let xs = x.as_vec();
+        let xs = crate::nn::to_host(&x);
         let mut out = vec![0f32; n * k];
         table.compute_into(&xs, &mut out);
         let y = x.device().try_tensor_from_vec(out, (n, k))?;
@@ -622,7 +634,7 @@ impl DiscGmmHead {
             tape.add_backward_op(move |grads| {
                 grads.try_alloc_for(&x)?;
                 grads.try_alloc_for(&y_id)?;
-                let g = grads.get(&y_id).as_vec();
+                let g = crate::nn::to_host(&grads.get(&y_id));
                 let mut dx = vec![0f32; n * d];
                 let mut gx = vec![0f64; k * d];
                 let mut gx2 = vec![0f64; k * d];
@@ -699,9 +711,9 @@ impl Head for DiscGmmHead {
         )
     }
     fn infer(&self, feats: Act) -> Result<HeadOutput> {
-        let (b, _, h, w) = *feats.shape();
-        let rows = act_to_rows(&feats);
-        let ll = LogLikTable::new(&self.params()).compute(rows.view());
+        let (b, d, h, w) = *feats.shape();
+        let ll = LogLikTable::new(&self.params())
+            .compute_nchw(&crate::nn::to_host(&feats), (b, d, h, w));
         let class_ll = class_scores(ll.view(), self.components, self.reduction);
         Ok(density_output(&self.dev, &class_ll, &class_ll, (b, h, w)))
     }

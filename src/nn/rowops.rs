@@ -37,7 +37,7 @@ pub fn layer_norm_rows<T: Tape<f32, Cpu>>(
             ),
         ));
     }
-    let xv = x.as_vec();
+    let xv = crate::nn::to_host(&x);
     let g = gamma.to_vec();
     let b = beta.to_vec();
     let mut xhat = vec![0f32; n * k];
@@ -63,7 +63,7 @@ pub fn layer_norm_rows<T: Tape<f32, Cpu>>(
         tape.add_backward_op(move |grads| {
             grads.try_alloc_for(&x)?;
             grads.try_alloc_for(&y_id)?;
-            let gy = grads.get(&y_id).as_vec();
+            let gy = crate::nn::to_host(&grads.get(&y_id));
             let mut dg = vec![0f32; k];
             let mut db = vec![0f32; k];
             let mut dx = vec![0f32; n * k];
@@ -104,7 +104,7 @@ pub fn layer_norm_rows<T: Tape<f32, Cpu>>(
 /// (N, K) → (N, K).
 pub fn l2_normalize_rows<T: Tape<f32, Cpu>>(x: Rows<T>) -> Result<Rows<T>> {
     let (n, k) = *x.shape();
-    let xv = x.as_vec();
+    let xv = crate::nn::to_host(&x);
     let norms: Vec<f32> = xv
         .chunks(k.max(1))
         .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12))
@@ -154,7 +154,7 @@ pub fn cross_entropy_rows<T: Tape<f32, Cpu>>(
             format!("target {t} for {k} columns"),
         ));
     }
-    let z = logits.as_vec();
+    let z = crate::nn::to_host(&logits);
     let valid = targets.iter().filter(|t| t.is_some()).count();
     let mut prob = vec![0f32; n * k];
     let mut total = 0f64;
