@@ -28,6 +28,22 @@ const LN_2PI: f32 = 1.837_877_1;
 /// Rows per GEMM chunk: bounds the `[x⊙x, x]` temporary to `ROW_CHUNK · 2D` floats.
 const ROW_CHUNK: usize = 16_384;
 
+/// Rows below which a pass runs on one thread: waking the pool for a few thousand rows costs
+/// more than it saves (measured: the thread hand-offs were most of a 2,048-pixel inference).
+pub(crate) const PAR_MIN_ROWS: usize = 4_096;
+
+/// Multiply–adds below which the likelihood GEMM runs on one thread, for the same reason.
+pub(crate) const PAR_MIN_MACS: usize = 1 << 24;
+
+/// The GEMM crate's parallelism for an (m × k) · (k × n) product.
+pub(crate) fn gemm_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
+    if m.saturating_mul(k).saturating_mul(n) < PAR_MIN_MACS {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    }
+}
+
 /// Precomputed GEMM operands for evaluating log π_k N(x; μ_k, σ_k) for all k = (c, m).
 #[derive(Clone, Debug)]
 pub struct LogLikTable {
@@ -107,6 +123,7 @@ impl LogLikTable {
             let lhs = &mut lhs[..rows * 2 * d];
             lhs.par_chunks_mut(2 * d)
                 .zip(x_chunk.par_chunks(d))
+                .with_min_len(PAR_MIN_ROWS)
                 .for_each(|(l, xr)| {
                     for (i, &v) in xr.iter().enumerate() {
                         l[i] = v * v;
@@ -150,6 +167,7 @@ impl LogLikTable {
                 // reads of the channel-major map are contiguous.
                 lhs.par_chunks_mut(2 * d * PIXEL_BLOCK)
                     .enumerate()
+                    .with_min_len(PAR_MIN_ROWS / PIXEL_BLOCK)
                     .for_each(|(blk, l)| {
                         let first = start + blk * PIXEL_BLOCK;
                         for c in 0..d {
@@ -173,6 +191,7 @@ impl LogLikTable {
         let rows = lhs.len() / (2 * d);
         out_chunk
             .par_chunks_mut(k)
+            .with_min_len(PAR_MIN_ROWS)
             .for_each(|row| row.copy_from_slice(&self.bias));
         // SAFETY: all pointers cover exactly the (rows × 2D), (2D × K) and (rows × K)
         // row-major matrices described by the strides; the buffers outlive the call.
@@ -196,7 +215,7 @@ impl LogLikTable {
                 false,
                 false,
                 false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+                gemm_parallelism(rows, 2 * d, k),
             );
         }
     }
@@ -235,6 +254,7 @@ pub fn class_scores(
     let mut out = vec![0f32; n * c];
     out.par_chunks_mut(c * 256)
         .zip(flat.par_chunks(k * 256))
+        .with_min_len(PAR_MIN_ROWS / 256)
         .for_each(|(o, rows)| {
             for (orow, row) in o.chunks_mut(c).zip(rows.chunks(k)) {
                 for (slot, chunk) in orow.iter_mut().zip(row.chunks(components)) {

@@ -83,7 +83,7 @@ fn backward(x: &[f32], g: &[f32], table: &LogLikTable) -> Vec<f32> {
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            super::likelihood::gemm_parallelism(n, k, 2 * d),
         );
     }
     let mut out = vec![0f32; n * d];
