@@ -189,33 +189,56 @@ pub fn e_step_blocks(
     c: usize,
     cfg: &ValidGmmConfig,
 ) -> (Array2<f32>, f64) {
-    let ll = if let [single] = blocks {
-        own_class_log_likelihood(*single, params, c)
-    } else {
-        let parts: Vec<Array2<f32>> = blocks
-            .iter()
-            .map(|b| own_class_log_likelihood(*b, params, c))
-            .collect();
-        let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.view()).collect();
-        ndarray::concatenate(Axis(0), &views).expect("every block has M columns")
-    };
-    let n: usize = blocks.iter().map(|b| b.nrows()).sum();
+    let ll = own_class_ll_blocks(blocks, params, c);
     let ll_sum: f64 = ll
         .axis_iter(Axis(0))
         .map(|row| super::params::logsumexp(row) as f64)
         .sum();
+    (responsibilities(ll.view(), cfg), ll_sum)
+}
+
+/// The responsibilities of [`e_step_blocks`] alone, without the log-likelihood total (a
+/// log-sum-exp per row) that only batch EM reports.
+pub fn responsibilities_blocks(
+    blocks: &[ArrayView2<'_, f32>],
+    params: &GmmParams,
+    c: usize,
+    cfg: &ValidGmmConfig,
+) -> Array2<f32> {
+    responsibilities(own_class_ll_blocks(blocks, params, c).view(), cfg)
+}
+
+/// Own-class log π_m N(x; μ_m, σ_m) of the blocks' rows, stacked, shape (Σ rows, M).
+fn own_class_ll_blocks(
+    blocks: &[ArrayView2<'_, f32>],
+    params: &GmmParams,
+    c: usize,
+) -> Array2<f32> {
+    if let [single] = blocks {
+        return own_class_log_likelihood(*single, params, c);
+    }
+    let parts: Vec<Array2<f32>> = blocks
+        .iter()
+        .map(|b| own_class_log_likelihood(*b, params, c))
+        .collect();
+    let views: Vec<ArrayView2<'_, f32>> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).expect("every block has M columns")
+}
+
+/// Responsibilities (n, M) from own-class log-likelihoods under the configured E-step.
+fn responsibilities(ll: ArrayView2<'_, f32>, cfg: &ValidGmmConfig) -> Array2<f32> {
     let mut resp = if cfg.components == 1 {
-        Array2::ones((n, 1))
+        Array2::ones((ll.nrows(), 1))
     } else {
         match &cfg.e_step {
-            EStep::Vanilla => vanilla_responsibilities(ll.view()),
-            EStep::Sinkhorn(s) => sinkhorn(ll.view(), s).responsibilities,
+            EStep::Vanilla => vanilla_responsibilities(ll),
+            EStep::Sinkhorn(s) => sinkhorn(ll, s).responsibilities,
         }
     };
     if cfg.assignment == Assignment::Hard {
         harden(&mut resp);
     }
-    (resp, ll_sum)
+    resp
 }
 
 /// Data-driven initialisation per class: k-means++ seeding and a few Lloyd iterations on a

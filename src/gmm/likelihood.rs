@@ -377,6 +377,7 @@ pub fn own_class_log_likelihood(
     let mut out = vec![0f32; n * m];
     out.par_chunks_mut(m * 256)
         .zip(xs.par_chunks(d * 256))
+        .with_min_len(PAR_MIN_ROWS / 256)
         .for_each(|(o, rows)| own_class_rows(o, rows, &mu, &inv, &consts));
     Array2::from_shape_vec((n, m), out).expect("shape matches")
 }

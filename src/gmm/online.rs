@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::{EStep, GmmConfig, ValidGmmConfig};
-use super::fit::{e_step, e_step_blocks, gather_rows, init_class_from_data};
+use super::fit::{e_step, gather_rows, init_class_from_data, responsibilities_blocks};
 use super::labels::ClassIndex;
 use super::memory::{
     sample_evenly_spaced, sample_random, FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout,
@@ -380,7 +380,7 @@ impl OnlineGmm {
                         .collect();
                     let mut params = self.params.clone();
                     for _ in 0..self.valid.em_loops {
-                        let (resp, _) = e_step_blocks(&blocks, &params, *c, &self.valid);
+                        let resp = responsibilities_blocks(&blocks, &params, *c, &self.valid);
                         m_step_blocks(&mut params, &self.valid, *c, &blocks, resp.view());
                     }
                     (*c, params)
@@ -545,6 +545,7 @@ impl OnlineGmm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gmm::fit::e_step_blocks;
     use rand::Rng;
 
     /// EM on batch ∪ memory as separate blocks equals EM on the rows copied together.
@@ -566,6 +567,10 @@ mod tests {
         let joined = ndarray::concatenate(Axis(0), &[a.view(), b.view()]).unwrap();
 
         let (r_blocks, ll_blocks) = e_step_blocks(&[a.view(), b.view()], &params, 1, &cfg);
+        assert_eq!(
+            r_blocks,
+            responsibilities_blocks(&[a.view(), b.view()], &params, 1, &cfg)
+        );
         let (r_joined, ll_joined) = e_step(joined.view(), &params, 1, &cfg);
         assert_eq!(r_blocks, r_joined);
         assert_eq!(ll_blocks, ll_joined);
