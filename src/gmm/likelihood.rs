@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::config::Reduction;
 use super::params::GmmParams;
+use super::simd::avx2_dispatch;
 
 const LN_2PI: f32 = 1.837_877_1;
 
@@ -409,30 +410,10 @@ fn weighted_squared_distance(x: &[f32], mu: &[f32], w: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Rows of [`own_class_log_likelihood`]: `out[n, m] = c_m − ½ Σ_d (x_nd − μ_md)² w_md`, on
-/// the widest vector unit the processor has (the same operations in the same order on
-/// either path, so bit-identical results).
-fn own_class_rows(out: &mut [f32], xs: &[f32], mu: &[f32], inv: &[f32], consts: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2, checked just above.
-            return unsafe { own_class_rows_avx2(out, xs, mu, inv, consts) };
-        }
-    }
-    own_class_rows_generic(out, xs, mu, inv, consts)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn own_class_rows_avx2(
-    out: &mut [f32],
-    xs: &[f32],
-    mu: &[f32],
-    inv: &[f32],
-    consts: &[f32],
-) {
-    own_class_rows_generic(out, xs, mu, inv, consts)
+avx2_dispatch! {
+    /// Rows of [`own_class_log_likelihood`]: `out[n, m] = c_m − ½ Σ_d (x_nd − μ_md)² w_md`.
+    fn own_class_rows(out: &mut [f32], xs: &[f32], mu: &[f32], inv: &[f32], consts: &[f32])
+        => own_class_rows_generic
 }
 
 #[inline(always)]

@@ -41,6 +41,7 @@ pub mod memory;
 pub mod mstep;
 pub mod online;
 pub mod params;
+mod simd;
 pub mod sinkhorn;
 pub mod tape;
 pub mod vexp;

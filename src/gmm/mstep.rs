@@ -12,6 +12,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::config::MeanEstimator;
+use super::simd::avx2_dispatch;
 
 const CHUNK: usize = 4096;
 
@@ -26,30 +27,10 @@ pub const MIN_WEIGHT: f64 = 1e-6;
 /// Per-chunk (mass, first, second) sums: see [`Moments::accumulate`].
 type Partial = (Vec<f64>, Vec<f64>, Vec<f64>);
 
-/// One chunk's sums, on the widest vector unit the processor has. Every element's sum is an
-/// independent chain of the same IEEE operations on either path (no fused multiply-add), so
-/// the results are bit-identical across paths.
-fn accumulate_chunk(xc: &[f32], rc: &[f32], shift: &[f64], m: usize, d: usize) -> Partial {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2, checked just above.
-            return unsafe { accumulate_chunk_avx2(xc, rc, shift, m, d) };
-        }
-    }
-    accumulate_chunk_generic(xc, rc, shift, m, d)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn accumulate_chunk_avx2(
-    xc: &[f32],
-    rc: &[f32],
-    shift: &[f64],
-    m: usize,
-    d: usize,
-) -> Partial {
-    accumulate_chunk_generic(xc, rc, shift, m, d)
+avx2_dispatch! {
+    /// One chunk's sums.
+    fn accumulate_chunk(xc: &[f32], rc: &[f32], shift: &[f64], m: usize, d: usize) -> Partial
+        => accumulate_chunk_generic
 }
 
 #[inline(always)]

@@ -205,29 +205,33 @@ fn column_logsumexp(log_k: &[f64], m: usize) -> Vec<f64> {
             *a = a.max(x);
         }
     }
-    let sums: Vec<Vec<f64>> = log_k
-        .par_chunks(CHUNK * m)
-        .map(|kc| {
-            let mut e: Vec<f64> = kc
-                .chunks(m)
-                .flat_map(|row| row.iter().zip(&max).map(|(&k, &mx)| k - mx))
-                .collect();
-            // An all-impossible column has max −∞ and k − max = NaN: make it −∞ (→ 0).
-            for x in e.iter_mut() {
-                if x.is_nan() {
-                    *x = f64::NEG_INFINITY;
+    let sums: Vec<Vec<f64>> =
+        log_k
+            .par_chunks(CHUNK * m)
+            .map(|kc| {
+                // An all-impossible column (max −∞) contributes e^−∞ = 0, not e^NaN.
+                let mut e: Vec<f64> =
+                    kc.chunks(m)
+                        .flat_map(|row| {
+                            row.iter().zip(&max).map(|(&k, &mx)| {
+                                if mx == f64::NEG_INFINITY {
+                                    mx
+                                } else {
+                                    k - mx
+                                }
+                            })
+                        })
+                        .collect();
+                exp_nonpositive_in_place(&mut e);
+                let mut acc = vec![0f64; m];
+                for row in e.chunks(m) {
+                    for (a, x) in acc.iter_mut().zip(row) {
+                        *a += x;
+                    }
                 }
-            }
-            exp_nonpositive_in_place(&mut e);
-            let mut acc = vec![0f64; m];
-            for row in e.chunks(m) {
-                for (a, x) in acc.iter_mut().zip(row) {
-                    *a += x;
-                }
-            }
-            acc
-        })
-        .collect();
+                acc
+            })
+            .collect();
     let mut total = vec![0f64; m];
     for p in sums {
         for (a, x) in total.iter_mut().zip(p) {

@@ -10,6 +10,8 @@
 /// every log-sum-exp pass contains, and beyond it `2^k` would leave the normal range.
 pub const FLUSH_BELOW: f64 = -700.0;
 
+use super::simd::avx2_dispatch;
+
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 split in a part exact in few bits and a remainder (Cody–Waite), so `x − k·ln 2` is
 /// exact for the |k| ≤ 1010 used here.
@@ -50,25 +52,10 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     }
 }
 
-/// Replaces every `x ≤ 0` in `values` by `e^x` (see [`exp_nonpositive`]), on the widest
-/// vector unit the processor has; both paths run the same operations, so they agree bit for
-/// bit.
-pub fn exp_nonpositive_in_place(values: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2, checked just above.
-            unsafe { exp_in_place_avx2(values) };
-            return;
-        }
-    }
-    exp_in_place_generic(values);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn exp_in_place_avx2(values: &mut [f64]) {
-    exp_in_place_generic(values);
+avx2_dispatch! {
+    /// Replaces every `x ≤ 0` in `values` by `e^x` (see [`exp_nonpositive`]), on the widest
+    /// vector unit the processor has.
+    pub fn exp_nonpositive_in_place(values: &mut [f64]) => exp_in_place_generic
 }
 
 #[inline(always)]
