@@ -65,7 +65,7 @@ pub struct TrainArgs {
     /// only every 5 iterations, variances replaced).
     #[arg(long)]
     pub reference_em_schedule: Option<bool>,
-    /// GMM heads: initialise each class from its first batch (paper flavour: on).
+    /// GMM heads: initialise each class from its first batch (default: off, a random start).
     #[arg(long)]
     pub warm_start: Option<bool>,
     /// Image sampling: shuffle (default) or class-balanced (the reference code's sampler).

@@ -81,7 +81,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
-use crate::train::config::{TrainConfig, ValidTrainConfig};
+use crate::train::config::{HeadKind, TrainConfig, ValidTrainConfig};
 
 pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
 pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};
@@ -524,6 +524,21 @@ pub struct RunIdentity {
     /// [`ROWS_VERSION`] of the code that read the rows from the model record.
     #[serde(default)]
     pub rows_version: u32,
+    /// [`model_version`] of `train`; left out of the JSON (and so of the hash) at 2, so that
+    /// rows of configs untouched by later versions keep their keys.
+    #[serde(
+        default = "untouched_model_version",
+        skip_serializing_if = "is_untouched"
+    )]
+    pub model_version: u32,
+}
+
+fn untouched_model_version() -> u32 {
+    2
+}
+
+fn is_untouched(v: &u32) -> bool {
+    *v == untouched_model_version()
 }
 
 /// Version of what the studies read from a model record (`studies::measure`); bumping it
@@ -547,16 +562,29 @@ impl RunIdentity {
     }
 }
 
-/// Version of what the library trains for a given [`TrainConfig`]: bump it whenever a code
-/// change (a preset's default, a fix in a head or the EM) changes the model a config produces,
-/// so that cached models and rows are retrained instead of silently reused.
+/// Version of what the library trains: bump it whenever a code change (a preset's default, a
+/// fix in a head or the EM) changes the model a config produces, so that cached models and
+/// rows are retrained instead of silently reused, and say in [`model_version`] which configs
+/// the change touches (the others keep their keys and cached results).
 /// 2: the paper-flavour GMM head's variance regularisation became 1.0.
-pub const MODEL_VERSION: u32 = 2;
+/// 3: the paper-flavour GMM head starts from random means (its warm start became opt-in).
+pub const MODEL_VERSION: u32 = 3;
 
-/// The key of a trained model: hash of [`MODEL_VERSION`], the full training config, the
+/// The [`MODEL_VERSION`] at which the model that `train` produces last changed.
+pub fn model_version(train: &TrainConfig) -> u32 {
+    let takes_paper_start =
+        train.head == HeadKind::Gmmseg && train.gmm.overrides.warm_start.is_none();
+    if takes_paper_start {
+        3
+    } else {
+        2
+    }
+}
+
+/// The key of a trained model: hash of its [`model_version`], the full training config, the
 /// evaluation settings and the dataset (first 16 hex digits).
 pub fn model_key(train: &TrainConfig, eval: &EvalSettings, dataset: &str) -> String {
-    sha256_json(&(MODEL_VERSION, train, eval, dataset))[..16].to_string()
+    sha256_json(&(model_version(train), train, eval, dataset))[..16].to_string()
 }
 
 /// `--shard K/N`: run only the specs whose index `i` satisfies `i % N == K − 1`.
@@ -828,6 +856,7 @@ impl ExperimentRunner {
                 spec: spec.name.clone(),
                 dataset: self.dataset.clone(),
                 seed: *seed,
+                model_version: model_version(&train),
                 train: train.clone(),
                 eval: eval.clone(),
                 rows_version: ROWS_VERSION,
@@ -892,6 +921,7 @@ impl ExperimentRunner {
                         spec: spec.name.clone(),
                         dataset: self.dataset.clone(),
                         seed,
+                        model_version: model_version(&train),
                         train,
                         eval: eval.clone(),
                         rows_version: ROWS_VERSION,
@@ -1014,4 +1044,67 @@ pub(crate) fn open_split(
             ..DatasetOptions::default()
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval() -> EvalSettings {
+        ExperimentProfile::by_name("tiny")
+            .unwrap()
+            .check()
+            .unwrap()
+            .eval_settings()
+    }
+
+    #[test]
+    fn model_versions_touch_only_the_configs_they_changed() {
+        let eval = eval();
+        let v2_key =
+            |t: &TrainConfig| sha256_json(&(2u32, t, &eval, "synthscapes"))[..16].to_string();
+        let mut softmax = TrainConfig::quick();
+        softmax.dataset = "synthscapes".into();
+        let mut reference = softmax.clone();
+        reference.head = HeadKind::GmmsegRef;
+        let mut explicit_start = softmax.clone();
+        explicit_start.head = HeadKind::Gmmseg;
+        explicit_start.gmm.overrides.warm_start = Some(true);
+        for untouched in [&softmax, &reference, &explicit_start] {
+            assert_eq!(model_version(untouched), 2);
+            assert_eq!(
+                model_key(untouched, &eval, "synthscapes"),
+                v2_key(untouched)
+            );
+        }
+        let mut paper = softmax.clone();
+        paper.head = HeadKind::Gmmseg;
+        assert_eq!(model_version(&paper), MODEL_VERSION);
+        assert_ne!(model_key(&paper, &eval, "synthscapes"), v2_key(&paper));
+    }
+
+    #[test]
+    fn run_identities_name_their_model_version_only_when_it_changed() {
+        let mut id = RunIdentity {
+            study: "main_results".into(),
+            spec: "softmax".into(),
+            dataset: "synthscapes".into(),
+            seed: 0,
+            train: TrainConfig::quick(),
+            eval: eval(),
+            rows_version: ROWS_VERSION,
+            model_version: 2,
+        };
+        let json = serde_json::to_string(&id).unwrap();
+        assert!(!json.contains("model_version"));
+        // identities written before the field existed read back as version 2, same hash
+        let back: RunIdentity = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, id);
+        let v2_hash = id.hash();
+        id.model_version = 3;
+        assert!(serde_json::to_string(&id)
+            .unwrap()
+            .contains("\"model_version\":3"));
+        assert_ne!(id.hash(), v2_hash);
+    }
 }

@@ -99,8 +99,8 @@ pub struct FlavourOverrides {
     /// every 5 iterations, variances replaced (momentum 0) (reference: on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_memory: Option<bool>,
-    /// Initialise a class from its first batch instead of a random start (paper flavour on
-    /// at CPU scale, reference off).
+    /// Initialise a class from its first batch instead of a random start (off in both
+    /// flavours; see `OnlineConfig::warm_start`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_start: Option<bool>,
 }
