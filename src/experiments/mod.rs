@@ -533,12 +533,15 @@ pub struct RunIdentity {
     pub model_version: u32,
 }
 
+/// The [`model_version`] of every config that no change after version 2 touched.
+const UNTOUCHED_MODEL_VERSION: u32 = 2;
+
 fn untouched_model_version() -> u32 {
-    2
+    UNTOUCHED_MODEL_VERSION
 }
 
 fn is_untouched(v: &u32) -> bool {
-    *v == untouched_model_version()
+    *v == UNTOUCHED_MODEL_VERSION
 }
 
 /// Version of what the studies read from a model record (`studies::measure`); bumping it
@@ -577,7 +580,7 @@ pub fn model_version(train: &TrainConfig) -> u32 {
     if takes_paper_start {
         3
     } else {
-        2
+        UNTOUCHED_MODEL_VERSION
     }
 }
 
