@@ -559,6 +559,27 @@ pub(crate) fn sha256_json<T: Serialize>(v: &T) -> String {
 }
 
 impl RunIdentity {
+    /// The identity of a run of this code: the versions are derived here, in one place.
+    pub fn new(
+        study: Study,
+        spec: &str,
+        dataset: &str,
+        seed: u64,
+        train: TrainConfig,
+        eval: EvalSettings,
+    ) -> Self {
+        RunIdentity {
+            study: study.name().into(),
+            spec: spec.into(),
+            dataset: dataset.into(),
+            seed,
+            model_version: model_version(&train),
+            train,
+            eval,
+            rows_version: ROWS_VERSION,
+        }
+    }
+
     /// The cache key of the run's rows.
     pub fn hash(&self) -> String {
         sha256_json(self)
@@ -854,16 +875,14 @@ impl ExperimentRunner {
         for (spec, seed) in &plan {
             let train =
                 spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, *seed);
-            let id = RunIdentity {
-                study: study.name().into(),
-                spec: spec.name.clone(),
-                dataset: self.dataset.clone(),
-                seed: *seed,
-                model_version: model_version(&train),
-                train: train.clone(),
-                eval: eval.clone(),
-                rows_version: ROWS_VERSION,
-            };
+            let id = RunIdentity::new(
+                study,
+                &spec.name,
+                &self.dataset,
+                *seed,
+                train.clone(),
+                eval.clone(),
+            );
             let hash = id.hash();
             let hit = !self.force && cached_hashes.contains(hash.as_str());
             if hit {
@@ -919,17 +938,8 @@ impl ExperimentRunner {
                 let train =
                     spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, seed);
                 wanted.insert(
-                    RunIdentity {
-                        study: study.name().into(),
-                        spec: spec.name.clone(),
-                        dataset: self.dataset.clone(),
-                        seed,
-                        model_version: model_version(&train),
-                        train,
-                        eval: eval.clone(),
-                        rows_version: ROWS_VERSION,
-                    }
-                    .hash(),
+                    RunIdentity::new(study, &spec.name, &self.dataset, seed, train, eval.clone())
+                        .hash(),
                     position,
                 );
             }
