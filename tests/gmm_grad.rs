@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use dfdx::prelude::*;
-use gmmseg::gmm::{tape::log_likelihood, GmmParams, LogLikTable};
+use gmmseg::gmm::tape::{class_log_likelihood_nchw, log_likelihood};
+use gmmseg::gmm::{GmmParams, LogLikTable, Reduction};
+use gmmseg::nn::ops::{from_pixels, to_pixels};
 use ndarray::{Array2, Array3};
 
 fn params() -> GmmParams {
@@ -106,4 +108,148 @@ fn winner_take_all_gradient_reaches_only_the_winning_component() {
     // The winning component's mean is x itself, so its gradient −(x−μ)/σ² is zero, and the
     // other classes and components receive none.
     assert!(g.iter().all(|v| v.abs() < 1e-4), "{g:?}");
+}
+
+/// The unfused path the fused op replaces: pixel rows, component log-likelihoods, a dfdx
+/// reduction over components, back to a channel-major map.
+fn unfused<T: Tape<f32, Cpu>>(
+    x: Tensor<(usize, usize, usize, usize), f32, Cpu, T>,
+    table: &Arc<LogLikTable>,
+    reduction: Reduction,
+) -> Tensor<(usize, usize, usize, usize), f32, Cpu, T> {
+    let (b, _, h, w) = *x.shape();
+    let rows = to_pixels(x).unwrap();
+    let ll = log_likelihood(rows, table).unwrap();
+    let n = ll.shape().0;
+    let ll3 = ll.reshape_like(&(n, 3usize, 2usize));
+    let scores = match reduction {
+        Reduction::Max => ll3.max::<(usize, usize), Axis<2>>(),
+        Reduction::LogSumExp => ll3.logsumexp::<(usize, usize), Axis<2>>(),
+    };
+    from_pixels(scores, b, h, w).unwrap()
+}
+
+/// A (2, 4, 3, 5) feature map spread over the mixture, and output weights (2, 3, 3, 5).
+fn map_and_coef() -> (Vec<f32>, Vec<f32>, (usize, usize, usize, usize)) {
+    let shape = (2, 4, 3, 5);
+    let xs: Vec<f32> = (0..2 * 4 * 15)
+        .map(|i| ((i * 37) % 23) as f32 / 10.0 - 1.1)
+        .collect();
+    let coef: Vec<f32> = (0..2 * 3 * 15)
+        .map(|i| ((i * 13) % 7) as f32 / 7.0 - 0.4)
+        .collect();
+    (xs, coef, shape)
+}
+
+#[test]
+fn fused_class_scores_equal_the_unfused_path_forward_and_backward() {
+    let p = params();
+    let table = Arc::new(LogLikTable::new(&p));
+    let dev: Cpu = Default::default();
+    let (xs, coef, shape) = map_and_coef();
+    for reduction in [Reduction::Max, Reduction::LogSumExp] {
+        let mut results = Vec::new();
+        for fused in [true, false] {
+            let x: Tensor<(usize, usize, usize, usize), f32, Cpu> =
+                dev.tensor_from_vec(xs.clone(), shape);
+            let out = if fused {
+                class_log_likelihood_nchw(x.leaky_trace(), &table, reduction).unwrap()
+            } else {
+                unfused(x.leaky_trace(), &table, reduction)
+            };
+            let values = out.as_vec();
+            let c: Tensor<(usize, usize, usize, usize), f32, Cpu> =
+                dev.tensor_from_vec(coef.clone(), (2, 3, 3, 5));
+            let grads = (out * c).sum().backward();
+            results.push((values, grads.get(&x).as_vec()));
+        }
+        let (fused, plain) = (&results[0], &results[1]);
+        for (what, a, b) in [
+            ("value", &fused.0, &plain.0),
+            ("gradient", &fused.1, &plain.1),
+        ] {
+            assert_eq!(a.len(), b.len());
+            for (i, (u, v)) in a.iter().zip(b.iter()).enumerate() {
+                assert!(
+                    (u - v).abs() < 1e-4 * (1.0 + v.abs()),
+                    "{reduction:?} {what}[{i}]: fused {u} vs unfused {v}"
+                );
+            }
+        }
+        assert!(
+            fused.1.iter().any(|v| v.abs() > 1e-3),
+            "gradient is not all zero"
+        );
+    }
+}
+
+#[test]
+fn fused_logsumexp_gradient_matches_finite_differences() {
+    // Σ coef · logsumexp_m log π N, in f64 by the direct formula.
+    fn objective(
+        x: &[f64],
+        coef: &[f64],
+        p: &GmmParams,
+        (b, d, h, w): (usize, usize, usize, usize),
+    ) -> f64 {
+        let (c, m, _) = p.means.dim();
+        let hw = h * w;
+        let mut total = 0.0;
+        for i in 0..b {
+            for px in 0..hw {
+                for a in 0..c {
+                    let comps: Vec<f64> = (0..m)
+                        .map(|j| {
+                            let mut l = p.log_weights[[a, j]] as f64;
+                            for k in 0..d {
+                                let var = p.variances[[a, j, k]] as f64;
+                                let v = x[(i * d + k) * hw + px];
+                                l += -0.5 * (2.0 * std::f64::consts::PI * var).ln()
+                                    - 0.5 * (v - p.means[[a, j, k]] as f64).powi(2) / var;
+                            }
+                            l
+                        })
+                        .collect();
+                    let mx = comps.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let lse = mx + comps.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
+                    total += coef[(i * c + a) * hw + px] * lse;
+                }
+            }
+        }
+        total
+    }
+    let p = params();
+    let table = Arc::new(LogLikTable::new(&p));
+    let dev: Cpu = Default::default();
+    let (xs, coef, shape) = map_and_coef();
+    let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.tensor_from_vec(xs.clone(), shape);
+    let out = class_log_likelihood_nchw(x.leaky_trace(), &table, Reduction::LogSumExp).unwrap();
+    let c: Tensor<(usize, usize, usize, usize), f32, Cpu> =
+        dev.tensor_from_vec(coef.clone(), (2, 3, 3, 5));
+    let analytic = (out * c).sum().backward().get(&x).as_vec();
+    let x64: Vec<f64> = xs.iter().map(|&v| v as f64).collect();
+    let coef64: Vec<f64> = coef.iter().map(|&v| v as f64).collect();
+    let h = 1e-5;
+    for i in 0..x64.len() {
+        let mut plus = x64.clone();
+        plus[i] += h;
+        let mut minus = x64.clone();
+        minus[i] -= h;
+        let fd = (objective(&plus, &coef64, &p, shape) - objective(&minus, &coef64, &p, shape))
+            / (2.0 * h);
+        assert!(
+            (analytic[i] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()),
+            "d/dx[{i}]: analytic {} vs finite difference {fd}",
+            analytic[i]
+        );
+    }
+}
+
+#[test]
+fn fused_op_rejects_a_feature_map_of_the_wrong_depth() {
+    let table = Arc::new(LogLikTable::new(&params()));
+    let dev: Cpu = Default::default();
+    let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.zeros_like(&(1, 3, 2, 2));
+    let err = class_log_likelihood_nchw(x, &table, Reduction::Max).unwrap_err();
+    assert!(err.to_string().contains("D = 3"), "{err}");
 }

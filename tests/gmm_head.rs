@@ -223,3 +223,64 @@ fn component_loss_gradient_reaches_the_features() {
         "the component loss changed no feature gradient ({diff})"
     );
 }
+
+#[test]
+fn em_during_the_backward_pass_gives_the_sequential_result_bit_for_bit() {
+    // The paper-flavour head declares its update parameter-free, so the trainer runs EM on a
+    // second thread during the backward; the reference flavour (trainable LayerNorms) may
+    // not. Training with the overlap on and off must give identical weights and GMM state.
+    let gmmseg_head = GmmHeadConfig::paper(4, 2, 64);
+    assert!(GmmHead::new(
+        &Dev::default(),
+        "gmmseg",
+        gmmseg_head,
+        &mut ChaCha8Rng::seed_from_u64(0)
+    )
+    .unwrap()
+    .update_is_parameter_free());
+    let reference = GmmHeadConfig::reference_code(4, 2, 64);
+    assert!(!GmmHead::new(
+        &Dev::default(),
+        "gmmseg-ref",
+        reference,
+        &mut ChaCha8Rng::seed_from_u64(0)
+    )
+    .unwrap()
+    .update_is_parameter_free());
+    let train = ToyShapes::new(ToySplit::Train, 8, 32, 0).unwrap();
+    let run = |overlap: bool| {
+        let mut cfg = TrainConfig::quick();
+        cfg.head = HeadKind::Gmmseg;
+        cfg.gmm.components = 2;
+        cfg.steps = 5;
+        cfg.batch_size = 2;
+        cfg.eval_every = 0;
+        cfg.checkpoint_every = 0;
+        let mut t = Trainer::new(cfg.check().unwrap(), 4).unwrap();
+        t.overlap_head_update = overlap;
+        let mut losses = Vec::new();
+        for s in 0..4 {
+            let batch = make_batch(&train, &[(2 * s, false), (2 * s + 1, true)]).unwrap();
+            losses.push(t.train_step(&batch).unwrap().loss);
+        }
+        let mut weights = Vec::new();
+        t.model.net.visit(&mut |p| weights.extend(p.to_vec()));
+        (losses, weights, t.model.head.fitted_state())
+    };
+    let (overlapped, sequential) = (run(true), run(false));
+    assert_eq!(overlapped.0, sequential.0, "losses");
+    assert_eq!(overlapped.1, sequential.1, "network weights");
+    assert_eq!(overlapped.2, sequential.2, "GMM state and memory");
+    assert_ne!(overlapped.2, run_untrained_state(), "EM ran");
+}
+
+/// The fitted state of a paper-flavour trainer before any step (same seed as above).
+fn run_untrained_state() -> gmmseg::nn::head::FittedState {
+    let mut cfg = TrainConfig::quick();
+    cfg.head = HeadKind::Gmmseg;
+    cfg.gmm.components = 2;
+    cfg.steps = 5;
+    cfg.batch_size = 2;
+    let t = Trainer::new(cfg.check().unwrap(), 4).unwrap();
+    t.model.head.fitted_state()
+}

@@ -301,6 +301,22 @@ impl GmmHead {
         (class_ll, logits)
     }
 
+    /// No feature or class normalisation (the paper flavour): the logits are the class
+    /// log-likelihoods of the raw features, which one fused op computes on the tape.
+    fn is_plain(&self) -> bool {
+        self.feat_norm.is_none() && self.class_norm.is_none()
+    }
+
+    /// The plain head's logits (B, C, H, W) from the feature map on the tape, without pixel
+    /// rows or a component tensor (see [`crate::gmm::tape::class_log_likelihood_nchw`]).
+    fn fused_logits<T: Tape<f32, Cpu>>(&self, feats: Act<T>) -> Result<Act<T>> {
+        crate::gmm::tape::class_log_likelihood_nchw(
+            feats,
+            &self.table,
+            self.gmm.gmm_config().reduction,
+        )
+    }
+
     fn logits_rows<T: Tape<f32, Cpu>>(&self, ll: Rows<T>) -> Result<Rows<T>> {
         let g = self.gmm.gmm_config();
         let scores = reduce_components(ll, g.num_classes, g.components, g.reduction);
@@ -359,6 +375,9 @@ impl Head for GmmHead {
     }
 
     fn logits_train(&mut self, feats: Act<Tp>) -> Result<Act<Tp>> {
+        if self.is_plain() {
+            return self.fused_logits(feats);
+        }
         let (b, _, h, w) = *feats.shape();
         let rows = self.transform_tape(to_pixels(feats)?)?;
         let ll = crate::gmm::tape::log_likelihood(rows, &self.table)?;
@@ -366,14 +385,18 @@ impl Head for GmmHead {
     }
 
     fn loss(&mut self, feats: Act<Tp>, target: &HeadTarget<'_>) -> Result<Scalar<Tp>> {
-        let (b, _, h, w) = *feats.shape();
         let (lh, lw) = (target.labels.dim().1, target.labels.dim().2);
+        let weight = self.config.component_loss_weight;
+        if weight == 0.0 && self.is_plain() {
+            let logits = self.fused_logits(feats)?;
+            return cross_entropy(resize_bilinear(logits, lh, lw)?, target.labels);
+        }
+        let (b, _, h, w) = *feats.shape();
         let (rows, rows_twin) = fork_rows(self.transform_tape(to_pixels(feats)?)?);
         let ll = crate::gmm::tape::log_likelihood(rows, &self.table)?;
         let (ll, ll_twin) = fork_rows(ll);
         let logits = from_pixels(self.logits_rows(ll)?, b, h, w)?;
         let seg = cross_entropy(resize_bilinear(logits, lh, lw)?, target.labels)?;
-        let weight = self.config.component_loss_weight;
         if weight == 0.0 {
             return Ok(seg);
         }
@@ -423,6 +446,12 @@ impl Head for GmmHead {
         })?;
         self.table = Arc::new(LogLikTable::new(&self.gmm.params));
         Ok(())
+    }
+
+    fn update_is_parameter_free(&self) -> bool {
+        // Only the normalisations' affine parameters are trainable; without them EM reads
+        // the detached features and its own state alone.
+        self.is_plain()
     }
 
     fn infer(&self, feats: Act) -> Result<HeadOutput> {

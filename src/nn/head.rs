@@ -11,7 +11,8 @@
 //!    `feats` flattened with [`crate::nn::ops::to_pixels`]).
 //! 2. `after_step(step)` — called after the optimiser step, without gradient, with the
 //!    detached features of that step as (N, D) rows and their labels at feature resolution:
-//!    where EM (E-step, M-step, memory update) runs.
+//!    where EM (E-step, M-step, memory update) runs. A head that declares
+//!    `update_is_parameter_free` has it run during the backward pass instead (same result).
 //! 3. `infer(feats)` — evaluation: class scores at feature resolution plus any head-specific
 //!    anomaly scores (e.g. `likelihood` = −max_c log p(x|c)). MSP, entropy and max-logit are
 //!    computed by the evaluator from the scores, for every head.
@@ -93,6 +94,13 @@ pub trait Head: Params + Send {
     /// Hook after the optimiser step, without gradient (EM for GMM heads). Default: nothing.
     fn after_step(&mut self, _step: &StepFeatures<'_>) -> Result<()> {
         Ok(())
+    }
+
+    /// True when [`Head::after_step`] reads no trainable parameter (only the step's detached
+    /// features and the head's fitted state), so that the trainer may run it during the
+    /// backward pass with the same result. Default false: it runs after the optimiser step.
+    fn update_is_parameter_free(&self) -> bool {
+        false
     }
 
     /// Evaluation forward.
