@@ -229,26 +229,19 @@ fn em_during_the_backward_pass_gives_the_sequential_result_bit_for_bit() {
     // The paper-flavour head declares its update parameter-free, so the trainer runs EM on a
     // second thread during the backward; the reference flavour (trainable LayerNorms) may
     // not. Training with the overlap on and off must give identical weights and GMM state.
-    let gmmseg_head = GmmHeadConfig::paper(4, 2, 64);
-    assert!(GmmHead::new(
-        &Dev::default(),
-        "gmmseg",
-        gmmseg_head,
-        &mut ChaCha8Rng::seed_from_u64(0)
-    )
-    .unwrap()
-    .update_is_parameter_free());
-    let reference = GmmHeadConfig::reference_code(4, 2, 64);
-    assert!(!GmmHead::new(
-        &Dev::default(),
-        "gmmseg-ref",
-        reference,
-        &mut ChaCha8Rng::seed_from_u64(0)
-    )
-    .unwrap()
-    .update_is_parameter_free());
-    let train = ToyShapes::new(ToySplit::Train, 8, 32, 0).unwrap();
-    let run = |overlap: bool| {
+    for (kind, config, free) in [
+        ("gmmseg", GmmHeadConfig::paper(4, 2, 64), true),
+        ("gmmseg-ref", GmmHeadConfig::reference_code(4, 2, 64), false),
+    ] {
+        let head = GmmHead::new(
+            &Dev::default(),
+            kind,
+            config,
+            &mut ChaCha8Rng::seed_from_u64(0),
+        );
+        assert_eq!(head.unwrap().update_is_parameter_free(), free, "{kind}");
+    }
+    let toy_gmmseg = || {
         let mut cfg = TrainConfig::quick();
         cfg.head = HeadKind::Gmmseg;
         cfg.gmm.components = 2;
@@ -256,7 +249,11 @@ fn em_during_the_backward_pass_gives_the_sequential_result_bit_for_bit() {
         cfg.batch_size = 2;
         cfg.eval_every = 0;
         cfg.checkpoint_every = 0;
-        let mut t = Trainer::new(cfg.check().unwrap(), 4).unwrap();
+        Trainer::new(cfg.check().unwrap(), 4).unwrap()
+    };
+    let train = ToyShapes::new(ToySplit::Train, 8, 32, 0).unwrap();
+    let run = |overlap: bool| {
+        let mut t = toy_gmmseg();
         t.overlap_head_update = overlap;
         let mut losses = Vec::new();
         for s in 0..4 {
@@ -271,16 +268,9 @@ fn em_during_the_backward_pass_gives_the_sequential_result_bit_for_bit() {
     assert_eq!(overlapped.0, sequential.0, "losses");
     assert_eq!(overlapped.1, sequential.1, "network weights");
     assert_eq!(overlapped.2, sequential.2, "GMM state and memory");
-    assert_ne!(overlapped.2, run_untrained_state(), "EM ran");
-}
-
-/// The fitted state of a paper-flavour trainer before any step (same seed as above).
-fn run_untrained_state() -> gmmseg::nn::head::FittedState {
-    let mut cfg = TrainConfig::quick();
-    cfg.head = HeadKind::Gmmseg;
-    cfg.gmm.components = 2;
-    cfg.steps = 5;
-    cfg.batch_size = 2;
-    let t = Trainer::new(cfg.check().unwrap(), 4).unwrap();
-    t.model.head.fitted_state()
+    assert_ne!(
+        overlapped.2,
+        toy_gmmseg().model.head.fitted_state(),
+        "EM ran"
+    );
 }

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::config::Reduction;
 use super::likelihood::LogLikTable;
 use crate::error::{GmmSegError, Result};
+use crate::nn::ops::unary_op;
 use crate::nn::Act;
 
 /// log π_k N(x_n; μ_k, σ_k) for all n and k = c·M + m, shape (N, C·M), recorded on `x`'s tape.
@@ -39,29 +40,21 @@ pub fn log_likelihood<T: Tape<f32, Cpu>>(
         ));
     }
     let k = table.num_classes() * table.components();
-    let (x, mut tape) = x.split_tape();
     let x = x.contiguous();
     let xs: Vec<f32> = crate::nn::to_host(&x);
     let mut out = vec![0f32; n * k];
     table.compute_into(&xs, &mut out);
-    let dev = x.device().clone();
-    let out = dev.tensor_from_vec(out, (n, k));
-    if T::OWNS_TAPE {
-        let x_ghost = x.ghost();
-        let out_ghost = out.ghost();
-        let table = Arc::clone(table);
-        tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let g = crate::nn::to_host(&grads.get(&out_ghost));
-            let gx = backward(&xs, &g, &table);
-            let grad_x = grads.get_or_alloc_mut(&x_ghost)?;
-            for (a, b) in grad_x.iter_mut().zip(gx) {
-                *a += b;
-            }
-            Ok(())
-        });
+    let table = Arc::clone(table);
+    unary_op(x, (n, k), out, move || {
+        Box::new(move |g, grad_x| accumulate(grad_x, backward(&xs, g, &table)))
+    })
+}
+
+/// `dst += src`, element-wise.
+fn accumulate(dst: &mut [f32], src: Vec<f32>) {
+    for (a, b) in dst.iter_mut().zip(src) {
+        *a += b;
     }
-    Ok(out.put_tape(tape))
 }
 
 /// ∂L/∂x from the output gradient `g` (N, K) and the features `x` (N, D).
@@ -146,7 +139,6 @@ pub fn class_log_likelihood_nchw<T: Tape<f32, Cpu>>(
     }
     let (c, m) = (table.num_classes(), table.components());
     let hw = h * w;
-    let (x, mut tape) = x.split_tape();
     let xs: Vec<f32> = crate::nn::to_host(&x);
     let mut comp = table
         .compute_nchw(&xs, (b, d, h, w))
@@ -199,24 +191,15 @@ pub fn class_log_likelihood_nchw<T: Tape<f32, Cpu>>(
         }
         Reduction::LogSumExp => Saved::Weights(comp),
     };
-    let dev = x.device().clone();
-    let out = dev.try_tensor_from_vec(out, (b, c, h, w))?;
-    if T::OWNS_TAPE {
-        let x_ghost = x.ghost();
-        let out_ghost = out.ghost();
-        let table = Arc::clone(table);
-        tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let gy = crate::nn::to_host(&grads.get(&out_ghost));
-            let gx = fused_backward(&xs, &gy, &saved, &table, (b, d, h, w));
-            let grad_x = grads.get_or_alloc_mut(&x_ghost)?;
-            for (a, v) in grad_x.iter_mut().zip(gx) {
-                *a += v;
-            }
-            Ok(())
-        });
-    }
-    Ok(out.put_tape(tape))
+    let table = Arc::clone(table);
+    unary_op(x, (b, c, h, w), out, move || {
+        Box::new(move |gy, grad_x| {
+            accumulate(
+                grad_x,
+                fused_backward(&xs, gy, &saved, &table, (b, d, h, w)),
+            )
+        })
+    })
 }
 
 /// ∂L/∂x (B, D, H, W) of [`class_log_likelihood_nchw`] from its output gradient `gy`
