@@ -40,7 +40,7 @@ pub enum Command {
     /// Evaluate a trained checkpoint: segmentation, calibration and anomaly metrics.
     Eval(train::EvalArgs),
     /// Run the paper's ablation studies (cached), print summaries and claims, write CSVs and
-    /// figures under data/results/<profile>/.
+    /// figures under `data/results/<profile>/`.
     Ablate(ablate::AblateArgs),
 }
 

@@ -317,7 +317,7 @@ pub struct FeatureScores {
 /// Scores feature rows `x` (N, D) under `params`; `what` names the features in errors.
 ///
 /// # Errors
-/// [`GmmSegError::Shape`] when D differs from the GMM's; [`GmmSegError::NonFinite`] for a
+/// [`crate::GmmSegError::Shape`] when D differs from the GMM's; [`crate::GmmSegError::NonFinite`] for a
 /// NaN or infinite feature.
 pub fn score_features(
     params: &GmmParams,

@@ -17,7 +17,7 @@
 //! | C (classes), M (components), D (feature dim), N (pixels) | `num_classes`, `components`, `dim`, rows of a feature matrix |
 //! | μ_cm, σ²_cm, π_cm | [`GmmParams::means`], [`GmmParams::variances`], `exp(`[`GmmParams::log_weights`]`)` |
 //! | ε (Sinkhorn), τ (momentum) | [`SinkhornConfig::epsilon`], [`GmmConfig::mean_momentum`] / [`GmmConfig::var_momentum`] |
-//! | q_n[m] (responsibilities) | rows of the E-steps' outputs |
+//! | q_n\[m\] (responsibilities) | rows of the E-steps' outputs |
 //!
 //! # Modules
 //! - [`config`]: validated configuration and the paper / reference-code presets.
@@ -25,7 +25,7 @@
 //! - [`likelihood`]: log-likelihoods in GEMM form, class scores, posterior, anomaly score.
 //! - [`tape`]: the same, differentiable with respect to the features (dfdx).
 //! - [`estep`], [`sinkhorn`]: the two E-steps; [`mstep`]: weighted moments and momentum.
-//! - [`fit`]: batch EM (`gmmseg fit-gmm`, post-hoc GMM); [`online`] + [`memory`]: online EM.
+//! - [`fit()`]: batch EM (`gmmseg fit-gmm`, post-hoc GMM); [`online`] + [`memory`]: online EM.
 //!
 //! # References
 //! - Liang, Wang, Zhu, Yang. *GMMSeg: Gaussian Mixture based Generative Semantic

@@ -1,11 +1,11 @@
 //! Semantic-segmentation metrics from a confusion matrix accumulated over batches.
 //!
 //! With `K[g][p]` the number of valid pixels of ground-truth class g predicted as p:
-//! - IoU_c = K[c][c] / (Σ_p K[c][p] + Σ_g K[g][c] − K[c][c]); **NaN when the union is empty**
-//!   (the class is neither present nor predicted), and mIoU is the mean over the other
-//!   classes — MMSegmentation's `nanmean` semantics.
-//! - pixel accuracy (MMSeg's `aAcc`) = Σ_c K[c][c] / Σ K.
-//! - class accuracy Acc_c = K[c][c] / Σ_p K[c][p] (NaN when the class is absent from the
+//! - IoU_c = K\[c\]\[c\] / (Σ_p K\[c\]\[p\] + Σ_g K\[g\]\[c\] − K\[c\]\[c\]); **NaN when the
+//!   union is empty** (the class is neither present nor predicted), and mIoU is the mean
+//!   over the other classes — MMSegmentation's `nanmean` semantics.
+//! - pixel accuracy (MMSeg's `aAcc`) = Σ_c K\[c\]\[c\] / Σ K.
+//! - class accuracy Acc_c = K\[c\]\[c\] / Σ_p K\[c\]\[p\] (NaN when the class is absent from the
 //!   ground truth), mean class accuracy (`mAcc`) = the mean over present classes.
 //!
 //! Pixels whose ground truth is 255 are skipped whatever the prediction. Any other ground

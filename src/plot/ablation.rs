@@ -1,7 +1,7 @@
 //! Ablation charts: a metric against a parameter with 95% confidence-interval error bars
 //! (mIoU vs the number of components M, Table 5b) and grouped bars with CIs (EM variants,
 //! online vs post-hoc, generative vs discriminative: Tables 3, 4, 5a). The intervals are
-//! [`Summary`](crate::metrics::Summary) values over seeds.
+//! [`crate::metrics::Summary`] values over seeds.
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;

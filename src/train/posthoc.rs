@@ -169,7 +169,7 @@ pub fn mixture_sample(
 /// Fits the post-hoc class-conditional GMM (batch EM) on collected features.
 ///
 /// # Errors
-/// As [`crate::gmm::fit`] (e.g. a class with fewer than two pixels).
+/// As [`crate::gmm::fit()`] (e.g. a class with fewer than two pixels).
 pub fn fit_posthoc_gmm(data: &ClassFeatures, cfg: &PosthocConfig) -> Result<GmmParams> {
     let valid = cfg.gmm.clone().check()?;
     let index = ClassIndex::new(
