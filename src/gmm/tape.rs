@@ -194,20 +194,18 @@ pub fn class_log_likelihood_nchw<T: Tape<f32, Cpu>>(
     let table = Arc::clone(table);
     unary_op(x, (b, c, h, w), out, move || {
         Box::new(move |gy, grad_x| {
-            accumulate(
-                grad_x,
-                fused_backward(&xs, gy, &saved, &table, (b, d, h, w)),
-            )
+            accumulate(grad_x, fused_backward(&xs, gy, saved, &table, (b, d, h, w)))
         })
     })
 }
 
 /// ∂L/∂x (B, D, H, W) of [`class_log_likelihood_nchw`] from its output gradient `gy`
-/// (B, C, H, W).
+/// (B, C, H, W). Takes `saved` by value: the backward runs once, so the logsumexp weights
+/// become the component gradient in place.
 fn fused_backward(
     xs: &[f32],
     gy: &[f32],
-    saved: &Saved,
+    saved: Saved,
     table: &LogLikTable,
     (b, d, h, w): (usize, usize, usize, usize),
 ) -> Vec<f32> {
@@ -246,8 +244,7 @@ fn fused_backward(
                 });
             gr
         }
-        Saved::Weights(weights) => {
-            let mut g = weights.clone();
+        Saved::Weights(mut g) => {
             g.par_chunks_mut(hw * k)
                 .zip(gy.par_chunks(c * hw))
                 .for_each(|(g_img, gy_img)| {
