@@ -121,6 +121,22 @@ fn claims_follow_the_documented_rules() {
         )
         .0
     );
+    // threshold on A alone: B is ignored, difference = mean − 0.9, margin = A's CI
+    let (holds, d, m) = claim_holds(
+        ClaimKind::AtLeast(0.9),
+        "throughput_vs_softmax",
+        &s(0.944, Some(0.02)),
+        &s(100.0, Some(5.0)),
+    );
+    assert!(holds);
+    assert!((d - 0.044).abs() < 1e-12 && (m - 0.02).abs() < 1e-12);
+    let (holds, d, _) = claim_holds(
+        ClaimKind::AtLeast(0.9),
+        "throughput_vs_softmax",
+        &s(0.85, None),
+        &s(0.0, None),
+    );
+    assert!(!holds && (d + 0.05).abs() < 1e-12);
 }
 
 #[test]

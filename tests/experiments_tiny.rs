@@ -72,6 +72,21 @@ fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
         if s == Study::Calibration {
             assert!(out.cells.iter().any(|c| c.metric == "bin_accuracy"));
         }
+        if s == Study::Runtime {
+            // the paired ratio exists for the GMM head only, and decides the claim
+            let ratio: Vec<_> = out
+                .cells
+                .iter()
+                .filter(|c| c.metric == "throughput_vs_softmax")
+                .collect();
+            assert_eq!(ratio.len(), 1, "{ratio:?}");
+            assert_eq!(ratio[0].variant, "gmmseg");
+            assert!(ratio[0].stats.mean.is_finite() && ratio[0].stats.mean > 0.0);
+            assert_eq!(out.claims.len(), 1);
+            let c = &out.claims[0];
+            assert_eq!(c.holds, Some(ratio[0].stats.mean >= 0.9));
+            assert!((c.difference.unwrap() - (ratio[0].stats.mean - 0.9)).abs() < 1e-12);
+        }
     }
     assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 9 + 4 + 2);
     // Distinct models: main_results 4 (softmax/gmmseg × fcn/deeplab; deeplab ones are the

@@ -29,7 +29,8 @@ pub struct AblateArgs {
     /// A study (main_results, anomaly, online_vs_posthoc, gen_vs_disc, em, components,
     /// calibration, flavours, runtime) or `all`.
     pub study: String,
-    /// Profile: quick (minutes) or full (the reproduction; about two hours per dataset pair).
+    /// Profile: quick (minutes) or full (the reproduction; on 2 cores about an hour for
+    /// SynthScapes and five for DigitScenes at 3 seeds).
     /// `tiny` (seconds, meaningless numbers) exists for tests.
     #[arg(long, default_value = "quick")]
     pub profile: String,

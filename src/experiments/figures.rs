@@ -11,7 +11,7 @@
 //! | components | `components_miou`: mIoU vs M |
 //! | calibration | `calibration_reliability`: reliability diagrams (bins averaged over seeds) |
 //! | flavours | `flavours`: mIoU and per-split likelihood AUROC per flavour |
-//! | runtime | `runtime_images_per_s`, `runtime_step_ms` |
+//! | runtime | `runtime_images_per_s`, `runtime_step_ms`, `runtime_throughput_vs_softmax` |
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -365,6 +365,14 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
                     y,
                 ));
             }
+            out.extend(bars(
+                "runtime_throughput_vs_softmax",
+                rows,
+                &[("", "throughput_vs_softmax", "GMMSeg / softmax".into())],
+                &["gmmseg"],
+                "§4.3: inference throughput relative to softmax, paired timing (paper: 0.944)",
+                "throughput ratio",
+            ));
         }
     }
     out

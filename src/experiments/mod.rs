@@ -40,7 +40,10 @@
 //! # Profiles ([`ExperimentProfile`])
 //! `tiny` (tests: a few steps on 32×32 images, seconds), `quick` (`ablate all` on one dataset
 //! within ten minutes on two cores) and `full` (≥ 3 seeds, longer training, larger
-//! evaluation sets; sized for about two hours on two cores for both datasets).
+//! evaluation sets: 500 steps on SynthScapes, 3,000 on DigitScenes, whose softmax baseline
+//! needs that long to tell the digits apart). The issue asked for two hours on two cores for
+//! both datasets; measured, it takes about one hour for SynthScapes and five for DigitScenes
+//! at three seeds (`data/results/full/README.md`), which `--shard K/N` spreads over machines.
 //!
 //! # Example (what a notebook does)
 //! ```no_run
@@ -546,8 +549,22 @@ fn is_untouched(v: &u32) -> bool {
 
 /// Version of what the studies read from a model record (`studies::measure`); bumping it
 /// invalidates cached rows (they are re-read from the model records, nothing is retrained).
+/// Say in [`rows_version`] which studies a change touches; the others keep their keys.
 /// 3: rows of models trained before [`MODEL_VERSION`] 2.
-pub const ROWS_VERSION: u32 = 3;
+/// 4: the runtime study gains the paired throughput ratio (`throughput_vs_softmax`).
+pub const ROWS_VERSION: u32 = 4;
+
+/// The [`ROWS_VERSION`] at which the rows of `study` last changed.
+pub fn rows_version(study: Study) -> u32 {
+    match study {
+        Study::Runtime => 4,
+        _ => 3,
+    }
+}
+
+/// Rounds of the runtime study's paired timing (`model::paired_throughput_ratio`): seven
+/// back-to-back pairs, whose median is robust to a few disturbed rounds.
+pub const PAIRED_TIMING_ROUNDS: usize = 7;
 
 /// SHA-256 (hex) of a serialisable value's JSON.
 pub(crate) fn sha256_json<T: Serialize>(v: &T) -> String {
@@ -576,7 +593,7 @@ impl RunIdentity {
             model_version: model_version(&train),
             train,
             eval,
-            rows_version: ROWS_VERSION,
+            rows_version: rows_version(study),
         }
     }
 
@@ -856,6 +873,25 @@ impl ExperimentRunner {
         Ok(record)
     }
 
+    /// The runtime study's paired measurement for a non-softmax spec: its inference
+    /// throughput relative to the same network with a softmax head, timed in alternating
+    /// rounds on the validation split (`throughput_vs_softmax`; 0.944 in the paper's §4.3).
+    fn paired_throughput(&mut self, spec: &RunSpec, train: &TrainConfig) -> Result<Measurement> {
+        let mut softmax = train.clone();
+        softmax.head = HeadKind::Softmax;
+        let batches = self.profile.get().runtime_batches;
+        let splits = self.splits()?;
+        let ratio =
+            model::paired_throughput_ratio(train, &softmax, splits, batches, PAIRED_TIMING_ROUNDS)?;
+        Ok(Measurement {
+            variant: spec.head.to_string(),
+            group: String::new(),
+            param: None,
+            metric: "throughput_vs_softmax".into(),
+            value: ratio,
+        })
+    }
+
     /// Runs one study: reuses cached rows, computes the missing ones (training only the
     /// models not yet recorded), merges them into `<study>.csv`, and returns the runs of this
     /// runner's seeds (all shards' rows present in the cache, not only this shard's), their
@@ -892,7 +928,11 @@ impl ExperimentRunner {
                 continue;
             } else {
                 let record = self.record(&train)?;
-                for m in studies::measure(study, spec, &record) {
+                let mut measured = studies::measure(study, spec, &record);
+                if study == Study::Runtime && spec.head != HeadKind::Softmax {
+                    measured.push(self.paired_throughput(spec, &train)?);
+                }
+                for m in measured {
                     new_rows.push(cache::RunRow {
                         study: study.name().into(),
                         dataset: self.dataset.clone(),
@@ -1094,6 +1134,25 @@ mod tests {
         paper.head = HeadKind::Gmmseg;
         assert_eq!(model_version(&paper), MODEL_VERSION);
         assert_ne!(model_key(&paper, &eval, "synthscapes"), v2_key(&paper));
+    }
+
+    #[test]
+    fn only_the_runtime_rows_changed_at_rows_version_4() {
+        let id = |study| {
+            RunIdentity::new(
+                study,
+                "softmax",
+                "synthscapes",
+                0,
+                TrainConfig::quick(),
+                eval(),
+            )
+        };
+        assert_eq!(id(Study::Runtime).rows_version, ROWS_VERSION);
+        for s in Study::ALL.into_iter().filter(|&s| s != Study::Runtime) {
+            // the other studies' cached rows keep their keys
+            assert_eq!(id(s).rows_version, 3, "{s}");
+        }
     }
 
     #[test]

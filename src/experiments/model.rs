@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{open_split, EvalSettings, ValidProfile};
-use crate::data::Dataset;
+use crate::data::{Batch, Dataset};
 use crate::error::Result;
 use crate::train::batch::make_batch;
 use crate::train::config::{HeadKind, TrainConfig};
@@ -112,23 +112,80 @@ impl Splits {
     }
 }
 
+/// `n` timing batches of `batch_size` images cycling over `ds` in order (no augmentation).
+fn timing_batches(ds: &dyn Dataset, batch_size: usize, n: usize) -> Result<Vec<Batch>> {
+    let b = batch_size.max(1);
+    (0..n)
+        .map(|k| {
+            let plan: Vec<(usize, bool)> =
+                (0..b).map(|j| ((k * b + j) % ds.len(), false)).collect();
+            make_batch(ds, &plan)
+        })
+        .collect()
+}
+
 /// Inference images/s of the model on `ds`: one warm-up batch, then `timed_batches`
 /// batches cycling over the split.
 fn throughput(t: &mut Trainer, ds: &dyn Dataset, timed_batches: usize) -> Result<f64> {
     let b = t.config.get().batch_size.max(1);
-    let plan_at = |k: usize| -> Vec<(usize, bool)> {
-        (0..b).map(|j| ((k * b + j) % ds.len(), false)).collect()
-    };
-    let warm = make_batch(ds, &plan_at(0))?;
-    t.model.infer(&warm.images)?;
-    let batches = (0..timed_batches)
-        .map(|k| make_batch(ds, &plan_at(k)))
-        .collect::<Result<Vec<_>>>()?;
+    let warm = timing_batches(ds, b, 1)?;
+    t.model.infer(&warm[0].images)?;
+    let batches = timing_batches(ds, b, timed_batches)?;
     let started = Instant::now();
     for batch in &batches {
         t.model.infer(&batch.images)?;
     }
     Ok((timed_batches * b) as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Inference throughput on the validation split of the network of `model` relative to
+/// `reference` (both built
+/// untrained from their configs: the work of a dense network and of the GMM likelihood does
+/// not depend on the weights), timed *paired*: in each of `rounds` rounds both models run
+/// the same `timed_batches` batches back to back, in alternating order, and the round's
+/// ratio is reference time / model time. Returns the median over rounds, so that load from
+/// other processes, which moves both timings of a round together, largely cancels — unlike
+/// two throughputs measured minutes apart, after two different trainings.
+pub(crate) fn paired_throughput_ratio(
+    model: &TrainConfig,
+    reference: &TrainConfig,
+    splits: &Splits,
+    timed_batches: usize,
+    rounds: usize,
+) -> Result<f64> {
+    let ds = splits.val.as_ref();
+    let classes = ds.num_classes();
+    let mut a = Trainer::new(model.clone().check()?, classes)?;
+    let mut b = Trainer::new(reference.clone().check()?, classes)?;
+    let batches = timing_batches(ds, model.batch_size, timed_batches.max(1))?;
+    // one warm-up pass each (allocations, caches)
+    a.model.infer(&batches[0].images)?;
+    b.model.infer(&batches[0].images)?;
+    let time = |t: &mut Trainer| -> Result<f64> {
+        let started = Instant::now();
+        for batch in &batches {
+            t.model.infer(&batch.images)?;
+        }
+        Ok(started.elapsed().as_secs_f64().max(1e-9))
+    };
+    let mut ratios = Vec::with_capacity(rounds.max(1));
+    for r in 0..rounds.max(1) {
+        let (ta, tb) = if r % 2 == 0 {
+            let ta = time(&mut a)?;
+            (ta, time(&mut b)?)
+        } else {
+            let tb = time(&mut b)?;
+            (time(&mut a)?, tb)
+        };
+        ratios.push(tb / ta);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    Ok(if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        0.5 * (ratios[n / 2 - 1] + ratios[n / 2])
+    })
 }
 
 /// Trains the model of `train` on `splits` and evaluates it as the module docs say.

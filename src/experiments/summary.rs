@@ -16,6 +16,9 @@
 //! - [`ClaimKind::Within`]`(tol)` ("A and B are equal"): holds iff `|d| ≤ max(h, tol)`.
 //! - [`ClaimKind::RatioAtLeast`]`(r)`: holds iff mean_A / mean_B ≥ r (higher-is-better
 //!   metrics only).
+//! - [`ClaimKind::AtLeast`]`(v)`: a threshold on A alone (B is A): holds iff mean_A ≥ v;
+//!   the difference is mean_A − v and the margin A's CI half-width (a measured ratio, such
+//!   as the runtime study's paired `throughput_vs_softmax`, against the paper's bound).
 //!
 //! `beyond_ci` says separately whether |mean_A − mean_B| > `h` (the ordering is larger
 //! than the seeds' noise); it is `None` with one seed. With the quick profile's two seeds
@@ -75,6 +78,8 @@ pub enum ClaimKind {
     Within(f64),
     /// mean_A / mean_B ≥ ratio.
     RatioAtLeast(f64),
+    /// mean_A ≥ threshold (B is not used).
+    AtLeast(f64),
 }
 
 /// One of the paper's claims, evaluated on our numbers.
@@ -132,6 +137,9 @@ impl std::fmt::Display for Claim {
 /// Decides a claim from the two summaries (module docs). Returns (holds, raw difference
 /// mean_A − mean_B, margin).
 pub fn claim_holds(kind: ClaimKind, metric: &str, a: &Summary, b: &Summary) -> (bool, f64, f64) {
+    if let ClaimKind::AtLeast(v) = kind {
+        return (a.mean >= v, a.mean - v, a.ci95.unwrap_or(0.0));
+    }
     let raw = a.mean - b.mean;
     let d = if lower_is_better(metric) { -raw } else { raw };
     let h = a.ci95.unwrap_or(0.0).max(b.ci95.unwrap_or(0.0));
@@ -140,6 +148,7 @@ pub fn claim_holds(kind: ClaimKind, metric: &str, a: &Summary, b: &Summary) -> (
         ClaimKind::NotWorse => d >= -h,
         ClaimKind::Within(tol) => d.abs() <= h.max(tol),
         ClaimKind::RatioAtLeast(r) => b.mean > 0.0 && a.mean / b.mean >= r,
+        ClaimKind::AtLeast(_) => unreachable!("decided above"),
     };
     (holds, raw, h)
 }
@@ -387,13 +396,15 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
         )),
         // The paper reports no numbers for its released code: nothing to claim.
         Study::Flavours => {}
+        // Decided on the paired ratio: two throughputs timed minutes apart, after two
+        // trainings, differ by more than the head's cost on a shared machine.
         Study::Runtime => out.push(t(
-            "GMMSeg inference ≥ 0.9 × softmax images/s (§4.3: 13.37 vs 14.16 fps = 0.944)",
-            "images_per_s",
+            "GMMSeg inference ≥ 0.9 × softmax throughput, paired timing; A − B = ratio − 0.9 (§4.3: 13.37 vs 14.16 fps = 0.944)",
+            "throughput_vs_softmax",
             "",
             ("gmmseg", None),
-            ("softmax", None),
-            RatioAtLeast(0.9),
+            ("gmmseg", None),
+            AtLeast(0.9),
         )),
     }
     out
