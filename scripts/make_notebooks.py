@@ -279,7 +279,7 @@ NOTEBOOKS = {
             "Runtime",
             ["throughput_vs_softmax", "step_ms", "images_per_s", "train_s"],
             "## Results\n`throughput_vs_softmax`: GMMSeg inference throughput / softmax, paired "
-            "(median of 7 rounds; the paper's 0.944); `step_ms`: one training step (batch 8) in "
+            "(median of 15 rounds; the paper's 0.944); `step_ms`: one training step (batch 8) in "
             "milliseconds; `images_per_s`: inference throughput, timed after each training; "
             "`train_s`: the whole training run.",
         ),

@@ -86,6 +86,8 @@ fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
             let c = &out.claims[0];
             assert_eq!(c.holds, Some(ratio[0].stats.mean >= 0.9));
             assert!((c.difference.unwrap() - (ratio[0].stats.mean - 0.9)).abs() < 1e-12);
+            // the summary's claim row names the threshold, not a second variant
+            assert!(variants(&out.summary).contains(&"gmmseg vs 0.9".to_string()));
         }
     }
     assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 9 + 4 + 2);

@@ -469,8 +469,8 @@ fn label(v: &(String, Option<f64>)) -> String {
     }
 }
 
-/// The summary table: one row per cell, then one row per claim (variant `A vs B`, `mean` =
-/// mean_A − mean_B, `ci95` = the margin, `claim` and `claim_holds` set).
+/// The summary table: one row per cell, then one row per claim (variant `A vs B`, or `A vs
+/// threshold` for [`ClaimKind::AtLeast`]; `mean` = mean_A − mean_B or − threshold, `ci95` = the margin, `claim` and `claim_holds` set).
 ///
 /// # Errors
 /// Only if polars refuses the columns.
@@ -511,7 +511,10 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
     for c in claims {
         study.push(c.study.clone());
         ds.push(dataset.clone());
-        variant.push(format!("{} vs {}", label(&c.a), label(&c.b)));
+        variant.push(match c.kind {
+            ClaimKind::AtLeast(v) => format!("{} vs {v}", label(&c.a)),
+            _ => format!("{} vs {}", label(&c.a), label(&c.b)),
+        });
         group.push(c.group.clone());
         param.push(None);
         metric.push(c.metric.clone());
