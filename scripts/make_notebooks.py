@@ -272,14 +272,14 @@ NOTEBOOKS = {
             "Here: the mean training-step time and the inference throughput of both models on "
             "this machine (CPU), measured while the ablations trained, and — what the claim is "
             "decided on — GMMSeg's throughput relative to the same network with a softmax head, "
-            "timed in alternating back-to-back rounds. For the training-step ratio and the "
+            "timed in alternating back-to-back single-batch rounds. For the training-step ratio and the "
             "EM's share of a step run `cargo bench --bench gmmseg`."
         ),
         *study_cells(
             "Runtime",
             ["throughput_vs_softmax", "step_ms", "images_per_s", "train_s"],
             "## Results\n`throughput_vs_softmax`: GMMSeg inference throughput / softmax, paired "
-            "(median of 15 rounds; the paper's 0.944); `step_ms`: one training step (batch 8) in "
+            "(median of 160 alternating single-batch rounds; the paper's 0.944); `step_ms`: one training step (batch 8) in "
             "milliseconds; `images_per_s`: inference throughput, timed after each training; "
             "`train_s`: the whole training run.",
         ),

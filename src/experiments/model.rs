@@ -139,45 +139,42 @@ fn throughput(t: &mut Trainer, ds: &dyn Dataset, timed_batches: usize) -> Result
 }
 
 /// Inference throughput on the validation split of the network of `model` relative to
-/// `reference` (both built
-/// untrained from their configs: the work of a dense network and of the GMM likelihood does
-/// not depend on the weights), timed *paired*: in each of `rounds` rounds both models run
-/// the same `timed_batches` batches back to back, in alternating order, and the round's
-/// ratio is reference time / model time. Returns the median over rounds, so that load from
-/// other processes, which moves both timings of a round together, largely cancels — unlike
-/// two throughputs measured minutes apart, after two different trainings.
+/// `reference`, both built untrained from their configs (the work of a dense network and of
+/// the GMM likelihood does not depend on the weights), timed *paired* as the `gmmseg`
+/// benchmark does: after `warmup` rounds, each of `rounds` rounds runs one batch (cycling
+/// over `timed_batches` batches) through both models back to back, in alternating order,
+/// and the round's ratio is reference time / model time. Returns the median over rounds, so
+/// that load from other processes, which moves both timings of a round together, largely
+/// cancels — unlike two throughputs measured minutes apart, after two different trainings.
 pub(crate) fn paired_throughput_ratio(
     model: &TrainConfig,
     reference: &TrainConfig,
     splits: &Splits,
     timed_batches: usize,
-    rounds: usize,
+    (warmup, rounds): (usize, usize),
 ) -> Result<f64> {
     let ds = splits.val.as_ref();
     let classes = ds.num_classes();
     let mut a = Trainer::new(model.clone().check()?, classes)?;
     let mut b = Trainer::new(reference.clone().check()?, classes)?;
     let batches = timing_batches(ds, model.batch_size, timed_batches.max(1))?;
-    // one warm-up pass each (allocations, caches)
-    a.model.infer(&batches[0].images)?;
-    b.model.infer(&batches[0].images)?;
-    let time = |t: &mut Trainer| -> Result<f64> {
+    let time = |t: &mut Trainer, r: usize| -> Result<f64> {
         let started = Instant::now();
-        for batch in &batches {
-            t.model.infer(&batch.images)?;
-        }
+        t.model.infer(&batches[r % batches.len()].images)?;
         Ok(started.elapsed().as_secs_f64().max(1e-9))
     };
     let mut ratios = Vec::with_capacity(rounds.max(1));
-    for r in 0..rounds.max(1) {
+    for r in 0..warmup + rounds.max(1) {
         let (ta, tb) = if r % 2 == 0 {
-            let ta = time(&mut a)?;
-            (ta, time(&mut b)?)
+            let ta = time(&mut a, r)?;
+            (ta, time(&mut b, r)?)
         } else {
-            let tb = time(&mut b)?;
-            (time(&mut a)?, tb)
+            let tb = time(&mut b, r)?;
+            (time(&mut a, r)?, tb)
         };
-        ratios.push(tb / ta);
+        if r >= warmup {
+            ratios.push(tb / ta);
+        }
     }
     ratios.sort_by(f64::total_cmp);
     let n = ratios.len();
