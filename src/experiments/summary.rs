@@ -470,7 +470,8 @@ fn label(v: &(String, Option<f64>)) -> String {
 }
 
 /// The summary table: one row per cell, then one row per claim (variant `A vs B`, or `A vs
-/// threshold` for [`ClaimKind::AtLeast`]; `mean` = mean_A − mean_B or − threshold, `ci95` = the margin, `claim` and `claim_holds` set).
+/// threshold` for [`ClaimKind::AtLeast`]; `mean` = mean_A − mean_B, or mean_A − threshold;
+/// `ci95` = the margin; `claim` and `claim_holds` set).
 ///
 /// # Errors
 /// Only if polars refuses the columns.
