@@ -109,8 +109,8 @@ pub const COL_PARAM: &str = "param";
 /// Column: seed of the run.
 pub const COL_SEED: &str = "seed";
 /// Column: metric name (`miou`, `acc`, `macc`, `ece`, `mce`, `nll`, `brier`, `auroc`, `ap`,
-/// `fpr95`, `train_s`, `step_ms`, `images_per_s`, `bin_accuracy`, `bin_confidence`,
-/// `bin_count`).
+/// `fpr95`, `train_s`, `step_ms`, `images_per_s`, `throughput_vs_softmax`, `bin_accuracy`,
+/// `bin_confidence`, `bin_count`).
 pub const COL_METRIC: &str = "metric";
 /// Column: the metric's value.
 pub const COL_VALUE: &str = "value";
