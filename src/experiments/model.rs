@@ -128,14 +128,13 @@ fn timing_batches(ds: &dyn Dataset, batch_size: usize, n: usize) -> Result<Vec<B
 /// batches cycling over the split.
 fn throughput(t: &mut Trainer, ds: &dyn Dataset, timed_batches: usize) -> Result<f64> {
     let b = t.config.get().batch_size.max(1);
-    let warm = timing_batches(ds, b, 1)?;
-    t.model.infer(&warm[0].images)?;
-    let batches = timing_batches(ds, b, timed_batches)?;
+    let batches = timing_batches(ds, b, timed_batches.max(1))?;
+    t.model.infer(&batches[0].images)?; // warm-up: the first batch, untimed
     let started = Instant::now();
     for batch in &batches {
         t.model.infer(&batch.images)?;
     }
-    Ok((timed_batches * b) as f64 / started.elapsed().as_secs_f64().max(1e-9))
+    Ok((batches.len() * b) as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// Inference throughput on the validation split of the network of `model` relative to
@@ -163,8 +162,9 @@ pub(crate) fn paired_throughput_ratio(
         t.model.infer(&batches[r % batches.len()].images)?;
         Ok(started.elapsed().as_secs_f64().max(1e-9))
     };
-    let mut ratios = Vec::with_capacity(rounds.max(1));
-    for r in 0..warmup + rounds.max(1) {
+    let rounds = rounds.max(1);
+    let mut ratios = Vec::with_capacity(rounds);
+    for r in 0..warmup + rounds {
         let (ta, tb) = if r % 2 == 0 {
             let ta = time(&mut a, r)?;
             (ta, time(&mut b, r)?)

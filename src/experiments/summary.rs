@@ -135,20 +135,22 @@ impl std::fmt::Display for Claim {
 }
 
 /// Decides a claim from the two summaries (module docs). Returns (holds, raw difference
-/// mean_A − mean_B, margin).
+/// mean_A − mean_B — mean_A − threshold for [`ClaimKind::AtLeast`] —, margin).
 pub fn claim_holds(kind: ClaimKind, metric: &str, a: &Summary, b: &Summary) -> (bool, f64, f64) {
-    if let ClaimKind::AtLeast(v) = kind {
-        return (a.mean >= v, a.mean - v, a.ci95.unwrap_or(0.0));
-    }
-    let raw = a.mean - b.mean;
+    let (raw, h) = match kind {
+        ClaimKind::AtLeast(v) => (a.mean - v, a.ci95.unwrap_or(0.0)),
+        _ => (
+            a.mean - b.mean,
+            a.ci95.unwrap_or(0.0).max(b.ci95.unwrap_or(0.0)),
+        ),
+    };
     let d = if lower_is_better(metric) { -raw } else { raw };
-    let h = a.ci95.unwrap_or(0.0).max(b.ci95.unwrap_or(0.0));
     let holds = match kind {
         ClaimKind::Better => d > 0.0,
         ClaimKind::NotWorse => d >= -h,
         ClaimKind::Within(tol) => d.abs() <= h.max(tol),
         ClaimKind::RatioAtLeast(r) => b.mean > 0.0 && a.mean / b.mean >= r,
-        ClaimKind::AtLeast(_) => unreachable!("decided above"),
+        ClaimKind::AtLeast(v) => a.mean >= v,
     };
     (holds, raw, h)
 }
