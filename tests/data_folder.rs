@@ -93,50 +93,51 @@ fn ade20k_zero_label_is_reduced_and_jpg_images_load() {
 
 #[test]
 fn missing_and_mismatched_files_are_named() {
+    // (on `val`: `train` of a folder without `tune/` holds a tenth of its images out)
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let lab = vec![0u8; 4];
     // No classes.txt.
-    write_split(root, "train", &[lab.clone(), lab.clone()], 2, 2, false);
-    let err = FolderDataset::open(root, "train", LabelMapping::Identity).unwrap_err();
+    write_split(root, "val", &[lab.clone(), lab.clone()], 2, 2, false);
+    let err = FolderDataset::open(root, "val", LabelMapping::Identity).unwrap_err();
     assert!(err.to_string().contains("classes.txt"), "{err}");
     std::fs::write(root.join("classes.txt"), "a\nb\n").unwrap();
     assert_eq!(
-        FolderDataset::open(root, "train", LabelMapping::Identity)
+        FolderDataset::open(root, "val", LabelMapping::Identity)
             .unwrap()
             .len(),
         2
     );
     // A label without an image.
     std::fs::copy(
-        root.join("train/labels/img0.png"),
-        root.join("train/labels/stray.png"),
+        root.join("val/labels/img0.png"),
+        root.join("val/labels/stray.png"),
     )
     .unwrap();
-    let err = FolderDataset::open(root, "train", LabelMapping::Identity).unwrap_err();
+    let err = FolderDataset::open(root, "val", LabelMapping::Identity).unwrap_err();
     assert!(err.to_string().contains("stray.png"), "{err}");
-    std::fs::remove_file(root.join("train/labels/stray.png")).unwrap();
+    std::fs::remove_file(root.join("val/labels/stray.png")).unwrap();
     // An image without a label.
-    std::fs::remove_file(root.join("train/labels/img1.png")).unwrap();
-    let err = FolderDataset::open(root, "train", LabelMapping::Identity).unwrap_err();
+    std::fs::remove_file(root.join("val/labels/img1.png")).unwrap();
+    let err = FolderDataset::open(root, "val", LabelMapping::Identity).unwrap_err();
     assert!(err.to_string().contains("img1.png"), "{err}");
     // A missing split folder.
     let err = FolderDataset::open(root, "nope", LabelMapping::Identity).unwrap_err();
     assert!(err.to_string().contains("images"), "{err}");
     // Label of the wrong size.
-    write_split(root, "val", &[lab], 2, 2, false);
+    write_split(root, "other", &[lab], 2, 2, false);
     GrayImage::new(3, 2)
-        .save(root.join("val/labels/img0.png"))
+        .save(root.join("other/labels/img0.png"))
         .unwrap();
-    let ds = FolderDataset::open(root, "val", LabelMapping::Identity).unwrap();
+    let ds = FolderDataset::open(root, "other", LabelMapping::Identity).unwrap();
     let err = ds.get(0).unwrap_err();
     assert!(err.to_string().contains("img0.png"), "{err}");
     // An anomaly folder missing a mask.
-    std::fs::create_dir_all(root.join("val/anomaly")).unwrap();
+    std::fs::create_dir_all(root.join("other/anomaly")).unwrap();
     GrayImage::new(2, 2)
-        .save(root.join("val/labels/img0.png"))
+        .save(root.join("other/labels/img0.png"))
         .unwrap();
-    let err = FolderDataset::open(root, "val", LabelMapping::Identity).unwrap_err();
+    let err = FolderDataset::open(root, "other", LabelMapping::Identity).unwrap_err();
     assert!(err.to_string().contains("anomaly"), "{err}");
 }
 
@@ -145,13 +146,13 @@ fn corrupt_png_is_a_typed_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::write(root.join("classes.txt"), "a\nb\n").unwrap();
-    write_split(root, "train", &[vec![0u8; 4], vec![1u8; 4]], 2, 2, false);
+    write_split(root, "val", &[vec![0u8; 4], vec![1u8; 4]], 2, 2, false);
     // Truncate one image and garble one label.
-    let img = root.join("train/images/img0.png");
+    let img = root.join("val/images/img0.png");
     let bytes = std::fs::read(&img).unwrap();
     std::fs::write(&img, &bytes[..bytes.len() / 2]).unwrap();
-    std::fs::write(root.join("train/labels/img1.png"), b"not a png at all").unwrap();
-    let ds = FolderDataset::open(root, "train", LabelMapping::Identity).unwrap();
+    std::fs::write(root.join("val/labels/img1.png"), b"not a png at all").unwrap();
+    let ds = FolderDataset::open(root, "val", LabelMapping::Identity).unwrap();
     match ds.get(0) {
         Err(e @ GmmSegError::File { .. }) => assert!(e.to_string().contains("img0.png"), "{e}"),
         other => panic!("expected a File error, got {other:?}"),
@@ -162,7 +163,7 @@ fn corrupt_png_is_a_typed_error_naming_the_file() {
     }
     // A colour label is refused with a hint.
     RgbImage::new(2, 2)
-        .save(root.join("train/labels/img1.png"))
+        .save(root.join("val/labels/img1.png"))
         .unwrap();
     let err = ds.get(1).unwrap_err().to_string();
     assert!(err.contains("single-channel"), "{err}");

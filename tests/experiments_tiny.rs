@@ -3,8 +3,8 @@
 //! tables have the documented columns.
 
 use gmmseg::experiments::{
-    ExperimentProfile, ExperimentRunner, Shard, Study, COL_CLAIM, COL_CLAIM_HOLDS, COL_HASH,
-    COL_METRIC, COL_MODEL, COL_SEED, COL_VALUE, COL_VARIANT,
+    ExperimentProfile, ExperimentRunner, Shard, Study, COL_AGREE, COL_CLAIM, COL_CODE, COL_HASH,
+    COL_METRIC, COL_MODEL, COL_SEED, COL_VALUE, COL_VARIANT, COL_VERDICT,
 };
 use gmmseg::GmmSegError;
 
@@ -45,11 +45,13 @@ fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
             COL_SEED,
             COL_HASH,
             COL_MODEL,
+            COL_CODE,
         ] {
             out.runs.column(c).unwrap();
         }
         out.summary.column(COL_CLAIM).unwrap();
-        out.summary.column(COL_CLAIM_HOLDS).unwrap();
+        out.summary.column(COL_VERDICT).unwrap();
+        out.summary.column(COL_AGREE).unwrap();
         assert_eq!(out.cached_runs, 0, "{s}");
         total_runs += out.computed_runs;
         assert!(dir.path().join(format!("{s}.csv")).exists());
@@ -84,18 +86,25 @@ fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
             assert!(ratio[0].stats.mean.is_finite() && ratio[0].stats.mean > 0.0);
             assert_eq!(out.claims.len(), 1);
             let c = &out.claims[0];
-            assert_eq!(c.holds, Some(ratio[0].stats.mean >= 0.9));
-            assert!((c.difference.unwrap() - (ratio[0].stats.mean - 0.9)).abs() < 1e-12);
+            // one seed: no interval, so no verdict either way
+            assert_eq!(c.verdict, Some(gmmseg::experiments::Verdict::Inconclusive));
+            assert!((c.mean_diff.unwrap() - (ratio[0].stats.mean - 0.944)).abs() < 1e-12);
             // the summary's claim row names the threshold, not a second variant
-            assert!(variants(&out.summary).contains(&"gmmseg vs 0.9".to_string()));
+            assert!(
+                variants(&out.summary).contains(&"gmmseg vs threshold@0.944".to_string()),
+                "{:?}",
+                variants(&out.summary)
+            );
         }
     }
-    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 9 + 4 + 2);
+    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 15 + 4 + 2);
     // Distinct models: main_results 4 (softmax/gmmseg × fcn/deeplab; deeplab ones are the
     // shared defaults), disc-gmm 1, em 3 new (sinkhorn L=1 is the default gmmseg),
-    // components 2 (M = 1, 3; the default M = 5 is not in tiny), flavours 8 (τ = 0.999,
-    // the six one-knob variants, reference code; "paper" is the default gmmseg).
-    assert_eq!(r.trained_models(), 18);
+    // components 2 (M = 1, 3; the default M = 5 is not in tiny), flavours 14 (τ = 0.999,
+    // the six one-knob variants, the warm start, five new steps of the cumulative path —
+    // its first step is the feature-norm knob's model —, reference code; "paper" is the
+    // default gmmseg).
+    assert_eq!(r.trained_models(), 24);
 
     // A new runner on the same folder: every row from the CSV, no model trained.
     let mut again = runner(dir.path());
@@ -141,15 +150,46 @@ fn changed_configuration_misses_and_model_records_are_reused_across_studies() {
     let out = changed.run(Study::Calibration).unwrap();
     assert_eq!((out.cached_runs, out.computed_runs), (0, 2));
     assert_eq!(changed.trained_models(), 2);
-    // the stale rows stay in the file but are not reported (their number need not equal the
-    // new one: e.g. the count of non-empty reliability bins depends on the trained model)
+    // the new runs supersede the old ones of the same spec and seed: the file holds the
+    // new rows only, one per cell
     let all = gmmseg::experiments::read_rows(&dir.path().join("calibration.csv")).unwrap();
-    assert!(
-        all.len() > out.runs.height(),
-        "{} rows in the file, {} reported",
-        all.len(),
-        out.runs.height()
-    );
+    let mut cells: Vec<_> = all
+        .iter()
+        .map(|r| (&r.variant, r.param.map(f64::to_bits), r.seed, &r.metric))
+        .collect();
+    let n = cells.len();
+    cells.sort();
+    cells.dedup();
+    assert_eq!(cells.len(), n, "a cell has two rows");
+    assert_eq!(all.len(), out.runs.height());
+}
+
+#[test]
+fn other_code_retrains_and_cache_only_reports_it_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = runner(dir.path()).with_code_fingerprint("code-a");
+    assert_eq!(r.run(Study::Calibration).unwrap().computed_runs, 2);
+    assert_eq!(r.trained_models(), 2);
+    // the same code: everything cached
+    let mut same = runner(dir.path()).with_code_fingerprint("code-a");
+    assert_eq!(same.run(Study::Calibration).unwrap().cached_runs, 2);
+    assert_eq!(same.trained_models(), 0);
+    // another code fingerprint (any edited line of the EM code gives one): cache-only sees
+    // nothing it may use, and a normal run retrains both models
+    let mut looking = runner(dir.path())
+        .with_code_fingerprint("code-b")
+        .with_cache_only(true);
+    let out = looking.run(Study::Calibration).unwrap();
+    assert_eq!((out.cached_runs, out.missing_runs), (0, 2));
+    let mut edited = runner(dir.path()).with_code_fingerprint("code-b");
+    let out = edited.run(Study::Calibration).unwrap();
+    assert_eq!((out.cached_runs, out.computed_runs), (0, 2));
+    assert_eq!(edited.trained_models(), 2);
+    // and the file now holds the new code's rows only
+    let all = gmmseg::experiments::read_rows(&dir.path().join("calibration.csv")).unwrap();
+    assert!(all.iter().all(|r| r.code == "code-b"));
+    // this build's own fingerprint is the default
+    assert_eq!(runner(dir.path()).code(), gmmseg::experiments::code_fingerprint());
 }
 
 #[test]
@@ -167,7 +207,7 @@ fn shards_are_disjoint_and_merge_into_one_csv() {
     assert_eq!(variants(&all.runs), vec!["sinkhorn", "vanilla"]);
     // the em claims (Sinkhorn vs vanilla at 1 loop, …) are all decided
     assert!(
-        all.claims.iter().all(|c| c.holds.is_some()),
+        all.claims.iter().all(|c| c.verdict.is_some()),
         "{:?}",
         all.claims
     );

@@ -8,7 +8,8 @@
 //! Files per study: `<study>.csv` (runs of every dataset, long format, the cache),
 //! `<study>.configs.json` (hash → full run identity), `models/<key>.json` (every trained
 //! model's config and evaluations), and per dataset `<dataset>/<study>_summary.csv` (mean,
-//! std, 95% CI, claim rows) and `<dataset>/<study>*.svg|png` (figures). `--shard K/N` computes only the K-th of N disjoint slices of each study's
+//! std, 95% CI, claim rows) and `<dataset>/<study>*.svg|png` (figures); with `all`, also
+//! `<dataset>/claims.md` and `<dataset>/claims.csv` (the paired verdicts). `--shard K/N` computes only the K-th of N disjoint slices of each study's
 //! runs (for job arrays) and writes no summary or figure; a later run without `--shard`
 //! assembles the cached rows and plots. The results folder is `data/results/<profile>/`
 //! under the crate's `data/` folder, or `$GMMSEG_RESULTS_DIR/<profile>/`.
@@ -37,7 +38,7 @@ pub struct AblateArgs {
     /// Dataset: synthscapes, digitscenes or folder:PATH.
     #[arg(long, default_value = "synthscapes")]
     pub dataset: String,
-    /// Number of seeds (0..N); default: the profile's (quick 2, full 3).
+    /// Number of seeds (0..N); default: the profile's (quick 2, full 5).
     #[arg(long)]
     pub seeds: Option<usize>,
     /// Recompute every run even if cached.
@@ -187,6 +188,10 @@ pub fn run(args: AblateArgs) -> Result<()> {
         );
         std::fs::write(&path, text).map_err(|e| GmmSegError::io(&path, e))?;
         println!("  claims table {}", path.display());
+        let claims: Vec<_> = results.iter().flat_map(|r| r.claims.clone()).collect();
+        let csv = out_dir.join("claims.csv");
+        crate::experiments::write_csv(&csv, &mut crate::experiments::claims_csv_frame(&claims)?)?;
+        println!("  claims table {}", csv.display());
     }
     println!(
         "\n{} models trained, {:.1} s; results in {}",

@@ -62,14 +62,20 @@ pub struct FitGmmArgs {
     /// Full E+M iterations K.
     #[arg(long, default_value_t = 20)]
     pub iters: usize,
-    /// Sinkhorn entropic regularisation ε.
-    #[arg(long, default_value_t = 0.05)]
+    /// Sinkhorn entropic regularisation ε (the paper's and its code's 0.05).
+    #[arg(long, default_value_t = SinkhornConfig::default().epsilon)]
     pub eps: f32,
-    /// Sinkhorn–Knopp iterations per E-step.
-    #[arg(long, default_value_t = 3)]
+    /// Most Sinkhorn–Knopp iterations per E-step (it stops earlier at --sinkhorn-tol).
+    #[arg(long, default_value_t = SinkhornConfig::default().iterations)]
     pub sinkhorn_iters: usize,
-    /// Rescale each class's Sinkhorn cost by its max |·| (the reference code's behaviour).
-    #[arg(long)]
+    /// Stop Sinkhorn once every component's mass is within this relative error of N_c/M;
+    /// 0 runs exactly --sinkhorn-iters iterations (the reference code: 3).
+    #[arg(long, default_value_t = SinkhornConfig::default().tolerance.unwrap_or(0.0), allow_negative_numbers = true)]
+    pub sinkhorn_tol: f64,
+    /// Divide each class's Sinkhorn cost by its max |·| so that ε is scale-free (the
+    /// reference code's and the paper flavour's choice); `--rescale-cost false` uses raw
+    /// costs.
+    #[arg(long, default_value_t = SinkhornConfig::default().rescale_cost, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub rescale_cost: bool,
     /// Use hard (argmax) responsibilities.
     #[arg(long)]
@@ -160,7 +166,7 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
             epsilon: args.eps,
             iterations: args.sinkhorn_iters,
             rescale_cost: args.rescale_cost,
-            tolerance: None,
+            tolerance: (args.sinkhorn_tol != 0.0).then_some(args.sinkhorn_tol),
         }),
     };
     let cfg = GmmConfig {
@@ -206,7 +212,7 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
     if let Some(path) = &args.responsibilities {
         write_npy(path, &report.responsibilities)?;
     }
-    let history = report.mean_log_likelihood;
+    let history = report.mean_log_likelihood.clone();
     let counts: Vec<usize> = index.per_class.iter().map(Vec::len).collect();
     if args.json {
         let summary = json!({
@@ -220,6 +226,11 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
             "em": format!("{:?}", args.em).to_lowercase(),
             "mean_log_likelihood": history,
             "final_mean_log_likelihood": history.last(),
+            "e_step": {
+                "max_marginal_error": report.e_steps.iter().map(|e| e.max_marginal_error).collect::<Vec<_>>(),
+                "mean_max_responsibility": report.e_steps.iter().map(|e| e.mean_max_responsibility).collect::<Vec<_>>(),
+                "sinkhorn_iterations": report.e_steps.iter().map(|e| e.sinkhorn_iterations).collect::<Vec<_>>(),
+            },
             "out": args.out.display().to_string(),
         });
         println!("{summary}");
@@ -243,6 +254,7 @@ fn cli_flag(field: &str) -> &str {
     match field {
         "e_step.epsilon" => "eps",
         "e_step.iterations" => "sinkhorn-iters",
+        "e_step.tolerance" => "sinkhorn-tol",
         "var_reg" => "var-reg",
         "mean_momentum" | "var_momentum" => "momentum",
         other => other,

@@ -14,8 +14,11 @@
 //! `ink_threshold`.
 //!
 //! # Splits
-//! - `train`: digits from the first `1 − test_fraction` of the shipped 10,000 MNIST images;
-//! - `test` (alias `val`): digits from the remaining images only (disjoint from `train`);
+//! - `train`: digits from the first `1 − test_fraction − tune_fraction` of the shipped 10,000
+//!   MNIST images;
+//! - `tune`: digits from the next `tune_fraction` (10%) only, on canvases of their own: where
+//!   hyperparameters are chosen;
+//! - `test` (alias `val`): digits from the last `test_fraction` only (disjoint from both);
 //! - `anomaly`: the `test` canvases (same index, same digits) with 1–2 Fashion-MNIST items
 //!   pasted on top. Anomaly mask: 1 where the item's intensity > `anomaly_threshold`, 255 on
 //!   its faint fringe, 0 elsewhere; labels are 255 under the items.
@@ -59,6 +62,8 @@ pub enum DigitSplit {
     Train,
     /// Canvases of held-out digits.
     Test,
+    /// Canvases of digits held out for tuning (disjoint from train and test).
+    Tune,
     /// The test canvases with Fashion-MNIST items pasted in.
     Anomaly,
 }
@@ -69,11 +74,12 @@ impl DigitSplit {
         match name {
             "train" => Ok(DigitSplit::Train),
             "test" | "val" => Ok(DigitSplit::Test),
+            "tune" => Ok(DigitSplit::Tune),
             "anomaly" => Ok(DigitSplit::Anomaly),
             other => Err(GmmSegError::input(
                 "split",
                 format!(
-                    "unknown DigitScenes split `{other}`; expected train, test (or val) or anomaly"
+                    "unknown DigitScenes split `{other}`; expected train, test (or val), tune or anomaly"
                 ),
             )),
         }
@@ -84,6 +90,7 @@ impl DigitSplit {
         match self {
             DigitSplit::Train => "train",
             DigitSplit::Test => "test",
+            DigitSplit::Tune => "tune",
             DigitSplit::Anomaly => "anomaly",
         }
     }
@@ -110,6 +117,10 @@ pub struct DigitScenesConfig {
     pub edge_low: f32,
     /// Fraction of the MNIST images reserved for `test`/`anomaly` (the last ones). Default 0.2.
     pub test_fraction: f32,
+    /// Fraction of the MNIST images reserved for `tune` (the ones just before the test
+    /// pool). Default 0.1.
+    #[serde(default = "default_tune_fraction")]
+    pub tune_fraction: f32,
     /// Range of Fashion item side lengths (fraction of the canvas side). Default (0.35, 0.55).
     pub fashion_scale: (f32, f32),
     /// Fashion intensity above which a pixel is anomalous. Default 0.1.
@@ -118,10 +129,21 @@ pub struct DigitScenesConfig {
     pub train_len: usize,
     /// Number of `test` canvases (also the number of `anomaly` canvases). Default 500.
     pub test_len: usize,
+    /// Number of `tune` canvases. Default 500.
+    #[serde(default = "default_tune_len")]
+    pub tune_len: usize,
     /// Base seed. Default 0.
     pub seed: u64,
     /// Folder holding `mnist-10k/` and `fashion-3k/`; `None` = [`super::data_dir`].
     pub data_dir: Option<PathBuf>,
+}
+
+fn default_tune_fraction() -> f32 {
+    0.1
+}
+
+fn default_tune_len() -> usize {
+    500
 }
 
 impl Default for DigitScenesConfig {
@@ -135,10 +157,12 @@ impl Default for DigitScenesConfig {
             ignore_band: true,
             edge_low: 0.1,
             test_fraction: 0.2,
+            tune_fraction: 0.1,
             fashion_scale: (0.35, 0.55),
             anomaly_threshold: 0.1,
             train_len: 2000,
             test_len: 500,
+            tune_len: 500,
             seed: 0,
             data_dir: None,
         }
@@ -199,6 +223,15 @@ impl DigitScenesConfig {
             return err(
                 "test_fraction",
                 format!("must be in (0, 1), got {}", self.test_fraction),
+            );
+        }
+        if !(self.tune_fraction > 0.0 && self.test_fraction + self.tune_fraction < 1.0) {
+            return err(
+                "tune_fraction",
+                format!(
+                    "must be > 0 with test_fraction + tune_fraction < 1, got {} + {}",
+                    self.test_fraction, self.tune_fraction
+                ),
             );
         }
         if !(self.anomaly_threshold > 0.0 && self.anomaly_threshold < 1.0) {
@@ -295,10 +328,10 @@ impl DigitScenes {
     pub fn open(cfg: ValidDigitScenesConfig, split: DigitSplit) -> Result<Self> {
         let dir = cfg.data_dir.clone().unwrap_or_else(super::data_dir);
         let digits = Glyphs::load(&dir.join("mnist-10k"))?;
-        if digits.len() < 2 {
+        if digits.len() < 3 {
             return Err(GmmSegError::file(
                 dir.join("mnist-10k"),
-                "need at least 2 digit images (one for train, one for test)",
+                "need at least 3 digit images (one each for train, tune and test)",
             ));
         }
         let fashion = match split {
@@ -307,6 +340,7 @@ impl DigitScenes {
         };
         let len = match split {
             DigitSplit::Train => cfg.train_len,
+            DigitSplit::Tune => cfg.tune_len,
             _ => cfg.test_len,
         };
         Ok(Self {
@@ -324,12 +358,17 @@ impl DigitScenes {
         self
     }
 
-    /// The range of MNIST image indices this split draws from (train and test disjoint).
+    /// The range of MNIST image indices this split draws from (train, tune and test
+    /// disjoint; the anomaly split draws from the test pool).
     pub fn digit_pool(&self) -> std::ops::Range<usize> {
         let n = self.digits.len();
-        let n_test = ((n as f32 * self.cfg.test_fraction).round() as usize).clamp(1, n - 1);
+        let n_test = ((n as f32 * self.cfg.test_fraction).round() as usize).clamp(1, n - 2);
+        let n_tune =
+            ((n as f32 * self.cfg.tune_fraction).round() as usize).clamp(1, n - n_test - 1);
+        let train_end = n - n_test - n_tune;
         match self.split {
-            DigitSplit::Train => 0..n - n_test,
+            DigitSplit::Train => 0..train_end,
+            DigitSplit::Tune => train_end..n - n_test,
             _ => n - n_test..n,
         }
     }
@@ -342,6 +381,7 @@ impl DigitScenes {
     fn rng_for(&self, index: usize, salt: u64) -> ChaCha8Rng {
         let tag = match self.split {
             DigitSplit::Train => 0x1111u64,
+            DigitSplit::Tune => 0x3333,
             // Test and anomaly share canvases: the anomaly split pastes onto test canvases.
             _ => 0x2222,
         };

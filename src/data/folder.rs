@@ -170,12 +170,78 @@ fn list_stems(dir: &Path, exts: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
+/// Share of `train/` held out as the `tune` split when a folder has no `tune/`.
+pub const TUNE_FRACTION: f64 = 0.1;
+
+/// Seed of the held-out `tune` slice (fixed: the slice is part of the dataset, not of a run).
+const TUNE_SEED: u64 = 0x7475_6e65;
+
+/// Which part of `train/` a split keeps when `tune` is held out of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeldOut {
+    /// Every image but the tune slice.
+    Train,
+    /// The tune slice only.
+    Tune,
+}
+
+/// The stems of the held-out tune slice among `stems`: the ⌈10%⌉ (at least one, and never
+/// all) with the smallest seeded hash, so that the slice does not depend on file order and
+/// adding images moves few of them.
+fn tune_slice(stems: &[&str]) -> std::collections::HashSet<String> {
+    if stems.len() < 2 {
+        return Default::default();
+    }
+    let k = ((stems.len() as f64 * TUNE_FRACTION).ceil() as usize).clamp(1, stems.len() - 1);
+    let hash = |s: &str| {
+        // FNV-1a over the seed and the stem: stable across platforms and versions
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ TUNE_SEED;
+        for b in s.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    };
+    let mut ranked: Vec<(u64, &str)> = stems.iter().map(|s| (hash(s), *s)).collect();
+    ranked.sort();
+    ranked.into_iter().take(k).map(|(_, s)| s.to_string()).collect()
+}
+
 impl FolderDataset {
     /// Opens `root/split` (or `root` itself if it holds `images/` and `root/split` does not
     /// exist), checking that every image has a label (and an anomaly mask if `anomaly/`
     /// exists) and vice versa.
+    ///
+    /// The `tune` split (where hyperparameters are chosen) is `root/tune/` when it exists;
+    /// otherwise a fixed, seeded 10% of `train/` ([`TUNE_FRACTION`], at least one image),
+    /// which `train` then leaves out, so that the two never share an image.
     pub fn open(root: impl AsRef<Path>, split: &str, mapping: LabelMapping) -> Result<Self> {
         let root = root.as_ref();
+        let own_tune = root.join("tune").join("images").is_dir();
+        let held_out = match split {
+            "tune" if !own_tune => Some(HeldOut::Tune),
+            "train" if !own_tune => Some(HeldOut::Train),
+            _ => None,
+        };
+        let Some(keep) = held_out else {
+            return Self::open_split(root, split, mapping);
+        };
+        let mut ds = Self::open_split(root, "train", mapping)?;
+        let stems: Vec<&str> = ds.items.iter().map(|i| i.stem.as_str()).collect();
+        let slice = tune_slice(&stems);
+        if keep == HeldOut::Tune && slice.is_empty() {
+            return Err(GmmSegError::empty(
+                ds.dir.join("images").display().to_string(),
+                "holds one image: a `tune` split needs a `tune/` folder or at least 2 training images to hold one out",
+            ));
+        }
+        ds.items
+            .retain(|i| slice.contains(&i.stem) == (keep == HeldOut::Tune));
+        ds.split = split.to_string();
+        Ok(ds)
+    }
+
+    fn open_split(root: &Path, split: &str, mapping: LabelMapping) -> Result<Self> {
         let nested = root.join(split);
         let dir = if nested.join("images").is_dir() || !root.join("images").is_dir() {
             nested

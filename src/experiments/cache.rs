@@ -16,8 +16,8 @@ use polars::prelude::*;
 
 use super::model::ModelRecord;
 use super::{
-    RunIdentity, COL_DATASET, COL_GROUP, COL_HASH, COL_METRIC, COL_MODEL, COL_PARAM, COL_SEED,
-    COL_STUDY, COL_VALUE, COL_VARIANT,
+    RunIdentity, COL_CODE, COL_DATASET, COL_GROUP, COL_HASH, COL_METRIC, COL_MODEL, COL_PARAM,
+    COL_SEED, COL_STUDY, COL_VALUE, COL_VARIANT,
 };
 use crate::error::{GmmSegError, Result};
 
@@ -44,13 +44,16 @@ pub struct RunRow {
     pub hash: String,
     /// Model key.
     pub model: String,
+    /// [`super::code_fingerprint`] of the code that produced the row (empty in files written
+    /// before the fingerprint existed).
+    pub code: String,
 }
 
 fn polars_err(path: &Path, e: PolarsError) -> GmmSegError {
     GmmSegError::file(path, format!("{e}"))
 }
 
-/// The runs table of `rows` (columns [`COL_STUDY`] … [`COL_MODEL`], in that order).
+/// The runs table of `rows` (columns [`COL_STUDY`] … [`COL_CODE`], in that order).
 ///
 /// # Errors
 /// Only if polars refuses the columns (never for rows built by this module).
@@ -67,11 +70,13 @@ pub fn runs_frame(rows: &[RunRow]) -> Result<DataFrame> {
         COL_VALUE => rows.iter().map(|r| r.value).collect::<Vec<_>>(),
         COL_HASH => s(|r| &r.hash),
         COL_MODEL => s(|r| &r.model),
+        COL_CODE => s(|r| &r.code),
     )
     .map_err(|e| GmmSegError::shape("runs table", e.to_string()))
 }
 
-fn schema() -> Schema {
+fn schema(with_code: bool) -> Schema {
+    let code = with_code.then(|| Field::new(COL_CODE.into(), DataType::String));
     Schema::from_iter([
         Field::new(COL_STUDY.into(), DataType::String),
         Field::new(COL_DATASET.into(), DataType::String),
@@ -83,7 +88,9 @@ fn schema() -> Schema {
         Field::new(COL_VALUE.into(), DataType::Float64),
         Field::new(COL_HASH.into(), DataType::String),
         Field::new(COL_MODEL.into(), DataType::String),
-    ])
+    ]
+    .into_iter()
+    .chain(code))
 }
 
 /// Reads a study's CSV (no file: no rows).
@@ -94,9 +101,17 @@ pub fn read_rows(path: &Path) -> Result<Vec<RunRow>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
+    // files written before the code fingerprint existed have no `code` column
+    let header = fs::read_to_string(path)
+        .map_err(|e| GmmSegError::io(path, e))?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let with_code = header.split(',').any(|c| c == COL_CODE);
     let df = CsvReadOptions::default()
         .with_has_header(true)
-        .with_schema(Some(Arc::new(schema())))
+        .with_schema(Some(Arc::new(schema(with_code))))
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|r| r.finish())
         .map_err(|e| polars_err(path, e))?;
@@ -120,6 +135,10 @@ pub(crate) fn frame_rows(df: &DataFrame) -> PolarsResult<Vec<RunRow>> {
         s(COL_GROUP)?,
     );
     let (metric, hash, model) = (s(COL_METRIC)?, s(COL_HASH)?, s(COL_MODEL)?);
+    let code = match df.column(COL_CODE) {
+        Ok(_) => s(COL_CODE)?,
+        Err(_) => vec![String::new(); df.height()],
+    };
     let param: Vec<Option<f64>> = df.column(COL_PARAM)?.f64()?.iter().collect();
     let seed: Vec<Option<u64>> = df.column(COL_SEED)?.u64()?.iter().collect();
     let value: Vec<Option<f64>> = df.column(COL_VALUE)?.f64()?.iter().collect();
@@ -141,6 +160,7 @@ pub(crate) fn frame_rows(df: &DataFrame) -> PolarsResult<Vec<RunRow>> {
             value,
             hash: hash[i].clone(),
             model: model[i].clone(),
+            code: code[i].clone(),
         });
     }
     Ok(out)
@@ -219,9 +239,12 @@ impl Drop for Lock {
     }
 }
 
-/// Merges `new` into the CSV at `path` under its lock: rows of the hashes in `new` replace
-/// the file's rows of those hashes, every other row is kept. Also merges `identities` into
-/// `<study>.configs.json` (hash → [`RunIdentity`]). Returns all rows now in the file.
+/// Merges `new` into the CSV at `path` under its lock, so that the file holds exactly one
+/// row per cell — (dataset, variant, group, param, seed, metric) — and only rows of the code
+/// `code`: rows of other code are dropped (they are superseded, and would be retrained), rows
+/// of the hashes in `new` and every row of a cell that `new` fills are replaced, every other
+/// row is kept. Also merges `identities` into `<study>.configs.json` (hash → [`RunIdentity`]),
+/// which keeps only the hashes left in the CSV. Returns all rows now in the file.
 ///
 /// # Errors
 /// I/O and CSV errors naming the file.
@@ -229,34 +252,67 @@ pub fn write_rows_merged(
     path: &Path,
     new: &[RunRow],
     identities: &[(String, RunIdentity)],
+    code: &str,
 ) -> Result<Vec<RunRow>> {
     let _lock = Lock::take(path)?;
+    let configs = path.with_extension("configs.json");
+    let mut map: BTreeMap<String, RunIdentity> = match fs::read_to_string(&configs) {
+        // identities of an older format (before the fingerprint) are dropped with their rows
+        Ok(s) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&s)
+            .map_err(|e| GmmSegError::file(&configs, e.to_string()))?
+            .into_iter()
+            .filter_map(|(h, v)| serde_json::from_value(v).ok().map(|id| (h, id)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(GmmSegError::io(&configs, e)),
+    };
+    // a new run of a (spec, dataset, seed) supersedes every row of its former runs
+    let rerun: HashSet<(&str, &str, u64)> = identities
+        .iter()
+        .map(|(_, id)| (id.spec.as_str(), id.dataset.as_str(), id.seed))
+        .collect();
+    let superseded = |hash: &str| {
+        map.get(hash).is_some_and(|id| {
+            rerun.contains(&(id.spec.as_str(), id.dataset.as_str(), id.seed))
+        })
+    };
     let replaced: HashSet<&str> = identities
         .iter()
         .map(|(h, _)| h.as_str())
         .chain(new.iter().map(|r| r.hash.as_str()))
         .collect();
+    let filled: HashSet<CellKey> = new.iter().map(cell_key).collect();
     let mut rows: Vec<RunRow> = read_rows(path)?
         .into_iter()
-        .filter(|r| !replaced.contains(r.hash.as_str()))
+        .filter(|r| r.code == code)
+        .filter(|r| !replaced.contains(r.hash.as_str()) && !filled.contains(&cell_key(r)))
+        .filter(|r| !superseded(&r.hash))
         .collect();
     rows.extend_from_slice(new);
     let mut df = runs_frame(&rows)?;
     write_csv_atomic(path, &mut df)?;
-    let configs = path.with_extension("configs.json");
-    let mut map: BTreeMap<String, RunIdentity> = match fs::read_to_string(&configs) {
-        Ok(s) => {
-            serde_json::from_str(&s).map_err(|e| GmmSegError::file(&configs, e.to_string()))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-        Err(e) => return Err(GmmSegError::io(&configs, e)),
-    };
     for (h, id) in identities {
         map.insert(h.clone(), id.clone());
     }
+    let kept: HashSet<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
+    map.retain(|h, _| kept.contains(h.as_str()));
     let json = serde_json::to_string_pretty(&map).expect("identities serialise");
     write_atomic(&configs, json.as_bytes())?;
     Ok(rows)
+}
+
+/// (dataset, variant, group, param bits, seed, metric): the cell a row fills.
+type CellKey = (String, String, String, Option<u64>, u64, String);
+
+fn cell_key(r: &RunRow) -> CellKey {
+    (
+        r.dataset.clone(),
+        r.variant.clone(),
+        r.group.clone(),
+        r.param.map(f64::to_bits),
+        r.seed,
+        r.metric.clone(),
+    )
 }
 
 /// Reads a model record; `None` if absent. A record whose key differs from `key` (a renamed

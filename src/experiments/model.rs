@@ -70,6 +70,10 @@ pub struct ModelRecord {
     pub anomaly: BTreeMap<String, EvalReport>,
     /// Softmax head only: the validation split classified by the post-hoc GMM.
     pub posthoc_val: Option<EvalReport>,
+    /// GMM heads fitted by EM: the E-step statistics over training (marginal error and mean
+    /// max responsibility, means and maxima over updates).
+    #[serde(default)]
+    pub em: Option<crate::gmm::EmTrace>,
 }
 
 /// The dataset splits a runner trains and evaluates on, opened once.
@@ -200,6 +204,7 @@ pub(crate) fn train_and_evaluate(
     let started = Instant::now();
     t.fit(splits.train.as_ref(), None, &mut |_| {})?;
     let train_s = started.elapsed().as_secs_f64();
+    let em = t.model.head.em_trace();
     let val = t.evaluate(splits.val.as_ref(), p.val_images)?;
     let bins = val
         .bins
@@ -252,5 +257,6 @@ pub(crate) fn train_and_evaluate(
         bins,
         anomaly,
         posthoc_val,
+        em,
     })
 }

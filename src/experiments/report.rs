@@ -379,38 +379,35 @@ pub fn figures(results: &[StudyResult]) -> Result<Html> {
 
 /// The claims of several studies as a Markdown table (what README and
 /// `data/results/<profile>/<dataset>/claims.md` show): study, claim with the paper's
-/// numbers, mean difference A − B, the larger 95% CI half-width, seeds, whether it holds
-/// and whether the difference is beyond the CI.
+/// numbers, the paired mean difference A − B with its 95% CI half-width, the seeds that
+/// agree in sign out of the pairs, and the verdict (see [`super::summary`]).
 pub fn claims_markdown(results: &[StudyResult]) -> String {
     let mut s = String::from(
-        "| study | claim (paper's numbers) | A − B | 95% CI ± | seeds | holds | beyond CI |\n|---|---|---|---|---|---|---|\n",
+        "| study | claim (paper's numbers) | A − B (paired mean) | 95% CI ± | seeds agreeing | verdict |\n|---|---|---|---|---|---|\n",
     );
-    let yes_no = |b: Option<bool>| match b {
-        Some(true) => "yes",
-        Some(false) => "no",
-        None => "—",
-    };
     for r in results {
         for c in &r.claims {
-            let num = |v: Option<f64>| v.map(|x| format!("{x:+.3}")).unwrap_or_else(|| "—".into());
+            let mean = c
+                .mean_diff
+                .map(|x| format!("{x:+.3}"))
+                .unwrap_or_else(|| "—".into());
             // one seed has no interval: show a dash, not a misleading ±0
-            let ci = match c.margin {
-                Some(x) if c.n >= 2 => format!("{x:.3}"),
-                _ => "—".into(),
+            let ci = c.ci95.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into());
+            let verdict = match c.verdict {
+                Some(super::Verdict::Reproduced) => "**reproduced**",
+                Some(super::Verdict::Contradicted) => "**contradicted**",
+                Some(super::Verdict::Inconclusive) => "inconclusive",
+                None => "not run",
             };
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {}/{} | {} |\n",
                 r.study.name(),
                 c.statement.replace('|', "\\|"),
-                num(c.difference),
+                mean,
                 ci,
+                c.agree,
                 c.n,
-                match c.holds {
-                    Some(true) => "**holds**",
-                    Some(false) => "fails",
-                    None => "not run",
-                },
-                yes_no(c.beyond_ci),
+                verdict,
             ));
         }
     }
@@ -627,32 +624,36 @@ mod tests {
 
     #[test]
     fn claims_markdown_has_one_row_per_claim_and_no_interval_for_one_seed() {
-        use crate::experiments::summary::{Claim, ClaimKind};
-        let claim = |n: usize, margin: f64| Claim {
+        use crate::experiments::summary::{Claim, ClaimKind, Verdict};
+        let claim = |n: usize, ci: Option<f64>, verdict| Claim {
             study: "em".into(),
+            dataset: "synthscapes".into(),
             statement: "a | b".into(),
             metric: "miou".into(),
             group: "val".into(),
             a: ("sinkhorn".into(), Some(1.0)),
             b: ("vanilla".into(), Some(1.0)),
             kind: ClaimKind::Better,
-            difference: Some(0.0123),
-            margin: Some(margin),
             n,
-            holds: Some(true),
-            beyond_ci: (n > 1).then_some(false),
+            mean_diff: Some(0.0123),
+            ci95: ci,
+            agree: n,
+            verdict: Some(verdict),
         };
         let mut r = result(vec![]);
-        r.claims = vec![claim(1, 0.0), claim(3, 0.05)];
+        r.claims = vec![
+            claim(1, None, Verdict::Inconclusive),
+            claim(3, Some(0.005), Verdict::Reproduced),
+        ];
         let md = claims_markdown(&[r]);
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), 4, "{md}");
         assert!(
-            lines[2].contains("a \\| b") && lines[2].contains("| +0.012 | — | 1 | **holds** | — |"),
+            lines[2].contains("a \\| b") && lines[2].contains("| +0.012 | — | 1/1 | inconclusive |"),
             "{md}"
         );
         assert!(
-            lines[3].contains("| +0.012 | 0.050 | 3 | **holds** | no |"),
+            lines[3].contains("| +0.012 | 0.005 | 3/3 | **reproduced** |"),
             "{md}"
         );
     }

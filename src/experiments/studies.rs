@@ -165,28 +165,56 @@ pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<
             tau.momentum = Some(0.999);
             let mut paper = gmmseg();
             paper.name = "paper".into();
-            // one reference-code difference at a time on top of the paper flavour
+            // one reference-code difference at a time on top of the paper flavour (each with
+            // its companion settings: `FlavourOverrides`)
             let knob = |name: &str, set: fn(&mut FlavourOverrides)| {
                 let mut s = gmmseg();
                 s.name = format!("paper + {name}");
                 set(&mut s.overrides);
                 s
             };
-            vec![
-                paper,
-                tau,
-                knob("feature LN+L2", |o| o.feature_norm = Some(true)),
-                knob("class LN", |o| o.class_norm = Some(true)),
-                knob("component loss", |o| o.component_loss_weight = Some(0.01)),
-                knob("hard Sinkhorn", |o| o.hard_assignment = Some(true)),
-                knob("reference EM schedule", |o| o.reference_memory = Some(true)),
-                // not a reference-code difference: the warm start this library once used
-                knob("warm start", |o| o.warm_start = Some(true)),
-                RunSpec::new("reference-code", HeadKind::GmmsegRef),
-            ]
+            let mut v = vec![paper, tau];
+            for (name, set) in FLAVOUR_STEPS {
+                v.push(knob(name, set));
+            }
+            // not a reference-code difference: the warm start this library once used
+            v.push(knob("warm start", |o| o.warm_start = Some(true)));
+            // the cumulative path: the differences added one after another, in the order of
+            // FLAVOUR_STEPS; its first step is the single-knob spec above (same model) and
+            // its end, with τ = 0.999, is the reference-code flavour (a test checks it)
+            let mut acc = FlavourOverrides::default();
+            for (k, (name, set)) in FLAVOUR_STEPS.iter().enumerate().skip(1) {
+                if k == 1 {
+                    (FLAVOUR_STEPS[0].1)(&mut acc);
+                }
+                set(&mut acc);
+                let mut s = gmmseg();
+                s.name = format!("{CUMULATIVE_PREFIX}{k}: … + {name}");
+                s.overrides = acc.clone();
+                v.push(s);
+            }
+            v.push(RunSpec::new("reference-code", HeadKind::GmmsegRef));
+            v
         }
     })
 }
+
+/// Prefix of the `flavours` study's cumulative-path variants (`cumulative 3: … + hard
+/// Sinkhorn`); the figure draws them as a path.
+pub const CUMULATIVE_PREFIX: &str = "cumulative ";
+
+/// The reference code's differences from the paper flavour, in the order in which the
+/// `flavours` study's cumulative path adds them (features first, the EM schedule last).
+pub const FLAVOUR_STEPS: [(&str, fn(&mut FlavourOverrides)); 6] = [
+    ("feature LN+L2", |o| o.feature_norm = Some(true)),
+    ("class LN", |o| o.class_norm = Some(true)),
+    ("component loss", |o| o.component_loss_weight = Some(0.01)),
+    ("hard Sinkhorn", |o| o.hard_assignment = Some(true)),
+    ("3 Sinkhorn iterations", |o| {
+        o.fixed_sinkhorn_iterations = Some(true)
+    }),
+    ("reference EM schedule", |o| o.reference_memory = Some(true)),
+];
 
 fn em_name(e: EmKind) -> &'static str {
     match e {
@@ -226,6 +254,28 @@ fn seg_metrics(
     }
 }
 
+/// The E-step statistics of a head fitted by EM, over training (nothing for other heads):
+/// `em_marginal_error_mean` / `_max` (relative deviation of the component masses from
+/// N_c/M) and `em_max_resp_mean` / `_max` (mean max responsibility, 1/M soft … 1 hard).
+fn em_metrics(
+    out: &mut Vec<Measurement>,
+    variant: &str,
+    group: &str,
+    param: Option<f64>,
+    r: &ModelRecord,
+) {
+    if let Some(t) = r.em.as_ref().filter(|t| t.updates > 0) {
+        for (k, v) in [
+            ("em_marginal_error_mean", t.marginal_error_mean()),
+            ("em_marginal_error_max", t.marginal_error_max),
+            ("em_max_resp_mean", t.max_responsibility_mean()),
+            ("em_max_resp_max", t.max_responsibility_max),
+        ] {
+            out.push(m(variant, group, param, k, v));
+        }
+    }
+}
+
 /// AUROC, AP, FPR95 of `score` in `r` (nothing if the score is absent).
 fn anomaly_metrics(
     out: &mut Vec<Measurement>,
@@ -250,6 +300,7 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             let decoder = r.config.net.decoder.kind.to_string();
             seg_metrics(&mut out, &head, &decoder, None, &r.val);
             out.push(m(&head, &decoder, None, "train_s", r.train_s));
+            em_metrics(&mut out, &head, &decoder, None, r);
         }
         Study::Anomaly => {
             for (split, rep) in &r.anomaly {
@@ -289,11 +340,13 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             let loops = Some(r.config.gmm.em_loops as f64);
             seg_metrics(&mut out, variant, "val", loops, &r.val);
             out.push(m(variant, "val", loops, "step_ms", r.step_ms));
+            em_metrics(&mut out, variant, "val", loops, r);
         }
         Study::Components => {
             let mm = Some(r.config.gmm.components as f64);
             seg_metrics(&mut out, "gmmseg", "val", mm, &r.val);
             out.push(m("gmmseg", "val", mm, "step_ms", r.step_ms));
+            em_metrics(&mut out, "gmmseg", "val", mm, r);
             if let Some(rep) = r.anomaly.get("anomaly") {
                 if let Some(a) = rep.anomaly.as_ref().and_then(|a| a.get("likelihood")) {
                     out.push(m("gmmseg", "anomaly", mm, "auroc", a.auroc));
@@ -324,6 +377,7 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             let v = spec.name.as_str();
             seg_metrics(&mut out, v, "val", None, &r.val);
             out.push(m(v, "val", None, "step_ms", r.step_ms));
+            em_metrics(&mut out, v, "val", None, r);
             for (split, rep) in &r.anomaly {
                 anomaly_metrics(&mut out, v, split, rep, "likelihood");
             }

@@ -1,32 +1,34 @@
-//! Summaries over seeds and the paper's claims, decided from the numbers.
+//! Summaries over seeds and the paper's claims, decided on paired per-seed differences.
 //!
 //! Each (study, dataset, variant, group, param, metric) cell is summarised by
 //! [`crate::metrics::summarize`]: mean, sample standard deviation (ddof = 1) and the
 //! half-width of the Student-t 95% CI of the mean, t_{0.975, n−1}·s/√n (none for one seed).
 //!
-//! # When a claim holds
-//! A claim compares variant A with variant B on one metric (group, parameter fixed). Let
-//! `d` = mean_A − mean_B, signed so that `d > 0` means A is *better* (lower is better for
-//! `ece`, `mce`, `nll`, `brier`, `fpr95`, `step_ms`), and `h` = max(CI half-width of A, of
-//! B) (0 with one seed). Then
-//! - [`ClaimKind::Better`] ("A beats B"): holds iff `d > 0` — the means are ordered as the
-//!   paper says. Whether the gap is larger than the noise is shown by the claim row's CI
-//!   columns (`lower` > 0 means the ordering is beyond the CI half-width).
-//! - [`ClaimKind::NotWorse`] ("A is at least as good as B"): holds iff `d ≥ −h`.
-//! - [`ClaimKind::Within`]`(tol)` ("A and B are equal"): holds iff `|d| ≤ max(h, tol)`.
-//! - [`ClaimKind::RatioAtLeast`]`(r)`: holds iff mean_A / mean_B ≥ r (higher-is-better
-//!   metrics only).
-//! - [`ClaimKind::AtLeast`]`(v)`: a threshold on A alone (B is A): holds iff mean_A ≥ v;
-//!   the difference is mean_A − v and the margin A's CI half-width (a measured ratio, such
-//!   as the runtime study's paired `throughput_vs_softmax`, against the paper's bound).
+//! # How a claim is decided
+//! A claim compares variant A with variant B on one metric (group and parameter fixed).
+//! Both sides of every claim are trained with the same seeds (same data order and
+//! initialisation), so the claim is decided on the **paired** differences
+//! `d_s = metric_s(A) − metric_s(B)` over the seeds `s` where both were run (raw sign;
+//! [`ClaimKind::AtLeast`] has no B: `d_s = metric_s(A) − threshold`). Let `d̄` be their mean,
+//! `h = t_{0.975, n−1}·sd(d)/√n` the half-width of its Student-t 95% CI, and `s = +1` when
+//! higher is better, `−1` when lower is better (`ece`, `mce`, `nll`, `brier`, `fpr95`,
+//! `step_ms`, `train_s`), so that `s·d` > 0 means "A better". The interval `[L, U]` of `s·d̄`
+//! is `s·d̄ ∓ h`. Then, per kind:
 //!
-//! `beyond_ci` says separately whether |mean_A − mean_B| > `h` (the ordering is larger
-//! than the seeds' noise); it is `None` with one seed. With the quick profile's two seeds
-//! (t_{0.975,1} = 12.7) few differences are beyond the CI: read `claim_holds` as the
-//! direction of the means, and `beyond_ci` as whether that direction is established.
+//! | kind | reproduced | contradicted | a seed agrees when |
+//! |---|---|---|---|
+//! | [`ClaimKind::Better`] (A beats B) | L > 0 | U < 0 | s·d_s > 0 |
+//! | [`ClaimKind::NotWorse`]`(m)` (A ≥ B − m) | L > −m | U < −m | s·d_s ≥ −m |
+//! | [`ClaimKind::Within`]`(t)` (\|A − B\| ≤ t) | −t ≤ L and U ≤ t | L > t or U < −t | \|d_s\| ≤ t |
+//! | [`ClaimKind::AtLeast`]`(v)` (A ≥ v) | L > 0 | U < 0 | s·d_s ≥ 0 |
 //!
-//! A claim whose variants were not run (e.g. M = 5 missing from the `tiny` profile) has
-//! `holds = None`.
+//! and `inconclusive` otherwise — in particular with one seed, which has no interval. "Not
+//! worse" claims use the fixed margin [`NOT_WORSE_MARGIN`] (0.01 mIoU, the size of the
+//! paper's gains), never the CI: a difference of −0.119 that the seeds cannot resolve is not
+//! "not worse". A claim whose variants were not both run has no verdict (`None`).
+//!
+//! `claims.csv` ([`claims_csv_frame`]) holds these numbers for every claim, recomputable
+//! from the per-seed rows of `<study>.csv`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,11 +36,17 @@ use polars::prelude::*;
 
 use super::cache::RunRow;
 use super::{
-    Study, COL_BEYOND_CI, COL_CI95, COL_CLAIM, COL_CLAIM_HOLDS, COL_DATASET, COL_GROUP, COL_LOWER,
-    COL_MEAN, COL_METRIC, COL_N, COL_PARAM, COL_STD, COL_STUDY, COL_UPPER, COL_VARIANT,
+    Study, COL_AGREE, COL_CI95, COL_CLAIM, COL_DATASET, COL_GROUP, COL_LOWER, COL_MEAN,
+    COL_METRIC, COL_N, COL_PARAM, COL_STD, COL_STUDY, COL_UPPER, COL_VARIANT, COL_VERDICT,
 };
 use crate::error::{GmmSegError, Result};
-use crate::metrics::{summarize, Summary};
+use crate::metrics::{student_t_975, summarize, Summary};
+
+/// The margin of every "not worse" claim: 0.01 (mIoU), the size of the paper's gains.
+pub const NOT_WORSE_MARGIN: f64 = 0.01;
+
+/// The paper's own inference throughput ratio, GMMSeg over softmax (§4.3: 13.37 / 14.16 fps).
+pub const PAPER_THROUGHPUT_RATIO: f64 = 0.944;
 
 /// Whether lower values of `metric` are better.
 pub fn lower_is_better(metric: &str) -> bool {
@@ -70,16 +78,42 @@ pub struct SummaryRow {
 /// How a claim is decided (module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ClaimKind {
-    /// A's mean is better than B's.
+    /// A is better than B.
     Better,
-    /// A is not worse than B by more than the CI half-width.
-    NotWorse,
-    /// |A − B| within max(CI half-width, tolerance).
+    /// A is not worse than B by more than the margin.
+    NotWorse(f64),
+    /// |A − B| is within the tolerance.
     Within(f64),
-    /// mean_A / mean_B ≥ ratio.
-    RatioAtLeast(f64),
-    /// mean_A ≥ threshold (B is not used).
+    /// A reaches the threshold (B is not used).
     AtLeast(f64),
+}
+
+/// The outcome of a claim on the paired seeds (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The CI lies on the claim's side of its margin.
+    Reproduced,
+    /// The CI lies on the other side.
+    Contradicted,
+    /// The CI straddles the margin (or there is one seed only).
+    Inconclusive,
+}
+
+impl Verdict {
+    /// `reproduced`, `contradicted` or `inconclusive` (the `claims.csv` spelling).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Reproduced => "reproduced",
+            Verdict::Contradicted => "contradicted",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One of the paper's claims, evaluated on our numbers.
@@ -87,6 +121,8 @@ pub enum ClaimKind {
 pub struct Claim {
     /// Study name.
     pub study: String,
+    /// Dataset spec of the rows.
+    pub dataset: String,
     /// The claim, with the paper's numbers.
     pub statement: String,
     /// Metric compared.
@@ -95,64 +131,106 @@ pub struct Claim {
     pub group: String,
     /// Variant A and its parameter.
     pub a: (String, Option<f64>),
-    /// Variant B and its parameter.
+    /// Variant B and its parameter (for [`ClaimKind::AtLeast`]: `threshold` and the value).
     pub b: (String, Option<f64>),
     /// Decision rule.
     pub kind: ClaimKind,
-    /// mean_A − mean_B (raw, not sign-adjusted); `None` if a variant is missing.
-    pub difference: Option<f64>,
-    /// max(CI half-widths) (0 with one seed).
-    pub margin: Option<f64>,
-    /// min(n_A, n_B).
+    /// Seeds where both A and B were run (the pairs).
     pub n: usize,
-    /// Whether the claim holds; `None` if a variant is missing.
-    pub holds: Option<bool>,
-    /// Whether |difference| exceeds the margin, i.e. the ordering of the means is beyond
-    /// the noise of the seeds; `None` with a single seed (no interval) or a missing variant.
-    pub beyond_ci: Option<bool>,
+    /// Mean over the pairs of metric(A) − metric(B), raw sign; `None` with no pair.
+    pub mean_diff: Option<f64>,
+    /// Half-width of the Student-t 95% CI of `mean_diff`; `None` with fewer than two pairs.
+    pub ci95: Option<f64>,
+    /// Pairs whose difference is on the claim's side (module docs).
+    pub agree: usize,
+    /// The verdict; `None` when no pair exists (a variant was not run).
+    pub verdict: Option<Verdict>,
 }
 
-/// `HOLDS   <statement> (A − B = …, CI ±…, n=…, within/beyond the CI)`: one line, as the
-/// command line and the notebooks print it.
+impl Claim {
+    /// `mean_diff − ci95` (the mean itself with one pair).
+    pub fn lower(&self) -> Option<f64> {
+        self.mean_diff.map(|d| d - self.ci95.unwrap_or(0.0))
+    }
+
+    /// `mean_diff + ci95` (the mean itself with one pair).
+    pub fn upper(&self) -> Option<f64> {
+        self.mean_diff.map(|d| d + self.ci95.unwrap_or(0.0))
+    }
+}
+
+/// `REPRODUCED <statement> (A − B = …, CI ±…, n=…, k/n agree)`: one line, as the command line
+/// and the notebooks print it.
 impl std::fmt::Display for Claim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verdict = match self.holds {
-            Some(true) => "HOLDS  ",
-            Some(false) => "FAILS  ",
-            None => "NOT RUN",
-        };
-        let noise = match self.beyond_ci {
-            Some(true) => ", beyond the CI",
-            Some(false) => ", within the CI",
-            None => "",
+        let verdict = match self.verdict {
+            Some(Verdict::Reproduced) => "REPRODUCED  ",
+            Some(Verdict::Contradicted) => "CONTRADICTED",
+            Some(Verdict::Inconclusive) => "INCONCLUSIVE",
+            None => "NOT RUN     ",
         };
         write!(f, "{verdict} {}", self.statement)?;
-        if let (Some(d), Some(m)) = (self.difference, self.margin) {
-            write!(f, " (A − B = {d:+.4}, CI ±{m:.4}, n={}{noise})", self.n)?;
+        if let Some(d) = self.mean_diff {
+            let ci = self
+                .ci95
+                .map(|h| format!("±{h:.4}"))
+                .unwrap_or_else(|| "none".into());
+            write!(
+                f,
+                " (A − B = {d:+.4}, CI {ci}, n={}, {}/{} agree)",
+                self.n, self.agree, self.n
+            )?;
         }
         Ok(())
     }
 }
 
-/// Decides a claim from the two summaries (module docs). Returns (holds, raw difference
-/// mean_A − mean_B — mean_A − threshold for [`ClaimKind::AtLeast`] —, margin).
-pub fn claim_holds(kind: ClaimKind, metric: &str, a: &Summary, b: &Summary) -> (bool, f64, f64) {
-    let (raw, h) = match kind {
-        ClaimKind::AtLeast(v) => (a.mean - v, a.ci95.unwrap_or(0.0)),
-        _ => (
-            a.mean - b.mean,
-            a.ci95.unwrap_or(0.0).max(b.ci95.unwrap_or(0.0)),
-        ),
+/// The paired decision of a claim from its per-seed differences `d_s` = A − B (raw sign):
+/// (mean, CI half-width, seeds that agree, verdict); `None` for no difference. See the
+/// module docs for the rule.
+pub fn decide_paired(
+    kind: ClaimKind,
+    metric: &str,
+    diffs: &[f64],
+) -> Option<(f64, Option<f64>, usize, Verdict)> {
+    if diffs.is_empty() {
+        return None;
+    }
+    let n = diffs.len();
+    let mean = diffs.iter().sum::<f64>() / n as f64;
+    let ci = student_t_975(n - 1).map(|t| {
+        let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        t * var.sqrt() / (n as f64).sqrt()
+    });
+    let s = if lower_is_better(metric) { -1.0 } else { 1.0 };
+    let agree = diffs
+        .iter()
+        .filter(|&&d| match kind {
+            ClaimKind::Better => s * d > 0.0,
+            ClaimKind::NotWorse(m) => s * d >= -m,
+            ClaimKind::Within(t) => d.abs() <= t,
+            ClaimKind::AtLeast(_) => s * d >= 0.0,
+        })
+        .count();
+    let verdict = match ci {
+        None => Verdict::Inconclusive,
+        Some(h) => {
+            let (lo, hi) = (s * mean - h, s * mean + h);
+            let (reproduced, contradicted) = match kind {
+                ClaimKind::Better | ClaimKind::AtLeast(_) => (lo > 0.0, hi < 0.0),
+                ClaimKind::NotWorse(m) => (lo > -m, hi < -m),
+                ClaimKind::Within(t) => (lo >= -t && hi <= t, lo > t || hi < -t),
+            };
+            if reproduced {
+                Verdict::Reproduced
+            } else if contradicted {
+                Verdict::Contradicted
+            } else {
+                Verdict::Inconclusive
+            }
+        }
     };
-    let d = if lower_is_better(metric) { -raw } else { raw };
-    let holds = match kind {
-        ClaimKind::Better => d > 0.0,
-        ClaimKind::NotWorse => d >= -h,
-        ClaimKind::Within(tol) => d.abs() <= h.max(tol),
-        ClaimKind::RatioAtLeast(r) => b.mean > 0.0 && a.mean / b.mean >= r,
-        ClaimKind::AtLeast(v) => a.mean >= v,
-    };
-    (holds, raw, h)
+    Some((mean, ci, agree, verdict))
 }
 
 type Key = (String, String, String, String, Option<u64>, String);
@@ -258,8 +336,8 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
         Study::MainResults => {
             for d in ["fcn", "deeplab"] {
                 out.push(t(
-                    format!("{d}: GMMSeg mIoU ≥ softmax mIoU − CI (Table 1: +0.5 to +1.7 mIoU, e.g. 80.6 → 81.1 on Cityscapes)"),
-                    "miou", d, ("gmmseg", None), ("softmax", None), NotWorse,
+                    format!("{d}: GMMSeg mIoU ≥ softmax mIoU − 0.01 (Table 1: +0.5 to +1.7 mIoU, e.g. 80.6 → 81.1 on Cityscapes)"),
+                    "miou", d, ("gmmseg", None), ("softmax", None), NotWorse(NOT_WORSE_MARGIN),
                 ));
             }
         }
@@ -318,12 +396,12 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
         )),
         Study::GenVsDisc => {
             out.push(t(
-                "generative mIoU ≥ discriminative mIoU − CI (Table 4: 81.1 vs 81.0)",
+                "generative mIoU ≥ discriminative mIoU − 0.01 (Table 4: 81.1 vs 81.0)",
                 "miou",
                 "val",
                 ("generative", None),
                 ("discriminative", None),
-                NotWorse,
+                NotWorse(NOT_WORSE_MARGIN),
             ));
             for g in groups.iter().filter(|g| g.starts_with("anomaly")) {
                 out.push(t(format!("{g}: generative likelihood AUROC > discriminative (Table 4: 97.34 vs 89.77)"), "auroc", g, ("generative", None), ("discriminative", None), Better));
@@ -358,7 +436,7 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
                 Better,
             ));
             out.push(t(
-                "Sinkhorn EM is insensitive to loops: |mIoU(max) − mIoU(1)| ≤ max(CI, 0.01) (Table 5a: 46.0 at 1, 5, 10)",
+                "Sinkhorn EM is insensitive to loops: |mIoU(max) − mIoU(1)| ≤ 0.01 (Table 5a: 46.0 at 1, 5, 10)",
                 "miou", "val", ("sinkhorn", hi), ("sinkhorn", lo), Within(0.01),
             ));
         }
@@ -380,12 +458,12 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
                 Better,
             ));
             out.push(t(
-                "M = 5 mIoU ≥ M = 15 − CI (Table 5b: 46.0 vs 45.7)",
+                "M = 5 mIoU ≥ M = 15 − 0.01 (Table 5b: 46.0 vs 45.7)",
                 "miou",
                 "val",
                 ("gmmseg", Some(5.0)),
                 ("gmmseg", Some(15.0)),
-                NotWorse,
+                NotWorse(NOT_WORSE_MARGIN),
             ));
         }
         Study::Calibration => out.push(t(
@@ -401,54 +479,62 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
         // Decided on the paired ratio: two throughputs timed minutes apart, after two
         // trainings, differ by more than the head's cost on a shared machine.
         Study::Runtime => out.push(t(
-            "GMMSeg inference ≥ 0.9 × softmax throughput, paired timing; A − B = ratio − 0.9 (§4.3: 13.37 vs 14.16 fps = 0.944)",
+            format!("GMMSeg inference ≥ {PAPER_THROUGHPUT_RATIO} × softmax throughput, paired timing; A − B = ratio − {PAPER_THROUGHPUT_RATIO} (§4.3: 13.37 vs 14.16 fps)"),
             "throughput_vs_softmax",
             "",
             ("gmmseg", None),
-            ("gmmseg", None),
-            AtLeast(0.9),
+            ("threshold", Some(PAPER_THROUGHPUT_RATIO)),
+            AtLeast(PAPER_THROUGHPUT_RATIO),
         )),
     }
     out
 }
 
-/// Evaluates the paper's claims of `study` on its summary rows (module docs).
-pub fn evaluate_claims(study: Study, rows: &[SummaryRow]) -> Vec<Claim> {
-    let find = |v: &(String, Option<f64>), group: &str, metric: &str| {
+/// Evaluates the paper's claims of `study`: the templates are instantiated from the summary
+/// cells, and each claim is decided on the per-seed rows (module docs).
+pub fn evaluate_claims(study: Study, cells: &[SummaryRow], rows: &[RunRow]) -> Vec<Claim> {
+    let dataset = cells.first().map(|r| r.dataset.clone()).unwrap_or_default();
+    // (variant, param, group, metric) → seed → value (finite values only)
+    let per_seed = |v: &(String, Option<f64>), group: &str, metric: &str| -> BTreeMap<u64, f64> {
         rows.iter()
-            .find(|r| r.variant == v.0 && r.param == v.1 && r.group == group && r.metric == metric)
+            .filter(|r| {
+                r.variant == v.0
+                    && r.param == v.1
+                    && r.group == group
+                    && r.metric == metric
+                    && r.value.is_finite()
+            })
+            .map(|r| (r.seed, r.value))
+            .collect()
     };
-    templates(study, rows)
+    templates(study, cells)
         .into_iter()
         .map(|tp| {
-            let (a, b) = (
-                find(&tp.a, &tp.group, tp.metric),
-                find(&tp.b, &tp.group, tp.metric),
-            );
-            let (holds, difference, margin, n) = match (a, b) {
-                (Some(a), Some(b)) => {
-                    let (h, d, m) = claim_holds(tp.kind, tp.metric, &a.stats, &b.stats);
-                    (Some(h), Some(d), Some(m), a.stats.n.min(b.stats.n))
+            let a = per_seed(&tp.a, &tp.group, tp.metric);
+            let diffs: Vec<f64> = match tp.kind {
+                ClaimKind::AtLeast(v) => a.values().map(|x| x - v).collect(),
+                _ => {
+                    let b = per_seed(&tp.b, &tp.group, tp.metric);
+                    a.iter()
+                        .filter_map(|(s, x)| b.get(s).map(|y| x - y))
+                        .collect()
                 }
-                _ => (None, None, None, 0),
             };
-            let beyond_ci = match (difference, margin) {
-                (Some(d), Some(m)) if n >= 2 => Some(d.abs() > m),
-                _ => None,
-            };
+            let decided = decide_paired(tp.kind, tp.metric, &diffs);
             Claim {
                 study: study.name().into(),
+                dataset: dataset.clone(),
                 statement: tp.statement,
                 metric: tp.metric.into(),
                 group: tp.group,
                 a: tp.a,
                 b: tp.b,
                 kind: tp.kind,
-                difference,
-                margin,
-                n,
-                holds,
-                beyond_ci,
+                n: diffs.len(),
+                mean_diff: decided.map(|d| d.0),
+                ci95: decided.and_then(|d| d.1),
+                agree: decided.map_or(0, |d| d.2),
+                verdict: decided.map(|d| d.3),
             }
         })
         .collect()
@@ -460,7 +546,7 @@ pub(crate) fn summarize_study(
     rows: &[RunRow],
 ) -> Result<(Vec<SummaryRow>, Vec<Claim>)> {
     let s = summarize_rows(rows)?;
-    let c = evaluate_claims(study, &s);
+    let c = evaluate_claims(study, &s, rows);
     Ok((s, c))
 }
 
@@ -471,9 +557,9 @@ fn label(v: &(String, Option<f64>)) -> String {
     }
 }
 
-/// The summary table: one row per cell, then one row per claim (variant `A vs B`, or `A vs
-/// threshold` for [`ClaimKind::AtLeast`]; `mean` = mean_A − mean_B, or mean_A − threshold;
-/// `ci95` = the margin; `claim` and `claim_holds` set).
+/// The summary table: one row per cell, then one row per claim (variant `A vs B`; `mean` =
+/// the paired mean difference A − B, `ci95` its half-width, `lower`/`upper`, `n` the pairs,
+/// and `claim`, `agree`, `verdict` set; those three are null on plain rows).
 ///
 /// # Errors
 /// Only if polars refuses the columns.
@@ -492,8 +578,8 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
     let mut lower = Vec::new();
     let mut upper = Vec::new();
     let mut claim: Vec<Option<String>> = Vec::new();
-    let mut holds: Vec<Option<bool>> = Vec::new();
-    let mut beyond: Vec<Option<bool>> = Vec::new();
+    let mut agree: Vec<Option<u64>> = Vec::new();
+    let mut verdict: Vec<Option<&str>> = Vec::new();
     for r in rows {
         study.push(r.study.clone());
         ds.push(r.dataset.clone());
@@ -508,28 +594,25 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
         lower.push(Some(r.stats.lower()));
         upper.push(Some(r.stats.upper()));
         claim.push(None);
-        holds.push(None);
-        beyond.push(None);
+        agree.push(None);
+        verdict.push(None);
     }
     for c in claims {
         study.push(c.study.clone());
         ds.push(dataset.clone());
-        variant.push(match c.kind {
-            ClaimKind::AtLeast(v) => format!("{} vs {v}", label(&c.a)),
-            _ => format!("{} vs {}", label(&c.a), label(&c.b)),
-        });
+        variant.push(format!("{} vs {}", label(&c.a), label(&c.b)));
         group.push(c.group.clone());
         param.push(None);
         metric.push(c.metric.clone());
         n.push(c.n as u64);
-        mean.push(c.difference);
+        mean.push(c.mean_diff);
         std.push(None);
-        ci.push(c.margin);
-        lower.push(c.difference.zip(c.margin).map(|(d, m)| d - m));
-        upper.push(c.difference.zip(c.margin).map(|(d, m)| d + m));
+        ci.push(c.ci95);
+        lower.push(c.lower());
+        upper.push(c.upper());
         claim.push(Some(c.statement.clone()));
-        holds.push(c.holds);
-        beyond.push(c.beyond_ci);
+        agree.push(Some(c.agree as u64));
+        verdict.push(c.verdict.map(|v| v.name()));
     }
     df!(
         COL_STUDY => study,
@@ -545,27 +628,62 @@ pub fn summary_frame(rows: &[SummaryRow], claims: &[Claim]) -> Result<DataFrame>
         COL_LOWER => lower,
         COL_UPPER => upper,
         COL_CLAIM => claim,
-        COL_CLAIM_HOLDS => holds,
-        COL_BEYOND_CI => beyond,
+        COL_AGREE => agree,
+        COL_VERDICT => verdict,
     )
     .map_err(|e| GmmSegError::shape("summary table", e.to_string()))
 }
 
-/// The claims as a table (study, claim, metric, group, difference, margin, n, holds).
+/// The columns of `claims.csv`, in order (a contract other tools read).
+pub const CLAIMS_CSV_COLUMNS: [&str; 15] = [
+    "study",
+    "claim",
+    "metric",
+    "group",
+    "a_variant",
+    "a_param",
+    "b_variant",
+    "b_param",
+    "n",
+    "mean_diff",
+    "ci95",
+    "lower",
+    "upper",
+    "agree",
+    "verdict",
+];
+
+/// The claims as `claims.csv` holds them ([`CLAIMS_CSV_COLUMNS`]): one row per claim that was
+/// run (claims whose variants are missing are left out). `mean_diff` = mean over the `n`
+/// paired seeds of metric(A) − metric(B), raw sign; `lower`/`upper` = `mean_diff ∓ ci95`
+/// (null `ci95` with one seed, and then `lower` = `upper` = `mean_diff`); `agree` = seeds
+/// on the claim's side; `verdict` ∈ reproduced / contradicted / inconclusive; `a_param` /
+/// `b_param` empty where a variant has none. The threshold claim ([`ClaimKind::AtLeast`])
+/// names `threshold` as `b_variant` with the threshold as `b_param`.
 ///
 /// # Errors
 /// Only if polars refuses the columns.
-pub fn claims_frame(claims: &[Claim]) -> Result<DataFrame> {
+pub fn claims_csv_frame(claims: &[Claim]) -> Result<DataFrame> {
+    let run: Vec<&Claim> = claims.iter().filter(|c| c.verdict.is_some()).collect();
+    let s = |f: fn(&Claim) -> String| run.iter().map(|c| f(c)).collect::<Vec<_>>();
+    let [study, claim, metric, group, a_variant, a_param, b_variant, b_param, n, mean_diff, ci95, lower, upper, agree, verdict] =
+        CLAIMS_CSV_COLUMNS;
     df!(
-        COL_STUDY => claims.iter().map(|c| c.study.clone()).collect::<Vec<_>>(),
-        COL_CLAIM => claims.iter().map(|c| c.statement.clone()).collect::<Vec<_>>(),
-        COL_METRIC => claims.iter().map(|c| c.metric.clone()).collect::<Vec<_>>(),
-        COL_GROUP => claims.iter().map(|c| c.group.clone()).collect::<Vec<_>>(),
-        "difference" => claims.iter().map(|c| c.difference).collect::<Vec<_>>(),
-        "margin" => claims.iter().map(|c| c.margin).collect::<Vec<_>>(),
-        COL_N => claims.iter().map(|c| c.n as u64).collect::<Vec<_>>(),
-        COL_CLAIM_HOLDS => claims.iter().map(|c| c.holds).collect::<Vec<_>>(),
-        COL_BEYOND_CI => claims.iter().map(|c| c.beyond_ci).collect::<Vec<_>>(),
+        study => s(|c| c.study.clone()),
+        claim => s(|c| c.statement.clone()),
+        metric => s(|c| c.metric.clone()),
+        group => s(|c| c.group.clone()),
+        a_variant => s(|c| c.a.0.clone()),
+        a_param => run.iter().map(|c| c.a.1).collect::<Vec<_>>(),
+        b_variant => s(|c| c.b.0.clone()),
+        b_param => run.iter().map(|c| c.b.1).collect::<Vec<_>>(),
+        n => run.iter().map(|c| c.n as u64).collect::<Vec<_>>(),
+        mean_diff => run.iter().map(|c| c.mean_diff).collect::<Vec<_>>(),
+        ci95 => run.iter().map(|c| c.ci95).collect::<Vec<_>>(),
+        lower => run.iter().map(|c| c.lower()).collect::<Vec<_>>(),
+        upper => run.iter().map(|c| c.upper()).collect::<Vec<_>>(),
+        agree => run.iter().map(|c| c.agree as u64).collect::<Vec<_>>(),
+        verdict => s(|c| c.verdict.map(|v| v.name()).unwrap_or_default().to_string()),
     )
     .map_err(|e| GmmSegError::shape("claims table", e.to_string()))
 }
@@ -580,4 +698,98 @@ pub fn summarize_runs(study: Study, runs: &DataFrame) -> Result<DataFrame> {
         super::cache::frame_rows(runs).map_err(|e| GmmSegError::input("runs", e.to_string()))?;
     let (s, c) = summarize_study(study, &rows)?;
     summary_frame(&s, &c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_verdicts_follow_the_rule_on_hand_computed_cases() {
+        // d = 0.02, 0.03, 0.04: mean 0.03, sd 0.01, h = 4.3027·0.01/√3 = 0.024841
+        let d = [0.02, 0.03, 0.04];
+        let (mean, ci, agree, v) = decide_paired(ClaimKind::Better, "miou", &d).unwrap();
+        assert!((mean - 0.03).abs() < 1e-12);
+        assert!((ci.unwrap() - 4.302652729749462 * 0.01 / 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!((agree, v), (3, Verdict::Reproduced));
+        // lower is better: the same differences contradict "A has the lower ECE"
+        let (_, _, agree, v) = decide_paired(ClaimKind::Better, "ece", &d).unwrap();
+        assert_eq!((agree, v), (0, Verdict::Contradicted));
+        // straddling zero
+        let (_, _, agree, v) = decide_paired(ClaimKind::Better, "miou", &[0.05, -0.01]).unwrap();
+        assert_eq!((agree, v), (1, Verdict::Inconclusive));
+        // one seed: no interval, inconclusive whatever the size
+        let (_, ci, _, v) = decide_paired(ClaimKind::Better, "miou", &[0.5]).unwrap();
+        assert_eq!((ci, v), (None, Verdict::Inconclusive));
+        assert!(decide_paired(ClaimKind::Better, "miou", &[]).is_none());
+    }
+
+    #[test]
+    fn not_worse_uses_the_fixed_margin_not_the_interval() {
+        let m = ClaimKind::NotWorse(NOT_WORSE_MARGIN);
+        // −0.119 ± a wide interval used to "hold" (within the CI); it is contradicted here
+        let (_, _, agree, v) = decide_paired(m, "miou", &[-0.10, -0.12, -0.137]).unwrap();
+        assert_eq!((agree, v), (0, Verdict::Contradicted));
+        // −0.005 with a tight interval: reproduced (the whole CI lies above −0.01)
+        let (_, _, _, v) = decide_paired(m, "miou", &[-0.005, -0.004, -0.006]).unwrap();
+        assert_eq!(v, Verdict::Reproduced);
+        // straddles −0.01: inconclusive
+        let (_, _, _, v) = decide_paired(m, "miou", &[-0.03, 0.01, -0.01]).unwrap();
+        assert_eq!(v, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn within_and_threshold_claims() {
+        let w = ClaimKind::Within(0.01);
+        let (_, _, _, v) = decide_paired(w, "miou", &[0.001, -0.001, 0.0]).unwrap();
+        assert_eq!(v, Verdict::Reproduced);
+        let (_, _, _, v) = decide_paired(w, "miou", &[-0.20, -0.22, -0.21]).unwrap();
+        assert_eq!(v, Verdict::Contradicted);
+        let a = ClaimKind::AtLeast(PAPER_THROUGHPUT_RATIO);
+        let ratios = [0.960, 0.962, 0.958];
+        let diffs: Vec<f64> = ratios.iter().map(|r| r - PAPER_THROUGHPUT_RATIO).collect();
+        let (mean, _, agree, v) = decide_paired(a, "throughput_vs_softmax", &diffs).unwrap();
+        assert!((mean - (0.96 - PAPER_THROUGHPUT_RATIO)).abs() < 1e-9);
+        assert_eq!((agree, v), (3, Verdict::Reproduced));
+    }
+
+    fn row(variant: &str, seed: u64, value: f64) -> RunRow {
+        RunRow {
+            study: "calibration".into(),
+            dataset: "synthscapes".into(),
+            variant: variant.into(),
+            group: "val".into(),
+            param: None,
+            seed,
+            metric: "ece".into(),
+            value,
+            hash: format!("{variant}{seed}"),
+            model: String::new(),
+            code: String::new(),
+        }
+    }
+
+    #[test]
+    fn claims_pair_by_seed_and_skip_unpaired_seeds() {
+        // seed 2 has GMMSeg only: it takes no part in the comparison
+        let rows = vec![
+            row("gmmseg", 0, 0.01),
+            row("gmmseg", 1, 0.02),
+            row("gmmseg", 2, 0.50),
+            row("softmax", 0, 0.03),
+            row("softmax", 1, 0.05),
+        ];
+        let (_, claims) = summarize_study(Study::Calibration, &rows).unwrap();
+        let c = &claims[0];
+        assert_eq!(c.n, 2);
+        assert!((c.mean_diff.unwrap() - (-0.025)).abs() < 1e-12);
+        assert_eq!(c.agree, 2);
+        let frame = claims_csv_frame(&claims).unwrap();
+        let names: Vec<String> = frame
+            .get_column_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, CLAIMS_CSV_COLUMNS.map(String::from).to_vec());
+    }
 }

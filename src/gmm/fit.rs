@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Assignment, EStep, ValidGmmConfig};
-use super::estep::{harden, vanilla_responsibilities};
+use super::estep::{harden, vanilla_responsibilities, EStepStats};
 use super::labels::ClassIndex;
 use super::likelihood::own_class_log_likelihood;
 use super::mstep::{apply, estimate, Moments};
@@ -38,6 +38,8 @@ pub struct FitReport {
     /// Responsibilities of the last E-step, (N, M), over the components of each pixel's own
     /// class; rows of ignored pixels are zero.
     pub responsibilities: Array2<f32>,
+    /// Balance and hardness of each iteration's E-step, all classes merged.
+    pub e_steps: Vec<EStepStats>,
 }
 
 /// Gathers the rows `idx` of `x` into a contiguous array.
@@ -135,11 +137,14 @@ pub fn fit_with_progress(
     let m = cfg.components;
     let mut resp_all = Array2::zeros((n, m));
     let mut history = Vec::with_capacity(opts.iterations);
+    let mut e_steps = Vec::with_capacity(opts.iterations);
     for _ in 0..opts.iterations {
         let mut total_ll = 0f64;
+        let mut stats = EStepStats::default();
         for (c, xc) in per_class.iter().enumerate() {
-            let (resp, ll_sum) = e_step(xc.view(), &params, c, cfg);
+            let (resp, ll_sum, class_stats) = e_step(xc.view(), &params, c, cfg);
             total_ll += ll_sum;
+            stats = stats.merge(&class_stats);
             let shift = params.means.index_axis(Axis(0), c).to_owned();
             let est = estimate(
                 &Moments::accumulate(xc.view(), resp.view(), shift.view()),
@@ -160,6 +165,7 @@ pub fn fit_with_progress(
             }
         }
         history.push(total_ll / labels.num_valid() as f64);
+        e_steps.push(stats);
         on_iteration(history.len(), total_ll / labels.num_valid() as f64);
     }
     Ok((
@@ -167,17 +173,19 @@ pub fn fit_with_progress(
         FitReport {
             mean_log_likelihood: history,
             responsibilities: resp_all,
+            e_steps,
         },
     ))
 }
 
-/// One E-step for class `c`: responsibilities (n, M) and Σ_n log p(x_n | c).
+/// One E-step for class `c`: responsibilities (n, M), Σ_n log p(x_n | c) and the E-step's
+/// balance statistics.
 pub fn e_step(
     xc: ArrayView2<'_, f32>,
     params: &GmmParams,
     c: usize,
     cfg: &ValidGmmConfig,
-) -> (Array2<f32>, f64) {
+) -> (Array2<f32>, f64, EStepStats) {
     e_step_blocks(&[xc], params, c, cfg)
 }
 
@@ -188,13 +196,14 @@ pub fn e_step_blocks(
     params: &GmmParams,
     c: usize,
     cfg: &ValidGmmConfig,
-) -> (Array2<f32>, f64) {
+) -> (Array2<f32>, f64, EStepStats) {
     let ll = own_class_ll_blocks(blocks, params, c);
     let ll_sum: f64 = ll
         .axis_iter(Axis(0))
         .map(|row| super::params::logsumexp(row) as f64)
         .sum();
-    (responsibilities(ll.view(), cfg), ll_sum)
+    let (resp, stats) = responsibilities(ll.view(), cfg);
+    (resp, ll_sum, stats)
 }
 
 /// The responsibilities of [`e_step_blocks`] alone, without the log-likelihood total (a
@@ -204,7 +213,7 @@ pub fn responsibilities_blocks(
     params: &GmmParams,
     c: usize,
     cfg: &ValidGmmConfig,
-) -> Array2<f32> {
+) -> (Array2<f32>, EStepStats) {
     responsibilities(own_class_ll_blocks(blocks, params, c).view(), cfg)
 }
 
@@ -225,20 +234,25 @@ fn own_class_ll_blocks(
     ndarray::concatenate(Axis(0), &views).expect("every block has M columns")
 }
 
-/// Responsibilities (n, M) from own-class log-likelihoods under the configured E-step.
-fn responsibilities(ll: ArrayView2<'_, f32>, cfg: &ValidGmmConfig) -> Array2<f32> {
-    let mut resp = if cfg.components == 1 {
-        Array2::ones((ll.nrows(), 1))
+/// Responsibilities (n, M) from own-class log-likelihoods under the configured E-step, with
+/// their statistics (taken before a hard assignment).
+fn responsibilities(ll: ArrayView2<'_, f32>, cfg: &ValidGmmConfig) -> (Array2<f32>, EStepStats) {
+    let (mut resp, iterations) = if cfg.components == 1 {
+        (Array2::ones((ll.nrows(), 1)), 0)
     } else {
         match &cfg.e_step {
-            EStep::Vanilla => vanilla_responsibilities(ll),
-            EStep::Sinkhorn(s) => sinkhorn(ll, s).responsibilities,
+            EStep::Vanilla => (vanilla_responsibilities(ll), 0),
+            EStep::Sinkhorn(s) => {
+                let out = sinkhorn(ll, s);
+                (out.responsibilities, out.iterations)
+            }
         }
     };
+    let stats = EStepStats::of(resp.view(), iterations);
     if cfg.assignment == Assignment::Hard {
         harden(&mut resp);
     }
-    resp
+    (resp, stats)
 }
 
 /// Data-driven initialisation per class: k-means++ seeding and a few Lloyd iterations on a

@@ -1,12 +1,16 @@
 //! The external feature memory: a ring buffer of past pixel features per (class, slot).
 //!
 //! The paper keeps a FIFO queue of past pixel features so that one EM update per training
-//! iteration sees more than one batch. Two layouts: one queue per class (the paper: EM
-//! re-assigns queued features to components each time) or one per (class, component) (the
-//! reference code: a feature stays in the queue of the component it was assigned to).
+//! iteration sees more than one batch. Both flavours keep one queue per (class, component)
+//! (the paper, §3.3: a queue of 32K features for each component of each class; the
+//! reference code: the same). The paper does not say which component's queue a pixel joins;
+//! here it joins the queue of the component its E-step assigns it to (the arg-max of its
+//! responsibilities under the parameters before the update), which is the natural reading
+//! and what the reference code does. One queue per class ([`MemoryLayout::PerClass`]) stays
+//! available as an option.
 //!
 //! Memory cost: C · slots · capacity · D · 4 bytes (19 classes × 5 × 32,000 × 64 = 778 MB at
-//! the reference code's size; our defaults are far smaller).
+//! the paper's size; our defaults are far smaller).
 
 use ndarray::{ArrayView2, Axis};
 use rand::seq::index::sample;
@@ -20,9 +24,9 @@ use crate::error::{GmmSegError, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemoryLayout {
-    /// One queue per class (the paper's description).
+    /// One queue per class (an option; EM re-assigns its features to components each time).
     PerClass,
-    /// One queue per (class, component) (the reference code).
+    /// One queue per (class, component) (the paper, §3.3, and the reference code).
     PerComponent,
 }
 
@@ -52,9 +56,13 @@ pub enum MemoryInit {
 /// Configuration of the feature memory.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryConfig {
-    /// Features per queue K. Default 2,000 for CPU experiments (the paper and code: 32,000).
+    /// Features per queue K. Paper flavour 500 per (class, component), reference code 2,000
+    /// (both 32,000 in the paper and its code). Scaled to the CPU: the quick profile's batch
+    /// of 8 images puts up to 800 pixels of a class into its M = 5 queues per iteration, so
+    /// 500 per queue hold the last ~3 iterations — the history the former per-class queue
+    /// of 2,000 held — and keep each iteration's EM at ≈ C · 2,500 rows.
     pub capacity: usize,
-    /// Queue layout. Default per class (paper).
+    /// Queue layout. Default per (class, component) (paper and code).
     pub layout: MemoryLayout,
     /// Sampling of batch pixels. Default 100 random pixels per class per image (paper).
     pub sampling: Sampling,
@@ -69,11 +77,12 @@ impl Default for MemoryConfig {
 }
 
 impl MemoryConfig {
-    /// The paper's memory: per-class queues fed with 100 random pixels per class per image.
+    /// The paper's memory: one queue per (class, component), fed with 100 random pixels per
+    /// class per image, each joining its E-step component's queue.
     pub fn paper() -> Self {
         Self {
-            capacity: 2_000,
-            layout: MemoryLayout::PerClass,
+            capacity: 500,
+            layout: MemoryLayout::PerComponent,
             sampling: Sampling::RandomPerImage { per_image: 100 },
             init: MemoryInit::Empty,
         }

@@ -49,11 +49,14 @@ pub mod vexp;
 pub use config::{
     Assignment, EStep, GmmConfig, MeanEstimator, Reduction, SinkhornConfig, ValidGmmConfig,
 };
+pub use estep::EStepStats;
 pub use fit::{fit, fit_with_progress, FitOptions, FitReport};
 pub use labels::{infer_num_classes, ClassIndex};
 pub use likelihood::{
     anomaly_scores, class_scores, posterior, score_features, FeatureScores, LogLikTable,
 };
 pub use memory::{FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout, Sampling};
-pub use online::{ClassAssignment, EmSource, OnlineBatch, OnlineConfig, OnlineGmm, UpdateReport};
+pub use online::{
+    ClassAssignment, EmSource, EmTrace, OnlineBatch, OnlineConfig, OnlineGmm, UpdateReport,
+};
 pub use params::GmmParams;

@@ -4,8 +4,14 @@
 //! # Order of operations in [`OnlineGmm::update`] (stated once, here)
 //! 1. **E-step on the batch** with the parameters as they were before this iteration:
 //!    responsibilities of each valid pixel among its own class's components.
-//! 2. With [`EmSource::BatchAndMemory`] (paper): `em_loops` times, E-step on batch ∪ memory
-//!    (memory as it was before this batch) and M-step with momentum.
+//! 2. With [`EmSource::BatchAndMemory`] (paper): EM on batch ∪ memory (memory as it was
+//!    before this batch). `em_loops` = L loops refine one estimate from the same batch and
+//!    memory — loop 1's E-step uses the current parameters φ, loop l > 1's the estimate φ̂ of
+//!    loop l − 1 — and only the last estimate is blended into φ, **once**:
+//!    φ ← τ φ + (1 − τ) φ̂_L. (Applying the momentum in every loop would make the effective
+//!    momentum τ^L — 0.90 at τ = 0.99, L = 10 — so that "more loops" would also mean "a
+//!    faster-moving mixture".) Loop 1's responsibilities of the batch's pixels also choose
+//!    each pixel's component queue in step 3.
 //! 3. **Enqueue** the sampled batch pixels into the memory.
 //! 4. With [`EmSource::MemoryOnly`] (reference code): every `update_interval` iterations, one
 //!    M-step from the memory alone, each queued feature assigned to its queue's component.
@@ -21,13 +27,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::{EStep, GmmConfig, ValidGmmConfig};
+use super::estep::EStepStats;
 use super::fit::{e_step, gather_rows, init_class_from_data, responsibilities_blocks};
 use super::labels::ClassIndex;
 use super::memory::{
     sample_evenly_spaced, sample_random, FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout,
     Sampling,
 };
-use super::mstep::{apply, estimate, Moments};
+use super::mstep::{apply, estimate, Estimate, Moments};
 use super::params::GmmParams;
 use crate::error::{check_finite, GmmSegError, Result};
 
@@ -128,6 +135,57 @@ pub struct UpdateReport {
     pub updated_classes: Vec<usize>,
     /// Features written to the memory.
     pub enqueued: usize,
+    /// Balance and hardness of the update's E-step (the last EM loop's, all classes merged;
+    /// the batch E-step's for the memory-only schedule); `None` when no E-step ran.
+    pub e_step: Option<EStepStats>,
+}
+
+/// The E-step statistics of every update of a training run: means and maxima over updates,
+/// what a run reports (training log, study rows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmTrace {
+    /// Updates whose E-step was recorded.
+    pub updates: u64,
+    /// Sum over updates of the maximal marginal error (for the mean).
+    pub marginal_error_sum: f64,
+    /// Largest marginal error of any update.
+    pub marginal_error_max: f64,
+    /// Sum over updates of the mean max responsibility.
+    pub max_responsibility_sum: f64,
+    /// Largest mean max responsibility of any update.
+    pub max_responsibility_max: f64,
+    /// The last update's statistics.
+    pub last: EStepStats,
+}
+
+impl EmTrace {
+    /// Adds one update's statistics.
+    pub fn record(&mut self, s: &EStepStats) {
+        self.updates += 1;
+        self.marginal_error_sum += s.max_marginal_error;
+        self.marginal_error_max = self.marginal_error_max.max(s.max_marginal_error);
+        self.max_responsibility_sum += s.mean_max_responsibility;
+        self.max_responsibility_max = self.max_responsibility_max.max(s.mean_max_responsibility);
+        self.last = *s;
+    }
+
+    /// Mean over updates of the maximal marginal error (0 with no update).
+    pub fn marginal_error_mean(&self) -> f64 {
+        if self.updates == 0 {
+            0.0
+        } else {
+            self.marginal_error_sum / self.updates as f64
+        }
+    }
+
+    /// Mean over updates of the mean max responsibility (0 with no update).
+    pub fn max_responsibility_mean(&self) -> f64 {
+        if self.updates == 0 {
+            0.0
+        } else {
+            self.max_responsibility_sum / self.updates as f64
+        }
+    }
 }
 
 /// One M-step of class `c` with the configured momentum.
@@ -149,6 +207,20 @@ fn m_step_blocks(
     blocks: &[ArrayView2<'_, f32>],
     resp: ArrayView2<'_, f32>,
 ) {
+    if let Some(est) = estimate_blocks(params, cfg, c, blocks, resp) {
+        blend(params, cfg, c, &est, cfg.mean_momentum, cfg.var_momentum);
+    }
+}
+
+/// The M-step estimate φ̂ of class `c` from the weighted moments of the blocks (moments
+/// shifted by the current means, for precision); `None` without rows.
+fn estimate_blocks(
+    params: &GmmParams,
+    cfg: &ValidGmmConfig,
+    c: usize,
+    blocks: &[ArrayView2<'_, f32>],
+    resp: ArrayView2<'_, f32>,
+) -> Option<Estimate> {
     let shift = params.means.index_axis(Axis(0), c).to_owned();
     let mut start = 0;
     let mut moments: Option<Moments> = None;
@@ -161,20 +233,63 @@ fn m_step_blocks(
             None => moments = Some(part),
         }
     }
-    let Some(moments) = moments else {
-        return;
-    };
-    let est = estimate(&moments, cfg.var_reg, cfg.mean_estimator);
+    moments.map(|m| estimate(&m, cfg.var_reg, cfg.mean_estimator))
+}
+
+/// φ ← τ φ + (1 − τ) φ̂ for class `c` (weights re-estimated under vanilla EM).
+fn blend(
+    params: &mut GmmParams,
+    cfg: &ValidGmmConfig,
+    c: usize,
+    est: &Estimate,
+    mean_momentum: f32,
+    var_momentum: f32,
+) {
     let vanilla = matches!(cfg.e_step, EStep::Vanilla);
     apply(
         params,
         c,
-        &est,
-        cfg.mean_momentum,
-        cfg.var_momentum,
+        est,
+        mean_momentum,
+        var_momentum,
         vanilla,
         cfg.mean_estimator,
     );
+}
+
+/// L EM loops of class `c` on the blocks, refining one estimate, blended into `params` once
+/// (module docs, step 2). Returns the new parameters of the class, loop 1's
+/// responsibilities (all rows) and the last loop's E-step statistics.
+fn em_loops_once_blended(
+    params: &GmmParams,
+    cfg: &ValidGmmConfig,
+    c: usize,
+    blocks: &[ArrayView2<'_, f32>],
+) -> (GmmParams, Array2<f32>, EStepStats) {
+    let mut work = params.clone();
+    let mut first = None;
+    let mut stats = EStepStats::default();
+    let mut last_estimate = None;
+    for l in 0..cfg.em_loops {
+        let (resp, s) = responsibilities_blocks(blocks, &work, c, cfg);
+        stats = s;
+        let est = estimate_blocks(&work, cfg, c, blocks, resp.view());
+        if let Some(e) = &est {
+            if l + 1 < cfg.em_loops {
+                // refine: the next E-step sees the un-blended estimate
+                blend(&mut work, cfg, c, e, 0.0, 0.0);
+            }
+        }
+        if first.is_none() {
+            first = Some(resp);
+        }
+        last_estimate = est;
+    }
+    let mut out = params.clone();
+    if let Some(e) = &last_estimate {
+        blend(&mut out, cfg, c, e, cfg.mean_momentum, cfg.var_momentum);
+    }
+    (out, first.expect("em_loops ≥ 1"), stats)
 }
 
 /// The component of a responsibility row with the largest value (first on ties).
@@ -195,6 +310,8 @@ pub struct OnlineGmm {
     pub class_updates: Vec<u64>,
     /// Iterations seen (incremented by every [`OnlineGmm::update`]).
     pub iteration: u64,
+    /// E-step statistics of every update so far (since construction or resume).
+    pub trace: EmTrace,
     rng: ChaCha8Rng,
 }
 
@@ -233,6 +350,7 @@ impl OnlineGmm {
             memory,
             class_updates: vec![0; c],
             iteration: 0,
+            trace: EmTrace::default(),
             rng,
         })
     }
@@ -268,7 +386,7 @@ impl OnlineGmm {
             .filter(|(_, idx)| !idx.is_empty())
             .map(|(c, idx)| {
                 let xc = gather_rows(features, &idx);
-                let (responsibilities, _) = e_step(xc.view(), &self.params, c, &self.valid);
+                let (responsibilities, _, _) = e_step(xc.view(), &self.params, c, &self.valid);
                 ClassAssignment {
                     class: c,
                     pixels: idx,
@@ -349,29 +467,42 @@ impl OnlineGmm {
         }
 
         // 1. E-step on the batch (pre-update parameters), where the memory needs it: to pick
-        //    a pixel's component queue, or to sample per component.
+        //    a pixel's component queue, or to sample per component. The paper's EM (step 2)
+        //    computes these responsibilities in its first loop, so it is skipped then.
         let need_batch_resp = self.config.memory.layout == MemoryLayout::PerComponent
             || matches!(
                 self.config.memory.sampling,
                 Sampling::CorrectEvenlySpaced { .. }
             );
+        let paper_em = self.config.em_source == EmSource::BatchAndMemory && due;
         let present: Vec<usize> = (0..index.per_class.len())
             .filter(|&c| !index.per_class[c].is_empty())
             .collect();
-        let batch_classes: Vec<(usize, Array2<f32>, Option<Array2<f32>>)> = present
+        let batch_e_steps: Vec<(usize, Array2<f32>, Option<(Array2<f32>, EStepStats)>)> = present
             .par_iter()
             .map(|&c| {
                 let xc = gather_rows(batch.features, &index.per_class[c]);
-                let resp =
-                    need_batch_resp.then(|| e_step(xc.view(), &self.params, c, &self.valid).0);
+                let resp = (need_batch_resp && !paper_em).then(|| {
+                    let (r, _, stats) = e_step(xc.view(), &self.params, c, &self.valid);
+                    (r, stats)
+                });
                 (c, xc, resp)
             })
             .collect();
+        let mut batch_classes = Vec::with_capacity(batch_e_steps.len());
+        for (c, xc, resp) in batch_e_steps {
+            let resp = resp.map(|(r, stats)| {
+                report.e_step = Some(report.e_step.unwrap_or_default().merge(&stats));
+                r
+            });
+            batch_classes.push((c, xc, resp));
+        }
 
-        // 2. Paper: EM on batch ∪ memory (memory before this batch). Classes are independent,
-        //    so they run in parallel, each on its own copy of the parameters.
-        if self.config.em_source == EmSource::BatchAndMemory && due {
-            let updated: Vec<(usize, GmmParams)> = batch_classes
+        // 2. Paper: EM on batch ∪ memory (memory before this batch), the momentum applied once
+        //    however many loops. Classes are independent, so they run in parallel, each on
+        //    its own copy of the parameters.
+        if paper_em {
+            let updated: Vec<(usize, GmmParams, Array2<f32>, EStepStats)> = batch_classes
                 .par_iter()
                 .map(|(c, xc, _)| {
                     // The batch's rows and each memory queue as blocks of one set: no copy
@@ -380,15 +511,21 @@ impl OnlineGmm {
                         .chain((0..self.memory.slots()).map(|s| self.memory.queue(*c, s)))
                         .filter(|b| b.nrows() > 0)
                         .collect();
-                    let mut params = self.params.clone();
-                    for _ in 0..self.valid.em_loops {
-                        let resp = responsibilities_blocks(&blocks, &params, *c, &self.valid);
-                        m_step_blocks(&mut params, &self.valid, *c, &blocks, resp.view());
-                    }
-                    (*c, params)
+                    let (params, first, stats) =
+                        em_loops_once_blended(&self.params, &self.valid, *c, &blocks);
+                    // the batch's rows come first
+                    let batch_resp = first.slice(ndarray::s![..xc.nrows(), ..]).to_owned();
+                    (*c, params, batch_resp, stats)
                 })
                 .collect();
-            for (c, params) in updated {
+            for ((c, params, batch_resp, stats), entry) in
+                updated.into_iter().zip(batch_classes.iter_mut())
+            {
+                debug_assert_eq!(c, entry.0);
+                if need_batch_resp {
+                    entry.2 = Some(batch_resp);
+                }
+                report.e_step = Some(report.e_step.unwrap_or_default().merge(&stats));
                 self.params
                     .means
                     .index_axis_mut(Axis(0), c)
@@ -420,6 +557,9 @@ impl OnlineGmm {
         }
         for &c in &report.updated_classes {
             self.class_updates[c] += 1;
+        }
+        if let Some(st) = &report.e_step {
+            self.trace.record(st);
         }
         self.iteration += 1;
         Ok(report)
@@ -455,7 +595,7 @@ impl OnlineGmm {
                 let q = self.class_memory(c);
                 if q.nrows() > 0 {
                     for _ in 0..self.valid.em_loops {
-                        let (resp, _) = e_step(q.view(), &self.params, c, &self.valid);
+                        let (resp, _, _) = e_step(q.view(), &self.params, c, &self.valid);
                         self.m_step(c, q.view(), resp.view());
                     }
                 }
@@ -568,12 +708,12 @@ mod tests {
         let b = Array2::from_shape_fn((150, 4), |_| rng.gen_range(-1.0f32..3.0));
         let joined = ndarray::concatenate(Axis(0), &[a.view(), b.view()]).unwrap();
 
-        let (r_blocks, ll_blocks) = e_step_blocks(&[a.view(), b.view()], &params, 1, &cfg);
+        let (r_blocks, ll_blocks, _) = e_step_blocks(&[a.view(), b.view()], &params, 1, &cfg);
         assert_eq!(
             r_blocks,
-            responsibilities_blocks(&[a.view(), b.view()], &params, 1, &cfg)
+            responsibilities_blocks(&[a.view(), b.view()], &params, 1, &cfg).0
         );
-        let (r_joined, ll_joined) = e_step(joined.view(), &params, 1, &cfg);
+        let (r_joined, ll_joined, _) = e_step(joined.view(), &params, 1, &cfg);
         assert_eq!(r_blocks, r_joined);
         assert_eq!(ll_blocks, ll_joined);
 

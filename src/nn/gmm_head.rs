@@ -448,6 +448,10 @@ impl Head for GmmHead {
         Ok(())
     }
 
+    fn em_trace(&self) -> Option<crate::gmm::EmTrace> {
+        Some(self.gmm.trace)
+    }
+
     fn update_is_parameter_free(&self) -> bool {
         // Only the normalisations' affine parameters are trainable; without them EM reads
         // the detached features and its own state alone.

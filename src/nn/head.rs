@@ -109,6 +109,12 @@ pub trait Head: Params + Send {
     /// (B, D, h, w) → logits (B, C, h, w), anomaly scores (B, 1, h, w).
     fn infer(&self, feats: Act) -> Result<HeadOutput>;
 
+    /// E-step statistics of every EM update so far (GMM heads fitted by EM; `None` for
+    /// heads without EM).
+    fn em_trace(&self) -> Option<crate::gmm::EmTrace> {
+        None
+    }
+
     /// The class-conditional mixture this head classifies with, for figures and analysis
     /// (the GMM heads and the post-hoc GMM). Default: none.
     fn mixture(&self) -> Option<&crate::gmm::GmmParams> {

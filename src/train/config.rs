@@ -79,24 +79,42 @@ pub struct GmmOptions {
 }
 
 /// The reference code's departures from the paper (DESIGN §1), each settable on its own;
-/// `None` keeps the flavour's value. Unset fields are left out of the serialised config so
-/// that configurations written before these knobs existed keep their hashes.
+/// `None` keeps the flavour's value. Unset fields are left out of the serialised config.
+///
+/// Each knob switches on one difference **with the companion settings without which it
+/// means nothing** (named in its doc), so that a row of the `flavours` study measures the
+/// difference, not a broken combination. All knobs together, plus the reference code's
+/// momentum τ = 0.999, give exactly the reference-code head (a test checks it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlavourOverrides {
     /// LayerNorm + L2 normalisation of the features, with mean directions (reference: on).
+    /// Companion: the reference code's variance floor 0.01 — features on the unit sphere in
+    /// D = 64 have per-channel variances near 1/D, so the paper preset's floor of 1.0 would
+    /// make every density flat (measured: ECE 0.57 on SynthScapes, mIoU 0.002 on
+    /// DigitScenes). An explicit `--var-reg` still wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_norm: Option<bool>,
     /// LayerNorm with a per-class affine on the class scores (reference: on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_norm: Option<bool>,
-    /// Weight of the component-level cross-entropy (reference: 0.01).
+    /// Weight of the component-level cross-entropy with the E-step's targets (reference:
+    /// 0.01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component_loss_weight: Option<f32>,
-    /// Hard (arg-max) Sinkhorn assignments on max-rescaled costs (reference: on).
+    /// Hard (arg-max) Sinkhorn assignments (reference: on). Costs are rescaled in both
+    /// flavours, so this changes the assignment only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hard_assignment: Option<bool>,
-    /// The reference code's EM schedule: per-component queues, EM from the memory only,
-    /// every 5 iterations, variances replaced (momentum 0) (reference: on).
+    /// The reference code's fixed 3 Sinkhorn iterations instead of iterating to the 1e-3
+    /// marginal tolerance (reference: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_sinkhorn_iterations: Option<bool>,
+    /// The reference code's EM schedule: per-component queues of ≤ 20 correctly classified
+    /// pixels per batch, EM from the memory only, every 5 iterations, variances replaced
+    /// (momentum 0) (reference: on). Companion: the queues start full of random unit
+    /// vectors only when the features are L2-normalised too (`feature_norm`); on
+    /// unnormalised features such vectors are no sample of anything, so the queues start
+    /// empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference_memory: Option<bool>,
     /// Initialise a class from its first batch instead of a random start (off in both
@@ -111,16 +129,38 @@ impl FlavourOverrides {
         *self == Self::default()
     }
 
-    /// Applies the set knobs to a head configuration.
+    /// Every reference-code difference switched on (with the warm start left alone).
+    pub fn all_reference() -> Self {
+        FlavourOverrides {
+            feature_norm: Some(true),
+            class_norm: Some(true),
+            component_loss_weight: Some(0.01),
+            hard_assignment: Some(true),
+            fixed_sinkhorn_iterations: Some(true),
+            reference_memory: Some(true),
+            warm_start: None,
+        }
+    }
+
+    /// Applies the set knobs, with their companions, to a head configuration.
     pub fn apply(&self, g: &mut crate::nn::gmm_head::GmmHeadConfig) {
-        use crate::gmm::{Assignment, EStep, EmSource, MeanEstimator, OnlineConfig};
+        use crate::gmm::{
+            Assignment, EStep, EmSource, MeanEstimator, MemoryInit, OnlineConfig, SinkhornConfig,
+        };
         let classes = g.online.gmm.num_classes;
+        let reference = crate::nn::gmm_head::GmmHeadConfig::reference_code(classes, 1, 1);
+        let paper = crate::nn::gmm_head::GmmHeadConfig::paper(classes, 1, 1);
         if let Some(on) = self.feature_norm {
             g.feature_norm = on;
             g.online.gmm.mean_estimator = if on {
                 MeanEstimator::Direction
             } else {
                 MeanEstimator::Euclidean
+            };
+            g.online.gmm.var_reg = if on {
+                reference.online.gmm.var_reg
+            } else {
+                paper.online.gmm.var_reg
             };
         }
         if let Some(on) = self.class_norm {
@@ -135,8 +175,16 @@ impl FlavourOverrides {
             } else {
                 Assignment::Soft
             };
+        }
+        if let Some(on) = self.fixed_sinkhorn_iterations {
             if let EStep::Sinkhorn(s) = &mut g.online.gmm.e_step {
-                s.rescale_cost = on;
+                let src = if on {
+                    SinkhornConfig::reference_code()
+                } else {
+                    SinkhornConfig::default()
+                };
+                s.iterations = src.iterations;
+                s.tolerance = src.tolerance;
             }
         }
         if let Some(on) = self.reference_memory {
@@ -155,6 +203,10 @@ impl FlavourOverrides {
             if on {
                 g.online.gmm.var_momentum = 0.0;
             }
+        }
+        // the random-unit queue start means something on unit-sphere features only
+        if g.online.memory.init == MemoryInit::RandomUnit && !g.feature_norm {
+            g.online.memory.init = MemoryInit::Empty;
         }
         if let Some(on) = self.warm_start {
             g.online.warm_start = on;
@@ -547,25 +599,31 @@ mod tests {
         assert_eq!(g.online.gmm.assignment, Assignment::Hard);
         assert!(matches!(g.online.gmm.e_step, EStep::Sinkhorn(s) if s.rescale_cost));
         let g = with(FlavourOverrides {
+            fixed_sinkhorn_iterations: Some(true),
+            ..Default::default()
+        });
+        assert!(matches!(g.online.gmm.e_step, EStep::Sinkhorn(s) if s.iterations == 3 && s.tolerance.is_none()));
+        // the reference EM schedule alone: its queues start empty on unnormalised features
+        let g = with(FlavourOverrides {
             reference_memory: Some(true),
             ..Default::default()
         });
-        assert_eq!(g.online.memory, reference.online.memory);
+        let mut empty_start = reference.online.memory;
+        empty_start.init = crate::gmm::MemoryInit::Empty;
+        assert_eq!(g.online.memory, empty_start);
         assert_eq!(g.online.em_source, EmSource::MemoryOnly);
         assert_eq!(g.online.update_interval, reference.online.update_interval);
         assert_eq!(g.online.gmm.var_momentum, 0.0);
-        // every knob at the reference value turns the paper head into the reference head,
-        // apart from the momenta and variance floor (the study's separate knobs)
-        let mut all = with(FlavourOverrides {
+        // feature normalisation brings the reference code's variance floor with it
+        let g = with(FlavourOverrides {
             feature_norm: Some(true),
-            class_norm: Some(true),
-            component_loss_weight: Some(0.01),
-            hard_assignment: Some(true),
-            reference_memory: Some(true),
-            warm_start: Some(false),
+            ..Default::default()
         });
+        assert_eq!(g.online.gmm.var_reg, reference.online.gmm.var_reg);
+        // every knob at the reference value, plus the reference momentum τ = 0.999, turns
+        // the paper head into the reference head: the end of the flavours study's path
+        let mut all = with(FlavourOverrides::all_reference());
         all.online.gmm.mean_momentum = reference.online.gmm.mean_momentum;
-        all.online.gmm.var_reg = reference.online.gmm.var_reg;
         assert_eq!(all, reference);
     }
 }

@@ -71,6 +71,8 @@ pub struct Progress<'a> {
     pub elapsed_s: f64,
     /// An evaluation, on the steps where one ran.
     pub eval: Option<&'a EvalReport>,
+    /// E-step statistics of the head's EM so far (GMM heads fitted by EM).
+    pub em: Option<crate::gmm::EmTrace>,
 }
 
 /// A progress callback printing one compact line every `n` steps (and at every evaluation),
@@ -83,12 +85,25 @@ pub fn print_every(n: usize) -> impl FnMut(&Progress<'_>) {
                 .eval
                 .map(|e| format!("  val mIoU {:.3} acc {:.3}", e.miou, e.acc))
                 .unwrap_or_default();
+            let em = p.em.as_ref().map(em_line).unwrap_or_default();
             println!(
-                "step {:>5}/{}  loss {:.4}  lr {:.2e}  {:.1}s{eval}",
+                "step {:>5}/{}  loss {:.4}  lr {:.2e}  {:.1}s{em}{eval}",
                 p.step, p.steps, p.loss, p.lr, p.elapsed_s
             );
         }
     }
+}
+
+/// `  EM marg.err 0.0008 (max 0.0100) max-resp 0.62`: the last EM update's marginal error
+/// (the most over training) and its mean max responsibility, for the training log.
+pub fn em_line(t: &crate::gmm::EmTrace) -> String {
+    if t.updates == 0 {
+        return String::new();
+    }
+    format!(
+        "  EM marg.err {:.4} (max {:.4}) max-resp {:.2}",
+        t.last.max_marginal_error, t.marginal_error_max, t.last.mean_max_responsibility
+    )
 }
 
 /// Builds the head named in the config.
@@ -100,7 +115,9 @@ fn build_head(
 ) -> Result<Box<dyn Head>> {
     let dim = cfg.net.feature_dim;
     let m = cfg.gmm.components;
+    // the flavour's knobs (with their companions) first, so that an explicit flag wins
     let with_em = |mut g: GmmHeadConfig| {
+        cfg.gmm.overrides.apply(&mut g);
         g.online.gmm.em_loops = cfg.gmm.em_loops;
         if let Some(reg) = cfg.gmm.var_reg {
             g.online.gmm.var_reg = reg;
@@ -112,7 +129,6 @@ fn build_head(
         if cfg.gmm.em == EmKind::Vanilla {
             g.online.gmm.e_step = EStep::Vanilla;
         }
-        cfg.gmm.overrides.apply(&mut g);
         g
     };
     Ok(match cfg.head {
@@ -408,6 +424,7 @@ impl Trainer {
                 lr: stats.lr,
                 elapsed_s: start.elapsed().as_secs_f64(),
                 eval: eval.as_ref(),
+                em: self.model.head.em_trace(),
             });
         }
         Ok(self.last_eval.clone())

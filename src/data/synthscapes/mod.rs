@@ -112,6 +112,9 @@ pub enum SynthSplit {
     Train,
     /// Validation scenes (same distribution, other seeds).
     Val,
+    /// Tuning scenes (same distribution as train and val, seeds of their own): where
+    /// hyperparameters are chosen, so that val and the anomaly splits only report.
+    Tune,
     /// Lost&Found analogue: small never-seen objects on the road.
     Anomaly,
     /// Road Anomaly analogue: unusual objects in unusual scenes.
@@ -120,9 +123,10 @@ pub enum SynthSplit {
 
 impl SynthSplit {
     /// Every split, in a fixed order.
-    pub const ALL: [SynthSplit; 4] = [
+    pub const ALL: [SynthSplit; 5] = [
         SynthSplit::Train,
         SynthSplit::Val,
+        SynthSplit::Tune,
         SynthSplit::Anomaly,
         SynthSplit::AnomalyContext,
     ];
@@ -133,6 +137,7 @@ impl SynthSplit {
         match self {
             SynthSplit::Train => "train",
             SynthSplit::Val => "val",
+            SynthSplit::Tune => "tune",
             SynthSplit::Anomaly => "anomaly",
             SynthSplit::AnomalyContext => "anomaly-context",
         }
@@ -143,11 +148,12 @@ impl SynthSplit {
         match name {
             "train" => Ok(SynthSplit::Train),
             "val" | "test" => Ok(SynthSplit::Val),
+            "tune" => Ok(SynthSplit::Tune),
             "anomaly" => Ok(SynthSplit::Anomaly),
             "anomaly-context" | "anomaly_context" => Ok(SynthSplit::AnomalyContext),
             other => Err(GmmSegError::input(
                 "split",
-                format!("unknown SynthScapes split `{other}`; expected train, val, anomaly or anomaly-context"),
+                format!("unknown SynthScapes split `{other}`; expected train, val, tune, anomaly or anomaly-context"),
             )),
         }
     }
@@ -161,6 +167,7 @@ impl SynthSplit {
         match self {
             SynthSplit::Train => 0x7472_6169_6e00,
             SynthSplit::Val => 0x7661_6c00,
+            SynthSplit::Tune => 0x7475_6e65_00,
             SynthSplit::Anomaly => 0x0061_6e6f_6d00,
             SynthSplit::AnomalyContext => 0x6374_7800,
         }
@@ -182,6 +189,9 @@ pub struct SynthScapesConfig {
     pub train_len: usize,
     /// Number of `val` scenes. Default 500.
     pub val_len: usize,
+    /// Number of `tune` scenes. Default 500.
+    #[serde(default = "default_tune_len")]
+    pub tune_len: usize,
     /// Number of `anomaly` scenes. Default 300.
     pub anomaly_len: usize,
     /// Number of `anomaly-context` scenes. Default 300.
@@ -196,6 +206,10 @@ pub struct SynthScapesConfig {
     pub density: f32,
 }
 
+fn default_tune_len() -> usize {
+    500
+}
+
 impl Default for SynthScapesConfig {
     fn default() -> Self {
         Self {
@@ -204,6 +218,7 @@ impl Default for SynthScapesConfig {
             seed: 0,
             train_len: 2000,
             val_len: 500,
+            tune_len: 500,
             anomaly_len: 300,
             anomaly_context_len: 300,
             noise: 0.03,
@@ -281,6 +296,7 @@ impl SynthScapes {
         let len = match split {
             SynthSplit::Train => cfg.train_len,
             SynthSplit::Val => cfg.val_len,
+            SynthSplit::Tune => cfg.tune_len,
             SynthSplit::Anomaly => cfg.anomaly_len,
             SynthSplit::AnomalyContext => cfg.anomaly_context_len,
         };

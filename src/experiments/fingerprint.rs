@@ -1,0 +1,114 @@
+//! The fingerprint of the code that can change a trained model or its evaluation: part of
+//! every cache key, so that a cached run of other code is retrained, never silently reused.
+//!
+//! Computed at build time (`build.rs` includes this file) over every `.rs` file under
+//! `src/` except those that only present results — the command line (`src/cli/`), the
+//! figures (`src/plot/`, `experiments/figures.rs`), tables and claims
+//! (`experiments/{report,summary}.rs`, decided afresh from the rows at every read), the cache
+//! files themselves (`experiments/cache.rs`), `main.rs` and this file. Each file is
+//! normalised first, so that a change that cannot alter a number does not retrain anything:
+//! lines are trimmed and runs of spaces inside them count as one, blank lines and whole-line comments (`//`, `//!`, `///`) are dropped,
+//! and a trailing `#[cfg(test)] mod tests` block (unit tests) is cut off. Any other edit —
+//! one character of the EM code — changes the fingerprint.
+//!
+//! Not covered: the versions of dependencies (dfdx is pinned to 0.13.0 in `Cargo.toml`;
+//! `Cargo.lock` pins the rest).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Paths under `src/` (with `/` separators) that the fingerprint leaves out.
+pub const EXCLUDED: [&str; 9] = [
+    "cli/",
+    "plot/",
+    "main.rs",
+    "experiments/figures.rs",
+    "experiments/report.rs",
+    "experiments/summary.rs",
+    "experiments/cache.rs",
+    "experiments/fingerprint.rs",
+    "bin/",
+];
+
+/// Whether `relative` (a path under `src/`, `/`-separated) takes part in the fingerprint.
+pub fn is_covered(relative: &str) -> bool {
+    relative.ends_with(".rs")
+        && !EXCLUDED
+            .iter()
+            .any(|e| relative == *e || (e.ends_with('/') && relative.starts_with(e)))
+}
+
+/// A source file with formatting, comments and its unit-test module removed.
+pub fn normalise(source: &str) -> String {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut end = lines.len();
+    for (i, l) in lines.iter().enumerate() {
+        if *l == "#[cfg(test)]" {
+            let next = lines[i + 1..].iter().find(|l| !l.trim().is_empty());
+            if next.is_some_and(|n| n.starts_with("mod tests")) {
+                end = i;
+                break;
+            }
+        }
+    }
+    let mut out = String::new();
+    for l in &lines[..end] {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with("//") {
+            continue;
+        }
+        // runs of whitespace inside a line count as one space
+        for (i, word) in t.split_whitespace().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The covered files under `src_dir`, sorted, as (relative path, normalised text).
+///
+/// # Errors
+/// I/O errors reading the tree.
+pub fn covered_sources(src_dir: &Path) -> io::Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![src_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path
+                .strip_prefix(src_dir)
+                .map_err(|e| io::Error::other(e.to_string()))?
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            if is_covered(&relative) {
+                let text = std::fs::read_to_string(&path)?;
+                files.push((relative, normalise(&text)));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The bytes the fingerprint hashes: each covered file's path, a NUL, its normalised text
+/// and a NUL, in path order.
+pub fn fingerprint_input(files: &[(String, String)]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for (path, text) in files {
+        bytes.extend_from_slice(path.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
