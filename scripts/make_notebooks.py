@@ -59,9 +59,12 @@ def study_cells(study, metrics, table_md, extra_after_figures=()):
         code('gmmseg::experiments::report::figures(&results).expect("figures")'),
         *extra_after_figures,
         md(
-            "## Which of the paper's claims hold here\nComputed from the table above: "
-            "`HOLDS`/`FAILS` is the direction of the means; *beyond the CI* says whether the "
-            "difference exceeds the seeds' 95% interval (with two seeds it rarely does)."
+            "## Which of the paper's claims hold here\nDecided by the library on the paired "
+            "per-seed differences A − B (both sides trained with the same seeds): their mean, "
+            "a Student-t 95% CI and how many seeds agree in sign. `REPRODUCED`: the CI lies on "
+            "the claim's side of its margin (0 for \"better\", −0.01 mIoU for \"not worse\"); "
+            "`CONTRADICTED`: on the other side; `INCONCLUSIVE`: it straddles — as it nearly "
+            "always does with the quick profile's two seeds (t = 12.7); the full profile runs five."
         ),
         code("{\n    for r in &results {\n        print!(\"{}\", r.claims_text());\n    }\n}"),
     ]
@@ -79,13 +82,24 @@ NOTEBOOKS = {
             "with one EM loop per iteration on ADE20K), and is insensitive to the number of EM "
             "loops, while vanilla EM needs more loops (44.8 at 10).\n\n"
             "This notebook trains GMMSeg with both E-steps at 1, 5 and 10 EM loops per training "
-            "iteration and compares mIoU, calibration and the cost of a training step."
+            "iteration and compares mIoU, calibration and the cost of a training step.\n\n"
+            "**What a loop is here.** The L loops of one training iteration refine one estimate "
+            "from the same batch and memory (loop l's E-step uses loop l − 1's estimate), and "
+            "only the result is blended into the mixture, once: φ ← τ φ + (1 − τ) φ̂. Applying "
+            "the momentum in every loop would make it τ^L (0.90 at τ = 0.99, L = 10), so that "
+            "\"more loops\" would also mean \"a faster-moving mixture\". The Sinkhorn E-step "
+            "iterates until every component holds N_c/M of its class within 0.1%; the rows "
+            "`em_marginal_error_*` (relative deviation of the component masses, mean and max "
+            "over training) and `em_max_resp_*` (mean largest responsibility: 1/M soft … 1 hard) "
+            "show what each E-step actually did."
         ),
         *study_cells(
             "Em",
-            ["miou", "macc", "ece", "step_ms"],
+            ["miou", "macc", "ece", "step_ms", "em_marginal_error_max", "em_max_resp_mean"],
             "## Results\n`param` is the number of EM loops per training iteration; `step_ms` the "
-            "mean training-step time in milliseconds.",
+            "mean training-step time in milliseconds; `em_marginal_error_max` the worst "
+            "component-mass error of any E-step in training (Sinkhorn: ≤ 0.001), "
+            "`em_max_resp_mean` the mean largest responsibility.",
         ),
     ],
     "02-components": [
@@ -244,10 +258,21 @@ NOTEBOOKS = {
             "component-level loss, and runs EM from its queues every 5 iterations with momentum "
             "0.999 on the means (the paper's τ; our paper-flavour preset uses τ = 0.99 on means and "
             "variances, sized for runs of hundreds of iterations — see `GmmHeadConfig::paper`). "
-            "This notebook shows the two presets side by side, then compares them trained: the "
-            "paper flavour, the paper flavour with τ = 0.999, each of the code's differences "
-            "switched on alone, the warm start this library once used, and the reference-code "
-            "flavour."
+            "This notebook shows the two presets side by side, then compares them trained, in "
+            "two views:\n"
+            "- **one difference at a time**: the paper flavour, the paper flavour with τ = 0.999, "
+            "each of the code's differences switched on alone (`paper + …`), the warm start this "
+            "library once used, and the reference-code flavour. Each difference comes with the "
+            "companion settings without which it means nothing (`FlavourOverrides` names them): "
+            "LayerNorm + L2 features bring the code's variance floor 0.01 (unit vectors in D = 64 "
+            "have per-channel variances near 1/D, so the paper preset's floor of 1.0 would "
+            "flatten every density), and the code's EM schedule starts its queues with random "
+            "unit vectors only on normalised features;\n"
+            "- **the cumulative path** (`cumulative k: … + X`): from the paper flavour to the "
+            "reference code, one difference added at a time — features, class LayerNorm, "
+            "component loss, hard assignments, 3 Sinkhorn iterations, the EM schedule — ending "
+            "with τ = 0.999 at the reference-code flavour itself (a test checks that this last "
+            "step gives exactly the reference preset)."
         ),
         code(
             "use gmmseg::nn::gmm_head::GmmHeadConfig;\n"
@@ -259,7 +284,7 @@ NOTEBOOKS = {
         ),
         *study_cells(
             "Flavours",
-            ["miou", "ece", "auroc", "fpr95", "step_ms"],
+            ["miou", "ece", "auroc", "fpr95", "em_marginal_error_max", "step_ms"],
             "## Results\n`val`: segmentation and calibration; `anomaly`, `anomaly-context`: the "
             "likelihood score.",
         ),

@@ -34,7 +34,10 @@ fn synthscapes_tune_scenes_are_disjoint_from_every_split() {
     assert_eq!(tune.len(), 200, "tune scenes repeat");
     for split in ["train", "val", "anomaly", "anomaly-context"] {
         let other = image_hashes(open("synthscapes", split).as_ref(), 300);
-        assert!(tune.is_disjoint(&other), "tune shares an image with {split}");
+        assert!(
+            tune.is_disjoint(&other),
+            "tune shares an image with {split}"
+        );
     }
 }
 
@@ -48,7 +51,10 @@ fn digitscenes_tune_digits_and_canvases_are_disjoint() {
         pool(DigitSplit::Tune),
         pool(DigitSplit::Test),
     );
-    assert!(train.end <= tune.start && tune.end <= test.start, "{train:?} {tune:?} {test:?}");
+    assert!(
+        train.end <= tune.start && tune.end <= test.start,
+        "{train:?} {tune:?} {test:?}"
+    );
     assert_eq!(pool(DigitSplit::Anomaly), test);
     // every digit drawn on a tune canvas comes from the tune pool
     let t = DigitScenes::open(cfg(), DigitSplit::Tune).unwrap();
@@ -58,7 +64,10 @@ fn digitscenes_tune_digits_and_canvases_are_disjoint() {
     let tune_images = image_hashes(open("digitscenes", "tune").as_ref(), 200);
     for split in ["train", "test", "anomaly"] {
         let other = image_hashes(open("digitscenes", split).as_ref(), 300);
-        assert!(tune_images.is_disjoint(&other), "tune shares an image with {split}");
+        assert!(
+            tune_images.is_disjoint(&other),
+            "tune shares an image with {split}"
+        );
     }
 }
 
@@ -68,11 +77,19 @@ fn write_images(root: &Path, split: &str, n: usize) {
     }
     for i in 0..n {
         let img = RgbImage::from_fn(4, 4, |x, y| Rgb([(x * 20) as u8, (y * 20) as u8, i as u8]));
-        img.save(root.join(split).join("images").join(format!("{split}{i}.png")))
-            .unwrap();
+        img.save(
+            root.join(split)
+                .join("images")
+                .join(format!("{split}{i}.png")),
+        )
+        .unwrap();
         let l = GrayImage::from_fn(4, 4, |x, _| Luma([(x % 2) as u8]));
-        l.save(root.join(split).join("labels").join(format!("{split}{i}.png")))
-            .unwrap();
+        l.save(
+            root.join(split)
+                .join("labels")
+                .join(format!("{split}{i}.png")),
+        )
+        .unwrap();
     }
 }
 

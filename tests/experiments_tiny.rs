@@ -189,7 +189,10 @@ fn other_code_retrains_and_cache_only_reports_it_missing() {
     let all = gmmseg::experiments::read_rows(&dir.path().join("calibration.csv")).unwrap();
     assert!(all.iter().all(|r| r.code == "code-b"));
     // this build's own fingerprint is the default
-    assert_eq!(runner(dir.path()).code(), gmmseg::experiments::code_fingerprint());
+    assert_eq!(
+        runner(dir.path()).code(),
+        gmmseg::experiments::code_fingerprint()
+    );
 }
 
 #[test]

@@ -1,14 +1,12 @@
 //! The log-domain Sinkhorn E-step converges to the entropic optimal-transport plan.
 
 use gmmseg::gmm::sinkhorn::sinkhorn;
-use gmmseg::gmm::{
-    fit, ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, SinkhornConfig,
-};
+use gmmseg::gmm::{fit, ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, SinkhornConfig};
+use ndarray::{Array2, Axis};
+use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use ndarray::{Array2, Axis};
-use proptest::prelude::*;
 
 /// Plain (exponentiated) Sinkhorn–Knopp in f64, many iterations: the textbook solver of
 /// `max ⟨P,S⟩ + εH(P)` with uniform marginals, valid for moderate S/ε.
@@ -89,7 +87,13 @@ fn network_like_features(rng: &mut ChaCha8Rng) -> (Array2<f32>, Vec<i64>) {
             .collect();
         for i in 0..per_class {
             let u = i as f64 / per_class as f64;
-            let mode = if u < shares[0] { 0 } else if u < shares[0] + shares[1] { 1 } else { 2 };
+            let mode = if u < shares[0] {
+                0
+            } else if u < shares[0] + shares[1] {
+                1
+            } else {
+                2
+            };
             for k in 0..d {
                 let z: f32 = StandardNormal.sample(&mut *rng);
                 rows.push((modes[mode][k] + 0.5 * z).max(0.0));
@@ -97,7 +101,10 @@ fn network_like_features(rng: &mut ChaCha8Rng) -> (Array2<f32>, Vec<i64>) {
             labels.push(c as i64);
         }
     }
-    (Array2::from_shape_vec((labels.len(), d), rows).unwrap(), labels)
+    (
+        Array2::from_shape_vec((labels.len(), d), rows).unwrap(),
+        labels,
+    )
 }
 
 /// Per-class component masses of the responsibilities, relative to N_c/M: the worst error.
@@ -105,7 +112,9 @@ fn worst_mass_error(resp: &Array2<f32>, labels: &[i64], classes: usize) -> f64 {
     let m = resp.ncols();
     let mut worst = 0f64;
     for c in 0..classes {
-        let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c as i64).collect();
+        let rows: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] == c as i64)
+            .collect();
         let target = rows.len() as f64 / m as f64;
         for j in 0..m {
             let mass: f64 = rows.iter().map(|&i| resp[[i, j]] as f64).sum();
@@ -130,9 +139,16 @@ fn one_sinkhorn_iteration(
     }
     .check()
     .unwrap();
-    let opts = FitOptions { iterations: 1, seed: 0, init };
+    let opts = FitOptions {
+        iterations: 1,
+        seed: 0,
+        init,
+    };
     let (_, report) = fit(x.view(), &index, &cfg, &opts).unwrap();
-    (report.responsibilities, report.e_steps[0].max_marginal_error)
+    (
+        report.responsibilities,
+        report.e_steps[0].max_marginal_error,
+    )
 }
 
 #[test]
@@ -146,8 +162,14 @@ fn default_sinkhorn_reaches_equipartition_on_network_like_features() {
         let (resp, reported) = one_sinkhorn_iteration(&x, &labels, SinkhornConfig::default(), init);
         let worst = worst_mass_error(&resp, &labels, 3);
         assert!(worst < 0.02, "component mass off N_c/M by {worst:.4}");
-        assert!((worst - reported).abs() < 1e-3, "reported {reported}, measured {worst}");
-        assert!(worst <= 1.01e-3, "the default tolerance is 1e-3, got {worst}");
+        assert!(
+            (worst - reported).abs() < 1e-3,
+            "reported {reported}, measured {worst}"
+        );
+        assert!(
+            worst <= 1.01e-3,
+            "the default tolerance is 1e-3, got {worst}"
+        );
     }
 }
 
@@ -161,5 +183,8 @@ fn raw_costs_and_three_iterations_do_not_reach_it() {
     };
     let (resp, _) = one_sinkhorn_iteration(&x, &labels, old, None);
     let worst = worst_mass_error(&resp, &labels, 3);
-    assert!(worst > 0.5, "expected a far-from-equipartition plan, got {worst}");
+    assert!(
+        worst > 0.5,
+        "expected a far-from-equipartition plan, got {worst}"
+    );
 }

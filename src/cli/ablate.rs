@@ -51,6 +51,12 @@ pub struct AblateArgs {
     /// (reporting how many are missing), e.g. while another process is still filling them.
     #[arg(long, conflicts_with_all = ["force", "shard"])]
     pub cache_only: bool,
+    /// With `--cache-only`: show the rows of the code with this fingerprint (the `code`
+    /// column of the study CSVs, e.g. `legacy-8bc1a87` for the full profile's rows computed
+    /// before the fingerprint existed) instead of this build's, matched by cell; the claims
+    /// and tables say whose rows they are.
+    #[arg(long, requires = "cache_only")]
+    pub rows_of_code: Option<String>,
 }
 
 fn fmt_stat(mean: f64, ci: Option<f64>, n: usize) -> String {
@@ -108,7 +114,8 @@ pub fn run(args: AblateArgs) -> Result<()> {
     let mut runner = ExperimentRunner::new(profile, &args.dataset)?
         .with_force(args.force)
         .with_shard(shard)
-        .with_cache_only(args.cache_only);
+        .with_cache_only(args.cache_only)
+        .with_rows_of_code(args.rows_of_code.as_deref());
     if let Some(n) = args.seeds {
         runner = runner
             .with_seeds(n)
@@ -177,13 +184,24 @@ pub fn run(args: AblateArgs) -> Result<()> {
     }
     if shard.is_none() && args.study == "all" && !results.is_empty() {
         let path = out_dir.join("claims.md");
+        let provenance = match &args.rows_of_code {
+            Some(code) => format!(
+                "\n\n**These rows are of code `{code}`, not of this build (`{}`)**: read with `--cache-only --rows-of-code {code}`; the current code has not reproduced them.",
+                crate::experiments::code_fingerprint()
+            ),
+            None => format!(
+                " Rows of code `{}`.",
+                crate::experiments::code_fingerprint()
+            ),
+        };
         let text = format!(
-            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}{}`.\n\n{}",
+            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}{}{}`.{provenance}\n\nEach claim is decided on the paired per-seed differences A − B: their mean, a Student-t 95% CI, how many seeds agree in sign, and the verdict (reproduced: the CI lies on the claim's side of its margin — 0, or −0.01 mIoU for \"not worse\"; contradicted: on the other side; inconclusive: it straddles). The same numbers are in `claims.csv`.\n\n{}",
             args.dataset,
             args.profile,
             args.profile,
             args.dataset,
             args.seeds.map(|n| format!(" --seeds {n}")).unwrap_or_default(),
+            if args.cache_only { " --cache-only" } else { "" },
             crate::experiments::report::claims_markdown(&results)
         );
         std::fs::write(&path, text).map_err(|e| GmmSegError::io(&path, e))?;

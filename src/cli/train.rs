@@ -3,7 +3,7 @@
 //! ```text
 //! gmmseg train --dataset synthscapes|digitscenes|folder:PATH|toy --head softmax
 //!              [--decoder fcn|deeplab] [--profile quick|full] [--steps N] [--seed S] --out DIR
-//! gmmseg eval  --checkpoint DIR --dataset NAME [--split val|anomaly|anomaly-context] [--json]
+//! gmmseg eval  --checkpoint DIR --dataset NAME [--split val|tune|anomaly|anomaly-context] [--json]
 //! ```
 //! `eval --json` prints `{"miou","acc","ece","nll","brier","anomaly":{"msp":{"auroc","ap",
 //! "fpr95"},"entropy":{…},"maxlogit":{…}}}` (plus `iou_per_class` and `images`); `anomaly`
@@ -208,9 +208,23 @@ pub fn train(args: TrainArgs) -> Result<()> {
             .eval
             .map(|e| format!(" val mIoU {:.3}", e.miou))
             .unwrap_or_default();
-        bar.set_message(format!("loss {:.4} lr {:.1e}{eval}", p.loss, p.lr));
+        let em =
+            p.em.as_ref()
+                .map(crate::train::trainer::em_line)
+                .unwrap_or_default();
+        bar.set_message(format!("loss {:.4} lr {:.1e}{em}{eval}", p.loss, p.lr));
     });
     bar.finish();
+    if let Some(t) = trainer.model.head.em_trace().filter(|t| t.updates > 0) {
+        eprintln!(
+            "EM over {} updates: component-mass error mean {:.4}, max {:.4}; mean max responsibility {:.3} (max {:.3})",
+            t.updates,
+            t.marginal_error_mean(),
+            t.marginal_error_max,
+            t.max_responsibility_mean(),
+            t.max_responsibility_max
+        );
+    }
     let report = report?;
     if let Some(r) = report {
         if args.json {
@@ -233,11 +247,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
 /// # Errors
 /// Checkpoint, dataset and evaluation errors.
 pub fn eval(args: EvalArgs) -> Result<()> {
-    if !["val", "anomaly", "anomaly-context"].contains(&args.split.as_str()) {
+    if !["val", "tune", "anomaly", "anomaly-context"].contains(&args.split.as_str()) {
         return Err(GmmSegError::input(
             "--split",
             format!(
-                "must be val, anomaly or anomaly-context, got `{}`",
+                "must be val, tune, anomaly or anomaly-context, got `{}`",
                 args.split
             ),
         ));

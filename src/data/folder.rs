@@ -204,7 +204,11 @@ fn tune_slice(stems: &[&str]) -> std::collections::HashSet<String> {
     };
     let mut ranked: Vec<(u64, &str)> = stems.iter().map(|s| (hash(s), *s)).collect();
     ranked.sort();
-    ranked.into_iter().take(k).map(|(_, s)| s.to_string()).collect()
+    ranked
+        .into_iter()
+        .take(k)
+        .map(|(_, s)| s.to_string())
+        .collect()
 }
 
 impl FolderDataset {

@@ -77,20 +77,22 @@ pub fn runs_frame(rows: &[RunRow]) -> Result<DataFrame> {
 
 fn schema(with_code: bool) -> Schema {
     let code = with_code.then(|| Field::new(COL_CODE.into(), DataType::String));
-    Schema::from_iter([
-        Field::new(COL_STUDY.into(), DataType::String),
-        Field::new(COL_DATASET.into(), DataType::String),
-        Field::new(COL_VARIANT.into(), DataType::String),
-        Field::new(COL_GROUP.into(), DataType::String),
-        Field::new(COL_PARAM.into(), DataType::Float64),
-        Field::new(COL_SEED.into(), DataType::UInt64),
-        Field::new(COL_METRIC.into(), DataType::String),
-        Field::new(COL_VALUE.into(), DataType::Float64),
-        Field::new(COL_HASH.into(), DataType::String),
-        Field::new(COL_MODEL.into(), DataType::String),
-    ]
-    .into_iter()
-    .chain(code))
+    Schema::from_iter(
+        [
+            Field::new(COL_STUDY.into(), DataType::String),
+            Field::new(COL_DATASET.into(), DataType::String),
+            Field::new(COL_VARIANT.into(), DataType::String),
+            Field::new(COL_GROUP.into(), DataType::String),
+            Field::new(COL_PARAM.into(), DataType::Float64),
+            Field::new(COL_SEED.into(), DataType::UInt64),
+            Field::new(COL_METRIC.into(), DataType::String),
+            Field::new(COL_VALUE.into(), DataType::Float64),
+            Field::new(COL_HASH.into(), DataType::String),
+            Field::new(COL_MODEL.into(), DataType::String),
+        ]
+        .into_iter()
+        .chain(code),
+    )
 }
 
 /// Reads a study's CSV (no file: no rows).
@@ -272,9 +274,8 @@ pub fn write_rows_merged(
         .map(|(_, id)| (id.spec.as_str(), id.dataset.as_str(), id.seed))
         .collect();
     let superseded = |hash: &str| {
-        map.get(hash).is_some_and(|id| {
-            rerun.contains(&(id.spec.as_str(), id.dataset.as_str(), id.seed))
-        })
+        map.get(hash)
+            .is_some_and(|id| rerun.contains(&(id.spec.as_str(), id.dataset.as_str(), id.seed)))
     };
     let replaced: HashSet<&str> = identities
         .iter()

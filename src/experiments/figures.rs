@@ -297,23 +297,55 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
                 "mIoU",
             ));
         }
-        Study::GenVsDisc | Study::Flavours => {
+        Study::GenVsDisc => {
             let mut cats = vec![("val", "miou", "val mIoU".to_string())];
             cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));
             let variants = distinct(rows, |r| Some(r.variant.as_str()));
-            let title = if study == Study::GenVsDisc {
-                "Table 4: generative vs discriminative GMM head"
-            } else {
-                "Paper flavour vs reference-code flavour"
-            };
             out.extend(bars(
                 study.name(),
                 rows,
                 &cats,
                 &variants,
-                title,
+                "Table 4: generative vs discriminative GMM head",
                 "mIoU / AUROC",
             ));
+        }
+        Study::Flavours => {
+            let mut cats = vec![("val", "miou", "val mIoU".to_string())];
+            cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));
+            let variants = distinct(rows, |r| Some(r.variant.as_str()));
+            let on_path = |v: &&str| v.starts_with(super::CUMULATIVE_PREFIX);
+            // one difference at a time
+            let single: Vec<&str> = variants.iter().copied().filter(|v| !on_path(v)).collect();
+            out.extend(bars(
+                study.name(),
+                rows,
+                &cats,
+                &single,
+                "Paper flavour vs reference-code flavour: one difference at a time",
+                "mIoU / AUROC",
+            ));
+            // the cumulative path, from the paper flavour to the reference code
+            let mut path: Vec<&str> = Vec::new();
+            path.extend(variants.iter().copied().filter(|v| *v == "paper"));
+            path.extend(
+                variants
+                    .iter()
+                    .copied()
+                    .filter(|v| *v == "paper + feature LN+L2"),
+            );
+            path.extend(variants.iter().copied().filter(on_path));
+            path.extend(variants.iter().copied().filter(|v| *v == "reference-code"));
+            if path.iter().any(on_path) {
+                out.extend(bars(
+                    "flavours_path",
+                    rows,
+                    &cats,
+                    &path,
+                    "From the paper flavour to the reference code, one difference added at a time",
+                    "mIoU / AUROC",
+                ));
+            }
         }
         Study::Em => out.extend(lines(
             "em_miou",

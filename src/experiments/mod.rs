@@ -102,7 +102,7 @@ use crate::train::config::{HeadKind, TrainConfig, ValidTrainConfig};
 pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
 pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};
 pub use model::{BinRecord, ModelRecord};
-pub use studies::{specs_for, Measurement, RunSpec};
+pub use studies::{specs_for, Measurement, RunSpec, CUMULATIVE_PREFIX, FLAVOUR_STEPS};
 pub use summary::{
     claims_csv_frame, decide_paired, evaluate_claims, summarize_rows, summarize_runs,
     summary_frame, Claim, ClaimKind, SummaryRow, Verdict, CLAIMS_CSV_COLUMNS, NOT_WORSE_MARGIN,
@@ -572,10 +572,13 @@ pub fn code_fingerprint() -> &'static str {
 /// # Errors
 /// [`GmmSegError::Io`] when the tree cannot be read.
 pub fn fingerprint_of_tree(src_dir: &Path) -> Result<String> {
-    let files =
-        fingerprint::covered_sources(src_dir).map_err(|e| GmmSegError::io(src_dir, e))?;
+    let files = fingerprint::covered_sources(src_dir).map_err(|e| GmmSegError::io(src_dir, e))?;
     let digest = Sha256::digest(fingerprint::fingerprint_input(&files));
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..16].to_string())
+    Ok(digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..16]
+        .to_string())
 }
 
 impl RunIdentity {
@@ -700,6 +703,7 @@ pub struct ExperimentRunner {
     data: Option<model::Splits>,
     progress: Option<ProgressFn>,
     code: String,
+    rows_of_code: Option<String>,
 }
 
 /// The default results folder: `data/results/<profile>/` under the crate's `data/` folder
@@ -737,6 +741,7 @@ impl ExperimentRunner {
             data: None,
             progress: None,
             code: code_fingerprint().to_string(),
+            rows_of_code: None,
         })
     }
 
@@ -788,6 +793,47 @@ impl ExperimentRunner {
     /// The code fingerprint that keys this runner's caches.
     pub fn code(&self) -> &str {
         &self.code
+    }
+
+    /// Trains and keys nothing: reports the rows of the CSVs whose `code` column is `code`
+    /// (this runner's dataset and seeds), matched by cell rather than by run hash — to
+    /// re-read the committed results of other code (e.g. the `legacy-…` rows of the full
+    /// profile, computed before the fingerprint existed) with today's summaries and claim
+    /// rules. The output says whose rows they are; nothing is written to the CSVs.
+    pub fn with_rows_of_code(mut self, code: Option<&str>) -> Self {
+        self.rows_of_code = code.map(str::to_string);
+        self
+    }
+
+    fn assemble_rows_of_code(
+        &self,
+        study: Study,
+        rows: Vec<cache::RunRow>,
+        code: &str,
+        planned: usize,
+    ) -> Result<StudyResult> {
+        let rows: Vec<cache::RunRow> = rows
+            .into_iter()
+            .filter(|r| r.code == code && r.dataset == self.dataset && self.seeds.contains(&r.seed))
+            .collect();
+        let runs_found = rows
+            .iter()
+            .map(|r| r.hash.as_str())
+            .collect::<HashSet<_>>()
+            .len();
+        let runs = runs_frame(&rows)?;
+        let (summary_rows, claims) = summary::summarize_study(study, &rows)?;
+        let summary = summary::summary_frame(&summary_rows, &claims)?;
+        Ok(StudyResult {
+            study,
+            runs,
+            summary,
+            cells: summary_rows,
+            claims,
+            cached_runs: runs_found,
+            computed_runs: 0,
+            missing_runs: planned.saturating_sub(runs_found),
+        })
     }
 
     /// Calls `f` after every run (for progress bars).
@@ -901,6 +947,9 @@ impl ExperimentRunner {
         let plan = self.planned_runs(study)?;
         let csv = self.results_dir.join(format!("{}.csv", study.name()));
         let cached_rows = cache::read_rows(&csv)?;
+        if let Some(code) = self.rows_of_code.clone() {
+            return self.assemble_rows_of_code(study, cached_rows, &code, plan.len());
+        }
         let cached_hashes: HashSet<&str> = cached_rows.iter().map(|r| r.hash.as_str()).collect();
         let eval = self.profile.eval_settings();
         let mut new_rows = Vec::new();
@@ -1130,8 +1179,16 @@ mod tests {
             model_key("bbbb", &t, &eval, "synthscapes")
         );
         let id = |code: &str| {
-            RunIdentity::new(Study::Em, "s", "synthscapes", 0, t.clone(), eval.clone(), code)
-                .hash()
+            RunIdentity::new(
+                Study::Em,
+                "s",
+                "synthscapes",
+                0,
+                t.clone(),
+                eval.clone(),
+                code,
+            )
+            .hash()
         };
         assert_ne!(id("aaaa"), id("bbbb"));
         assert_eq!(code_fingerprint().len(), 16);

@@ -392,7 +392,10 @@ pub fn claims_markdown(results: &[StudyResult]) -> String {
                 .map(|x| format!("{x:+.3}"))
                 .unwrap_or_else(|| "—".into());
             // one seed has no interval: show a dash, not a misleading ±0
-            let ci = c.ci95.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into());
+            let ci = c
+                .ci95
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "—".into());
             let verdict = match c.verdict {
                 Some(super::Verdict::Reproduced) => "**reproduced**",
                 Some(super::Verdict::Contradicted) => "**contradicted**",
@@ -649,7 +652,8 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), 4, "{md}");
         assert!(
-            lines[2].contains("a \\| b") && lines[2].contains("| +0.012 | — | 1/1 | inconclusive |"),
+            lines[2].contains("a \\| b")
+                && lines[2].contains("| +0.012 | — | 1/1 | inconclusive |"),
             "{md}"
         );
         assert!(

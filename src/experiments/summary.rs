@@ -36,8 +36,8 @@ use polars::prelude::*;
 
 use super::cache::RunRow;
 use super::{
-    Study, COL_AGREE, COL_CI95, COL_CLAIM, COL_DATASET, COL_GROUP, COL_LOWER, COL_MEAN,
-    COL_METRIC, COL_N, COL_PARAM, COL_STD, COL_STUDY, COL_UPPER, COL_VARIANT, COL_VERDICT,
+    Study, COL_AGREE, COL_CI95, COL_CLAIM, COL_DATASET, COL_GROUP, COL_LOWER, COL_MEAN, COL_METRIC,
+    COL_N, COL_PARAM, COL_STD, COL_STUDY, COL_UPPER, COL_VARIANT, COL_VERDICT,
 };
 use crate::error::{GmmSegError, Result};
 use crate::metrics::{student_t_975, summarize, Summary};

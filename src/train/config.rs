@@ -602,7 +602,9 @@ mod tests {
             fixed_sinkhorn_iterations: Some(true),
             ..Default::default()
         });
-        assert!(matches!(g.online.gmm.e_step, EStep::Sinkhorn(s) if s.iterations == 3 && s.tolerance.is_none()));
+        assert!(
+            matches!(g.online.gmm.e_step, EStep::Sinkhorn(s) if s.iterations == 3 && s.tolerance.is_none())
+        );
         // the reference EM schedule alone: its queues start empty on unnormalised features
         let g = with(FlavourOverrides {
             reference_memory: Some(true),

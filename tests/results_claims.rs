@@ -1,0 +1,165 @@
+//! The committed results folders are what they claim to be: every `claims.csv` verdict
+//! follows, by the paired rule, from the per-seed rows of its study CSV, and no study CSV
+//! has two rows for one cell.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use gmmseg::experiments::{
+    dataset_slug, decide_paired, read_rows, ClaimKind, RunRow, Study, NOT_WORSE_MARGIN,
+};
+use polars::prelude::*;
+
+fn results_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/results");
+    ["quick", "full"]
+        .iter()
+        .map(|p| root.join(p))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+fn study_rows(dir: &Path, study: &str) -> Vec<RunRow> {
+    read_rows(&dir.join(format!("{study}.csv"))).unwrap()
+}
+
+#[test]
+fn no_study_csv_has_a_duplicate_cell() {
+    for dir in results_dirs() {
+        for study in Study::ALL {
+            let rows = study_rows(&dir, study.name());
+            let mut seen = HashSet::new();
+            for r in &rows {
+                let cell = (
+                    &r.dataset,
+                    &r.variant,
+                    &r.group,
+                    r.param.map(f64::to_bits),
+                    r.seed,
+                    &r.metric,
+                );
+                assert!(
+                    seen.insert(cell),
+                    "{}/{study}.csv: two rows for {cell:?}",
+                    dir.display()
+                );
+            }
+            // one code per file: the rows of one version of the code
+            let codes: HashSet<&str> = rows.iter().map(|r| r.code.as_str()).collect();
+            assert!(
+                codes.len() <= 1,
+                "{}/{study}.csv mixes codes {codes:?}",
+                dir.display()
+            );
+            assert!(
+                !codes.contains(""),
+                "{}/{study}.csv has rows without a code",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// The claim kind of a claims.csv row, from its statement (the templates' wording).
+fn kind_of(claim: &str, b_variant: &str, b_param: Option<f64>) -> ClaimKind {
+    if b_variant == "threshold" {
+        ClaimKind::AtLeast(b_param.unwrap())
+    } else if claim.contains("insensitive") {
+        ClaimKind::Within(0.01)
+    } else if claim.contains("− 0.01") {
+        ClaimKind::NotWorse(NOT_WORSE_MARGIN)
+    } else {
+        ClaimKind::Better
+    }
+}
+
+#[test]
+fn every_committed_verdict_follows_from_the_per_seed_rows() {
+    let mut checked = 0;
+    for dir in results_dirs() {
+        for sub in std::fs::read_dir(&dir).unwrap() {
+            let sub = sub.unwrap().path();
+            let claims_csv = sub.join("claims.csv");
+            if !claims_csv.is_file() {
+                continue;
+            }
+            let slug = sub.file_name().unwrap().to_string_lossy().to_string();
+            let df = CsvReadOptions::default()
+                .with_has_header(true)
+                .try_into_reader_with_file_path(Some(claims_csv.clone()))
+                .unwrap()
+                .finish()
+                .unwrap();
+            let s = |c: &str| -> Vec<String> {
+                df.column(c)
+                    .unwrap()
+                    .cast(&DataType::String)
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.unwrap_or("").to_string())
+                    .collect()
+            };
+            let f = |c: &str| -> Vec<Option<f64>> {
+                df.column(c)
+                    .unwrap()
+                    .cast(&DataType::Float64)
+                    .unwrap()
+                    .f64()
+                    .unwrap()
+                    .iter()
+                    .collect()
+            };
+            let (study, claim, metric, group) = (s("study"), s("claim"), s("metric"), s("group"));
+            let (a_variant, b_variant, verdict) = (s("a_variant"), s("b_variant"), s("verdict"));
+            let (a_param, b_param, mean_diff, n, agree) = (
+                f("a_param"),
+                f("b_param"),
+                f("mean_diff"),
+                f("n"),
+                f("agree"),
+            );
+            for i in 0..df.height() {
+                let rows: Vec<RunRow> = study_rows(&dir, &study[i])
+                    .into_iter()
+                    .filter(|r| dataset_slug(&r.dataset) == slug)
+                    .collect();
+                let per_seed = |v: &str, p: Option<f64>| -> BTreeMap<u64, f64> {
+                    rows.iter()
+                        .filter(|r| {
+                            r.variant == v
+                                && r.param == p
+                                && r.group == group[i]
+                                && r.metric == metric[i]
+                                && r.value.is_finite()
+                        })
+                        .map(|r| (r.seed, r.value))
+                        .collect()
+                };
+                let kind = kind_of(&claim[i], &b_variant[i], b_param[i]);
+                let a = per_seed(&a_variant[i], a_param[i]);
+                let diffs: Vec<f64> = match kind {
+                    ClaimKind::AtLeast(v) => a.values().map(|x| x - v).collect(),
+                    _ => {
+                        let b = per_seed(&b_variant[i], b_param[i]);
+                        a.iter()
+                            .filter_map(|(s, x)| b.get(s).map(|y| x - y))
+                            .collect()
+                    }
+                };
+                let (mean, _, k, v) =
+                    decide_paired(kind, &metric[i], &diffs).unwrap_or_else(|| {
+                        panic!("{}: no pair for `{}`", claims_csv.display(), claim[i])
+                    });
+                let at = format!("{} row {}: {}", claims_csv.display(), i + 2, claim[i]);
+                assert_eq!(v.name(), verdict[i], "{at}");
+                assert_eq!(diffs.len() as f64, n[i].unwrap(), "{at}");
+                assert_eq!(k as f64, agree[i].unwrap(), "{at}");
+                assert!((mean - mean_diff[i].unwrap()).abs() < 1e-9, "{at}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no claims.csv under data/results");
+}
