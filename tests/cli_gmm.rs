@@ -252,3 +252,66 @@ fn bad_inputs_fail_with_one_clear_line() {
     let (ok, _, err) = fit(&x, &y, &["--eps=-1"]);
     assert_one_line_error(ok, &err, "--eps");
 }
+
+/// Issue "Trustworthy ablations", acceptance: `fit-gmm --em sinkhorn` with no E-step flag on
+/// network-like features (D = 64, ReLU'd, each class 3 true modes of unequal size, M = 5)
+/// gives every component's mass within 2% of N_c/M — here within the 0.1% tolerance.
+#[test]
+fn fit_gmm_sinkhorn_defaults_reach_equipartition_on_network_like_features() {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (d, per_class, classes, shares) = (64, 2_000, 3, [0.6, 0.3, 0.1]);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for c in 0..classes {
+        let modes: Vec<Vec<f32>> = (0..3)
+            .map(|_| (0..d).map(|_| StandardNormal.sample(&mut rng)).collect())
+            .collect();
+        for i in 0..per_class {
+            let u = i as f64 / per_class as f64;
+            let mode = usize::from(u >= shares[0]) + usize::from(u >= shares[0] + shares[1]);
+            for &centre in &modes[mode] {
+                let z: f32 = StandardNormal.sample(&mut rng);
+                x.push((centre + 0.5 * z).max(0.0));
+            }
+            y.push(c as i64);
+        }
+    }
+    let x = Array2::from_shape_vec((y.len(), d), x).unwrap();
+    write_npy(dir.path().join("x.npy"), &x).unwrap();
+    write_npy(dir.path().join("y.npy"), &Array1::from(y.clone())).unwrap();
+    let (ok, stdout, stderr) = gmmseg(&[
+        "fit-gmm",
+        "--features",
+        &p(dir.path(), "x.npy"),
+        "--labels",
+        &p(dir.path(), "y.npy"),
+        "--em",
+        "sinkhorn",
+        "--iters",
+        "1",
+        "--out",
+        &p(dir.path(), "params.npz"),
+        "--responsibilities",
+        &p(dir.path(), "r.npy"),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let reported = json["e_step"]["max_marginal_error"][0].as_f64().unwrap();
+    assert!(reported < 1.01e-3, "{json}");
+    let r: Array2<f32> = ndarray_npy::read_npy(dir.path().join("r.npy")).unwrap();
+    for c in 0..classes as i64 {
+        let rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+        let target = rows.len() as f64 / 5.0;
+        for m in 0..5 {
+            let mass: f64 = rows.iter().map(|&i| r[[i, m]] as f64).sum();
+            assert!(
+                ((mass - target) / target).abs() < 0.02,
+                "class {c} component {m}: mass {mass:.1}, N_c/M = {target}"
+            );
+        }
+    }
+}

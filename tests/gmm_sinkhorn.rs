@@ -94,9 +94,9 @@ fn network_like_features(rng: &mut ChaCha8Rng) -> (Array2<f32>, Vec<i64>) {
             } else {
                 2
             };
-            for k in 0..d {
+            for &centre in &modes[mode] {
                 let z: f32 = StandardNormal.sample(&mut *rng);
-                rows.push((modes[mode][k] + 0.5 * z).max(0.0));
+                rows.push((centre + 0.5 * z).max(0.0));
             }
             labels.push(c as i64);
         }

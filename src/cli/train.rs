@@ -58,11 +58,16 @@ pub struct TrainArgs {
     /// GMM heads: weight of the component-level loss (reference code 0.01; paper 0).
     #[arg(long)]
     pub component_loss: Option<f32>,
-    /// GMM heads: hard Sinkhorn assignments on rescaled costs (reference code: on).
+    /// GMM heads: hard (arg-max) Sinkhorn assignments (reference code: on).
     #[arg(long)]
     pub hard_sinkhorn: Option<bool>,
-    /// GMM heads: the reference code's EM schedule (per-component queues, EM from memory
-    /// only every 5 iterations, variances replaced).
+    /// GMM heads: the reference code's fixed 3 Sinkhorn iterations instead of iterating to
+    /// the 1e-3 marginal tolerance (reference code: on).
+    #[arg(long)]
+    pub fixed_sinkhorn_iterations: Option<bool>,
+    /// GMM heads: the reference code's EM schedule (queues of correctly classified pixels,
+    /// EM from memory only every 5 iterations, variances replaced; its random-unit queue
+    /// start only on L2-normalised features).
     #[arg(long)]
     pub reference_em_schedule: Option<bool>,
     /// GMM heads: initialise each class from its first batch (default: off, a random start).
@@ -174,6 +179,9 @@ pub fn train(args: TrainArgs) -> Result<()> {
     o.class_norm = args.class_norm.or(o.class_norm);
     o.component_loss_weight = args.component_loss.or(o.component_loss_weight);
     o.hard_assignment = args.hard_sinkhorn.or(o.hard_assignment);
+    o.fixed_sinkhorn_iterations = args
+        .fixed_sinkhorn_iterations
+        .or(o.fixed_sinkhorn_iterations);
     o.reference_memory = args.reference_em_schedule.or(o.reference_memory);
     o.warm_start = args.warm_start.or(o.warm_start);
     if let Some(s) = args.sampler {

@@ -7,7 +7,8 @@
 //! (`experiments/{report,summary}.rs`, decided afresh from the rows at every read), the cache
 //! files themselves (`experiments/cache.rs`), `main.rs` and this file. Each file is
 //! normalised first, so that a change that cannot alter a number does not retrain anything:
-//! lines are trimmed and runs of spaces inside them count as one, blank lines and whole-line comments (`//`, `//!`, `///`) are dropped,
+//! whole-line comments (`//`, `//!`, `///`) are dropped, the rest is read as words one space
+//! apart (so re-indenting or re-wrapping a statement changes nothing),
 //! and a trailing `#[cfg(test)] mod tests` block (unit tests) is cut off. Any other edit —
 //! one character of the EM code — changes the fingerprint.
 //!
@@ -51,20 +52,20 @@ pub fn normalise(source: &str) -> String {
             }
         }
     }
+    // the code's words, one space apart: re-wrapping or re-indenting a statement (what
+    // rustfmt does) leaves them unchanged
     let mut out = String::new();
     for l in &lines[..end] {
         let t = l.trim();
-        if t.is_empty() || t.starts_with("//") {
+        if t.starts_with("//") {
             continue;
         }
-        // runs of whitespace inside a line count as one space
-        for (i, word) in t.split_whitespace().enumerate() {
-            if i > 0 {
+        for word in t.split_whitespace() {
+            if !out.is_empty() {
                 out.push(' ');
             }
             out.push_str(word);
         }
-        out.push('\n');
     }
     out
 }

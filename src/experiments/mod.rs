@@ -1214,6 +1214,10 @@ mod tests {
         assert_ne!(edit("self.iteration += 1;", "self.iteration += 2;"), base);
         assert_eq!(edit("//! Online EM", "//! Online EM, edited"), base);
         assert_eq!(edit("self.iteration += 1;", "self.iteration  +=  1;"), base);
+        assert_eq!(
+            edit("self.iteration += 1;", "self.iteration\n            += 1;"),
+            base
+        );
         std::fs::write(&online, &text).unwrap();
         let plot = dir.path().join("plot/mod.rs");
         let p = std::fs::read_to_string(&plot).unwrap();

@@ -203,9 +203,12 @@ pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<
 /// Sinkhorn`); the figure draws them as a path.
 pub const CUMULATIVE_PREFIX: &str = "cumulative ";
 
+/// Switches one flavour knob on.
+pub type SetKnob = fn(&mut FlavourOverrides);
+
 /// The reference code's differences from the paper flavour, in the order in which the
 /// `flavours` study's cumulative path adds them (features first, the EM schedule last).
-pub const FLAVOUR_STEPS: [(&str, fn(&mut FlavourOverrides)); 6] = [
+pub const FLAVOUR_STEPS: [(&str, SetKnob); 6] = [
     ("feature LN+L2", |o| o.feature_norm = Some(true)),
     ("class LN", |o| o.class_norm = Some(true)),
     ("component loss", |o| o.component_loss_weight = Some(0.01)),

@@ -478,7 +478,8 @@ impl OnlineGmm {
         let present: Vec<usize> = (0..index.per_class.len())
             .filter(|&c| !index.per_class[c].is_empty())
             .collect();
-        let batch_e_steps: Vec<(usize, Array2<f32>, Option<(Array2<f32>, EStepStats)>)> = present
+        type BatchEStep = (usize, Array2<f32>, Option<(Array2<f32>, EStepStats)>);
+        let batch_e_steps: Vec<BatchEStep> = present
             .par_iter()
             .map(|&c| {
                 let xc = gather_rows(batch.features, &index.per_class[c]);

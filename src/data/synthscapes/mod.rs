@@ -167,7 +167,7 @@ impl SynthSplit {
         match self {
             SynthSplit::Train => 0x7472_6169_6e00,
             SynthSplit::Val => 0x7661_6c00,
-            SynthSplit::Tune => 0x7475_6e65_00,
+            SynthSplit::Tune => 0x0074_756e_6500,
             SynthSplit::Anomaly => 0x0061_6e6f_6d00,
             SynthSplit::AnomalyContext => 0x6374_7800,
         }
