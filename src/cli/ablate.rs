@@ -11,8 +11,8 @@
 //! std, 95% CI, claim rows) and `<dataset>/<study>*.svg|png` (figures); with `all`, also
 //! `<dataset>/claims.md` and `<dataset>/claims.csv` (the paired verdicts). `--shard K/N` computes only the K-th of N disjoint slices of each study's
 //! runs (for job arrays) and writes no summary or figure; a later run without `--shard`
-//! assembles the cached rows and plots. The results folder is `data/results/<profile>/`
-//! under the crate's `data/` folder, or `$GMMSEG_RESULTS_DIR/<profile>/`.
+//! assembles the cached rows and plots. The results folder is `<root>/<profile>/` with
+//! `<root>` = `--results-dir`, else `$GMMSEG_RESULTS_DIR`, else `./data/results`.
 
 use std::time::Instant;
 
@@ -57,6 +57,23 @@ pub struct AblateArgs {
     /// and tables say whose rows they are.
     #[arg(long, requires = "cache_only")]
     pub rows_of_code: Option<String>,
+    /// Results root: `<DIR>/<profile>/` holds the caches, tables and figures. Default:
+    /// `$GMMSEG_RESULTS_DIR` if set, else `data/results` under the current directory.
+    #[arg(long)]
+    pub results_dir: Option<std::path::PathBuf>,
+}
+
+/// Where `ablate` writes: `--results-dir`, else `$GMMSEG_RESULTS_DIR`, else
+/// `./data/results` — under the directory the user is in, never the crate's own folder
+/// unless that is where they are.
+fn results_root(arg: Option<&std::path::Path>) -> std::path::PathBuf {
+    if let Some(d) = arg {
+        return d.to_path_buf();
+    }
+    match std::env::var_os("GMMSEG_RESULTS_DIR") {
+        Some(d) if !d.is_empty() => d.into(),
+        _ => std::path::PathBuf::from("data").join("results"),
+    }
 }
 
 fn fmt_stat(mean: f64, ci: Option<f64>, n: usize) -> String {
@@ -111,7 +128,12 @@ pub fn run(args: AblateArgs) -> Result<()> {
     };
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     let profile = ExperimentProfile::by_name(&args.profile)?.check()?;
-    let mut runner = ExperimentRunner::new(profile, &args.dataset)?
+    // a dataset that does not open (a folder without classes.txt, a missing split) is an
+    // error even when nothing is to be trained
+    crate::experiments::open_split_of(profile.get(), &args.dataset, "train")?;
+    let root = results_root(args.results_dir.as_deref());
+    let mut runner = ExperimentRunner::new(profile.clone(), &args.dataset)?
+        .with_results_dir(root.join(&profile.get().name))
         .with_force(args.force)
         .with_shard(shard)
         .with_cache_only(args.cache_only)

@@ -15,7 +15,7 @@ use crate::gmm::{
     fit_with_progress, infer_num_classes, score_features, Assignment, ClassIndex, EStep,
     FitOptions, GmmConfig, GmmParams, Reduction, SinkhornConfig,
 };
-use crate::io::npy::{read_labels, read_matrix, write_npy};
+use crate::io::npy::{read_labels, read_matrix, stage_npy};
 
 /// The E-step of `fit-gmm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -123,8 +123,23 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
+/// Most EM iterations `fit-gmm` accepts (each is a full pass over the data; the output
+/// keeps one log-likelihood per iteration).
+const MAX_ITERS: usize = 1_000_000;
+
 /// Runs `gmmseg fit-gmm`.
 pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
+    // outputs first: nothing is read, fitted or written when they collide
+    crate::io::atomic::distinct_outputs(&[
+        ("--out", Some(args.out.as_path())),
+        ("--responsibilities", args.responsibilities.as_deref()),
+    ])?;
+    if args.iters == 0 || args.iters > MAX_ITERS {
+        return Err(GmmSegError::input(
+            "--iters",
+            format!("must be in 1..={MAX_ITERS}, got {}", args.iters),
+        ));
+    }
     let x = read_matrix(&args.features)?;
     let labels = read_labels(&args.labels)?;
     let labels = labels.as_slice().expect("owned 1-D array is contiguous");
@@ -160,6 +175,25 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
         }
     }
     let index = ClassIndex::new(labels.iter().copied(), num_classes, &labels_name)?;
+    // M components need at least M pixels in every class (checked before anything of size
+    // M is allocated); classes of fewer than 2 pixels are refused by the fit itself
+    if let Some((c, idx)) = index
+        .per_class
+        .iter()
+        .enumerate()
+        .filter(|(_, idx)| idx.len() >= 2)
+        .min_by_key(|(_, idx)| idx.len())
+        .filter(|(_, idx)| idx.len() < args.components)
+    {
+        return Err(GmmSegError::input(
+            "--components",
+            format!(
+                "M = {} exceeds the {} pixels of class {c} in {labels_name}, the smallest class; M must be at most that",
+                args.components,
+                idx.len()
+            ),
+        ));
+    }
     let e_step = match args.em {
         EmKind::Vanilla => EStep::Vanilla,
         EmKind::Sinkhorn => EStep::Sinkhorn(SinkhornConfig {
@@ -187,9 +221,6 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
         }
         e => e,
     })?;
-    if args.iters == 0 {
-        return Err(GmmSegError::input("--iters", "must be ≥ 1"));
-    }
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -208,9 +239,16 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
     let (params, report) = fit_with_progress(x.view(), &index, &cfg, &opts, &mut |_, _| bar.inc(1))
         .map_err(|e| name_inputs(e, &args))?;
     bar.finish_and_clear();
-    params.save_npz(&args.out)?;
-    if let Some(path) = &args.responsibilities {
-        write_npy(path, &report.responsibilities)?;
+    // both outputs written in full before either replaces an existing file
+    let staged_params = params.stage_npz(&args.out)?;
+    let staged_resp = args
+        .responsibilities
+        .as_deref()
+        .map(|path| stage_npy(path, &report.responsibilities))
+        .transpose()?;
+    staged_params.commit()?;
+    if let Some(s) = staged_resp {
+        s.commit()?;
     }
     let history = report.mean_log_likelihood.clone();
     let counts: Vec<usize> = index.per_class.iter().map(Vec::len).collect();
@@ -289,6 +327,9 @@ fn name_inputs(e: GmmSegError, args: &FitGmmArgs) -> GmmSegError {
             what: rename(what),
             detail,
         },
+        GmmSegError::InvalidConfig { field, reason } => {
+            GmmSegError::input(format!("--{}", cli_flag(&field)), reason)
+        }
         e => e,
     }
 }
@@ -309,15 +350,29 @@ pub fn score(args: ScoreArgs) -> Result<()> {
             }
         })?;
     let (class_ll, post, anomaly) = (&scores.class_loglik, &scores.posterior, &scores.anomaly);
-    let file = std::fs::File::create(&args.out).map_err(|e| GmmSegError::io(&args.out, e))?;
-    let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
-    let err = |e: ndarray_npy::WriteNpzError| {
-        GmmSegError::file(&args.out, format!("cannot write .npz: {e}"))
-    };
-    npz.add_array("class_loglik", class_ll).map_err(err)?;
-    npz.add_array("posterior", post).map_err(err)?;
-    npz.add_array("anomaly", anomaly).map_err(err)?;
-    npz.finish().map_err(err)?;
+    // finite features can still overflow the likelihood (values near 1e31 in float32)
+    for (what, bad) in [
+        ("class log-likelihoods", class_ll.iter().any(|v| v.is_nan())),
+        ("posterior", post.iter().any(|v| !v.is_finite())),
+    ] {
+        if bad {
+            return Err(GmmSegError::input(
+                features_name.clone(),
+                format!("scoring gave non-finite {what}: the features are too large for these parameters in float32 (rescale them); nothing written"),
+            ));
+        }
+    }
+    crate::io::atomic::write_atomically(&args.out, |w| {
+        let mut npz = NpzWriter::new(w);
+        let err = |e: ndarray_npy::WriteNpzError| {
+            GmmSegError::file(&args.out, format!("cannot write .npz: {e}"))
+        };
+        npz.add_array("class_loglik", class_ll).map_err(err)?;
+        npz.add_array("posterior", post).map_err(err)?;
+        npz.add_array("anomaly", anomaly).map_err(err)?;
+        npz.finish().map_err(err)?;
+        Ok(())
+    })?;
     let mut predicted = vec![0usize; params.num_classes()];
     for &c in &scores.predicted {
         predicted[c] += 1;

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::error::{GmmSegError, Result};
-use crate::io::npy::{read_floats_flat, read_labels_flat, read_matrix};
+use crate::io::npy::{read_float_array, read_int_array, read_labels_flat, read_matrix};
 use crate::metrics::{
     AnomalyAccumulator, CalibrationAccumulator, CalibrationConfig, ConfusionMatrix,
 };
@@ -101,10 +101,33 @@ pub fn run(cmd: MetricsCommand) -> Result<()> {
     Ok(())
 }
 
+/// Two inputs that pair element by element must have the same shape — not merely the same
+/// number of elements ((2, 25, 10) against (2, 10, 25) pairs the wrong pixels).
+fn same_shape(a: &std::path::Path, sa: &[usize], b: &std::path::Path, sb: &[usize]) -> Result<()> {
+    if sa != sb {
+        return Err(GmmSegError::shape(
+            b.display().to_string(),
+            format!(
+                "shape {sb:?} differs from {}'s {sa:?}; they must be equal",
+                a.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An array of any shape as a flat, contiguous 1-D array.
+fn flat<T: Clone>(a: ndarray::ArrayD<T>) -> ndarray::Array1<T> {
+    let n = a.len();
+    ndarray::Array1::from_shape_vec(n, a.into_iter().collect()).expect("length matches")
+}
+
 /// `gmmseg metrics seg` as a JSON value (the library call behind the command).
 pub fn seg(a: &SegArgs) -> Result<serde_json::Value> {
-    let pred = read_labels_flat(&a.pred)?;
-    let gt = read_labels_flat(&a.gt)?;
+    let pred = read_int_array(&a.pred)?;
+    let gt = read_int_array(&a.gt)?;
+    same_shape(&a.pred, pred.shape(), &a.gt, gt.shape())?;
+    let (pred, gt) = (flat(pred), flat(gt));
     let mut cm = ConfusionMatrix::new(a.classes)?;
     let pred = pred.as_slice().expect("flat array is contiguous");
     let gt = gt.as_slice().expect("flat array is contiguous");
@@ -122,8 +145,10 @@ pub fn seg(a: &SegArgs) -> Result<serde_json::Value> {
 
 /// `gmmseg metrics anomaly` as a JSON value.
 pub fn anomaly(a: &AnomalyArgs) -> Result<serde_json::Value> {
-    let scores = read_floats_flat(&a.scores)?;
-    let labels = read_labels_flat(&a.labels)?;
+    let scores = read_float_array(&a.scores)?;
+    let labels = read_int_array(&a.labels)?;
+    same_shape(&a.scores, scores.shape(), &a.labels, labels.shape())?;
+    let (scores, labels) = (flat(scores), flat(labels));
     let mut acc = AnomalyAccumulator::new();
     acc.update(
         scores.as_slice().expect("contiguous"),

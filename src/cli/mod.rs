@@ -4,7 +4,7 @@
 //! Errors propagate as [`GmmSegError`](crate::GmmSegError); `main` prints them as one line
 //! and exits non-zero.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::Result;
 
@@ -42,6 +42,37 @@ pub enum Command {
     /// Run the paper's ablation studies (cached), print summaries and claims, write CSVs and
     /// figures under `data/results/<profile>/`.
     Ablate(ablate::AblateArgs),
+}
+
+/// The command line, with every option that takes a value accepting negative numbers as
+/// values (`--eps -0.5` is then refused for its range, naming the flag, instead of being read
+/// as an unknown flag `-0`).
+pub fn command() -> clap::Command {
+    fn negatives(cmd: clap::Command) -> clap::Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        let mut cmd = cmd.mut_args(|a| {
+            if a.get_action().takes_values() {
+                a.allow_negative_numbers(true)
+            } else {
+                a
+            }
+        });
+        for name in names {
+            cmd = cmd.mut_subcommand(name, negatives);
+        }
+        cmd
+    }
+    negatives(Cli::command())
+}
+
+/// Parses the process's arguments with [`command`] (exits with clap's message and code 2 on
+/// a parse error, as `Cli::parse` does).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs one parsed command line.

@@ -151,11 +151,53 @@ pub fn resolve_dataset(name: &str, split: &str, seed: u64) -> Result<Box<dyn Dat
     }
 }
 
+/// The `gmmseg train` flag that sets a [`TrainConfig`] field, for error messages.
+fn train_flag(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "steps" => "--steps",
+        "gmm.components" => "--components",
+        "gmm.em_loops" => "--em-loops",
+        "gmm.momentum" => "--gmm-momentum",
+        "gmm.var_reg" => "--var-reg",
+        "gmm.overrides.component_loss_weight" => "--component-loss",
+        _ => return None,
+    })
+}
+
 /// Runs `gmmseg train`.
 ///
 /// # Errors
 /// Config, dataset, training and I/O errors.
 pub fn train(args: TrainArgs) -> Result<()> {
+    // flags of the GMM heads mean nothing to the softmax head: refused, not silently stored
+    if args.head == crate::train::config::HeadKind::Softmax {
+        let given = [
+            ("--components", args.components.is_some()),
+            ("--em", args.em.is_some()),
+            ("--em-loops", args.em_loops.is_some()),
+            ("--gmm-momentum", args.gmm_momentum.is_some()),
+            ("--var-reg", args.var_reg.is_some()),
+            ("--feature-norm", args.feature_norm.is_some()),
+            ("--class-norm", args.class_norm.is_some()),
+            ("--component-loss", args.component_loss.is_some()),
+            ("--hard-sinkhorn", args.hard_sinkhorn.is_some()),
+            (
+                "--fixed-sinkhorn-iterations",
+                args.fixed_sinkhorn_iterations.is_some(),
+            ),
+            (
+                "--reference-em-schedule",
+                args.reference_em_schedule.is_some(),
+            ),
+            ("--warm-start", args.warm_start.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(GmmSegError::input(
+                *flag,
+                "applies to the GMM heads only (--head gmmseg, gmmseg-ref or disc-gmm), not to --head softmax",
+            ));
+        }
+    }
     let mut cfg = TrainConfig::profile(&args.profile)?;
     cfg.dataset = args.dataset.clone();
     cfg.head = args.head;
@@ -196,7 +238,14 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(s) = args.seed {
         cfg.seed = s;
     }
-    let cfg = cfg.check()?;
+    // checked before any dataset is opened; a bad value names the flag the user typed
+    let cfg = cfg.check().map_err(|e| match e {
+        GmmSegError::InvalidConfig { field, reason } => match train_flag(&field) {
+            Some(flag) => GmmSegError::input(flag, reason),
+            None => GmmSegError::InvalidConfig { field, reason },
+        },
+        e => e,
+    })?;
     let train = resolve_dataset(&args.dataset, "train", 0)?;
     let val = resolve_dataset(&args.dataset, "val", 0)?;
     let mut trainer = Trainer::new(cfg.clone(), train.num_classes())?.with_out_dir(&args.out)?;

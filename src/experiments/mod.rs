@@ -1141,6 +1141,19 @@ pub fn dataset_slug(dataset: &str) -> String {
     }
 }
 
+/// Opens split `split` of `dataset` as the profile's runs do (for checking a dataset spec
+/// before a run).
+///
+/// # Errors
+/// Dataset errors naming the file or the spec.
+pub fn open_split_of(
+    profile: &ExperimentProfile,
+    dataset: &str,
+    split: &str,
+) -> Result<Box<dyn Dataset>> {
+    open_split(profile, dataset, split)
+}
+
 /// Opens split `split` of `dataset` with the profile's generated-image size and split length.
 pub(crate) fn open_split(
     profile: &ExperimentProfile,

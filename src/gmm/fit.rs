@@ -136,8 +136,9 @@ pub fn fit_with_progress(
     };
     let m = cfg.components;
     let mut resp_all = Array2::zeros((n, m));
-    let mut history = Vec::with_capacity(opts.iterations);
-    let mut e_steps = Vec::with_capacity(opts.iterations);
+    // grown as iterations run (a huge iteration count must not allocate up front)
+    let mut history = Vec::new();
+    let mut e_steps = Vec::new();
     for _ in 0..opts.iterations {
         let mut total_ll = 0f64;
         let mut stats = EStepStats::default();
@@ -163,6 +164,19 @@ pub fn fit_with_progress(
             for (row, &i) in resp.axis_iter(Axis(0)).zip(&labels.per_class[c]) {
                 resp_all.row_mut(i).assign(&row);
             }
+        }
+        if !(params.variances.iter().all(|v| v.is_finite())
+            && params.means.iter().all(|v| v.is_finite())
+            && total_ll.is_finite())
+        {
+            return Err(GmmSegError::input(
+                "features",
+                format!(
+                    "EM iteration {} gave non-finite parameters or log-likelihood: the features are too large for float32 moments (largest |x| = {:e}); rescale them",
+                    history.len() + 1,
+                    x.iter().fold(0f32, |a, v| a.max(v.abs()))
+                ),
+            ));
         }
         history.push(total_ll / labels.num_valid() as f64);
         e_steps.push(stats);

@@ -130,17 +130,25 @@ impl GmmParams {
 
     /// Writes `means`, `variances` and `log_weights` (float32) to a NumPy `.npz` file.
     pub fn save_npz(&self, path: &Path) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| GmmSegError::io(path, e))?;
-        let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
-        let err = |e: ndarray_npy::WriteNpzError| {
-            GmmSegError::file(path, format!("cannot write .npz: {e}"))
-        };
-        npz.add_array("means", &self.means).map_err(err)?;
-        npz.add_array("variances", &self.variances).map_err(err)?;
-        npz.add_array("log_weights", &self.log_weights)
-            .map_err(err)?;
-        npz.finish().map_err(err)?;
-        Ok(())
+        self.stage_npz(path)?.commit()
+    }
+
+    /// [`GmmParams::save_npz`] to a temporary file, put in place by
+    /// [`Staged::commit`](crate::io::atomic::Staged::commit) (nothing replaces `path` until
+    /// then).
+    pub fn stage_npz(&self, path: &Path) -> Result<crate::io::atomic::Staged> {
+        crate::io::atomic::Staged::write(path, |w| {
+            let mut npz = NpzWriter::new(w);
+            let err = |e: ndarray_npy::WriteNpzError| {
+                GmmSegError::file(path, format!("cannot write .npz: {e}"))
+            };
+            npz.add_array("means", &self.means).map_err(err)?;
+            npz.add_array("variances", &self.variances).map_err(err)?;
+            npz.add_array("log_weights", &self.log_weights)
+                .map_err(err)?;
+            npz.finish().map_err(err)?;
+            Ok(())
+        })
     }
 
     /// Reads parameters from a `.npz` file with arrays `means` (C,M,D), `variances` (C,M,D)

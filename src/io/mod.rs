@@ -2,4 +2,5 @@
 //! `.npz` files with dtype conversion, so that features exported from PyTorch or JAX (float32
 //! or float64, any integer label dtype) load without a conversion step.
 
+pub mod atomic;
 pub mod npy;

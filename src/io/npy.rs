@@ -20,7 +20,71 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
             "the file is empty (expected a NumPy .npy array)",
         ));
     }
+    check_header_against_size(&bytes).map_err(|msg| GmmSegError::file(path, msg))?;
     Ok(bytes)
+}
+
+/// Compares the array size an `.npy` header claims with the bytes the file holds, before
+/// anything is allocated from the header: a header claiming shape (99999999999, 4) over a
+/// 9.6 KB file must be an error, not a 1.6 TB allocation that aborts the process. Headers
+/// this cannot read are left to the parser, whose errors are reported as they are.
+pub fn check_header_against_size(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Ok(());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Ok(()),
+    };
+    let Some(header) = bytes
+        .get(start..start.saturating_add(len))
+        .and_then(|h| std::str::from_utf8(h).ok())
+    else {
+        return Err("truncated NumPy header".into());
+    };
+    let field = |key: &str| header.find(key).map(|i| &header[i + key.len()..]);
+    let Some(itemsize) = field("'descr':").and_then(|rest| {
+        let quoted = rest.split(['\'', '"']).nth(1)?;
+        quoted
+            .trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u64>()
+            .ok()
+    }) else {
+        return Ok(());
+    };
+    let Some(dims) = field("'shape':").and_then(|rest| {
+        let open = rest.find('(')?;
+        let close = rest.find(')')?;
+        rest.get(open + 1..close)
+    }) else {
+        return Ok(());
+    };
+    let mut elements: u64 = 1;
+    let mut shape = Vec::new();
+    for d in dims.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let n: u64 = d
+            .trim_end_matches('L')
+            .parse()
+            .map_err(|_| format!("unreadable shape `({dims})` in the NumPy header"))?;
+        shape.push(n);
+        elements = elements
+            .checked_mul(n)
+            .ok_or_else(|| format!("the header's shape ({dims}) overflows the element count"))?;
+    }
+    let needed = elements
+        .checked_mul(itemsize)
+        .ok_or_else(|| format!("the header's shape ({dims}) overflows the byte count"))?;
+    let available = (bytes.len() - (start + len).min(bytes.len())) as u64;
+    if needed > available {
+        return Err(format!(
+            "the header claims shape {shape:?} of {itemsize}-byte elements ({needed} bytes of data) but the file holds {available}: truncated file or corrupt header"
+        ));
+    }
+    Ok(())
 }
 
 /// Outcome of trying to parse `bytes` as an array of element type `A`.
@@ -128,9 +192,21 @@ pub fn read_floats_flat(path: &Path) -> Result<Array1<f32>> {
     Ok(Array1::from_shape_vec(n, a.into_iter().collect()).expect("length matches"))
 }
 
-/// Writes an array as `.npy`, naming the file on failure.
+/// Writes an array as `.npy` through a temporary file and a rename (a failure leaves any
+/// existing file untouched), naming the file on failure.
 pub fn write_npy<A: WritableElement, D: Dimension>(path: &Path, a: &Array<A, D>) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| GmmSegError::io(path, e))?;
-    a.write_npy(std::io::BufWriter::new(file))
-        .map_err(|e| GmmSegError::file(path, format!("cannot write NumPy array: {e}")))
+    stage_npy(path, a)?.commit()
+}
+
+/// [`write_npy`]'s first half: the array written to its temporary file, put in place by
+/// [`Staged::commit`](super::atomic::Staged::commit) — so that several outputs can be
+/// committed only once all of them were written.
+pub fn stage_npy<A: WritableElement, D: Dimension>(
+    path: &Path,
+    a: &Array<A, D>,
+) -> Result<super::atomic::Staged> {
+    super::atomic::Staged::write(path, |w| {
+        a.write_npy(w)
+            .map_err(|e| GmmSegError::file(path, format!("cannot write NumPy array: {e}")))
+    })
 }

@@ -9,6 +9,10 @@ use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::nn::segnet::NetConfig;
 
+/// Most components per class a training run accepts: C · M · D parameters and a memory of
+/// C · M queues must fit a laptop (the paper ablates M = 1..15).
+pub const MAX_COMPONENTS: usize = 1024;
+
 /// Which head to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -383,8 +387,38 @@ impl TrainConfig {
         if self.steps == 0 {
             return Err(GmmSegError::config("steps", "must be ≥ 1, got 0"));
         }
-        if self.gmm.components == 0 {
-            return Err(GmmSegError::config("gmm.components", "must be ≥ 1, got 0"));
+        if self.gmm.components == 0 || self.gmm.components > MAX_COMPONENTS {
+            return Err(GmmSegError::config(
+                "gmm.components",
+                format!(
+                    "must be in 1..={MAX_COMPONENTS} (the paper ablates 1..15), got {}",
+                    self.gmm.components
+                ),
+            ));
+        }
+        if let Some(tau) = self.gmm.momentum {
+            if !(0.0..1.0).contains(&tau) {
+                return Err(GmmSegError::config(
+                    "gmm.momentum",
+                    format!("must be in [0, 1), got {tau}"),
+                ));
+            }
+        }
+        if let Some(r) = self.gmm.var_reg {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(GmmSegError::config(
+                    "gmm.var_reg",
+                    format!("must be finite and > 0, got {r}"),
+                ));
+            }
+        }
+        if let Some(w) = self.gmm.overrides.component_loss_weight {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(GmmSegError::config(
+                    "gmm.overrides.component_loss_weight",
+                    format!("must be finite and ≥ 0, got {w}"),
+                ));
+            }
         }
         if self.gmm.em_loops == 0 {
             return Err(GmmSegError::config("gmm.em_loops", "must be ≥ 1, got 0"));

@@ -106,6 +106,22 @@ pub fn em_line(t: &crate::gmm::EmTrace) -> String {
     )
 }
 
+/// Whether any image of `ds` has a pixel whose label is not the ignore label (stops at the
+/// first one, so an ordinary dataset costs one image).
+fn has_labelled_pixel(ds: &dyn Dataset) -> Result<bool> {
+    for i in 0..ds.len() {
+        if ds
+            .get(i)?
+            .label
+            .iter()
+            .any(|&l| l != crate::data::IGNORE_LABEL)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Builds the head named in the config.
 fn build_head(
     cfg: &TrainConfig,
@@ -390,6 +406,7 @@ impl Trainer {
             ));
         }
         let start = Instant::now();
+        let mut first_batch = true;
         let index = match cfg.sampler {
             SamplerKind::Shuffle => None,
             SamplerKind::ClassBalanced => Some(class_index(train)?),
@@ -400,6 +417,17 @@ impl Trainer {
                 Some(index) => balanced_plan(index, cfg.batch_size, cfg.seed, self.step, cfg.flip)?,
             };
             let batch = make_batch(train, &plan)?;
+            // a first batch without a labelled pixel: is there one anywhere? (scanned only
+            // then, so an ordinary run reads nothing extra)
+            if std::mem::take(&mut first_batch)
+                && batch.labels.iter().all(|&l| l == crate::data::IGNORE_LABEL)
+                && !has_labelled_pixel(train)?
+            {
+                return Err(GmmSegError::empty(
+                    format!("training set {}", train.name()),
+                    "no labelled pixel: every label is 255 (ignore), so there is nothing to train on",
+                ));
+            }
             let stats = self.train_step(&batch)?;
             let last = self.step == cfg.steps;
             let mut eval = None;

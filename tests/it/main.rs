@@ -25,6 +25,7 @@ mod metrics_golden;
 mod metrics_props;
 mod plot_figures;
 mod results_claims;
+mod robustness_cli;
 mod train_cli;
 mod train_head_plugin;
 mod train_resume;
