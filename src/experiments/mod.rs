@@ -672,6 +672,30 @@ pub struct StudyResult {
     pub missing_runs: usize,
 }
 
+impl StudyResult {
+    /// The runs table, summary, cells and claims of `rows`, with the (cached, computed,
+    /// missing) run counts.
+    fn of_rows(
+        study: Study,
+        rows: &[cache::RunRow],
+        counts: (usize, usize, usize),
+    ) -> Result<Self> {
+        let runs = runs_frame(rows)?;
+        let (cells, claims) = summary::summarize_study(study, rows)?;
+        let summary = summary::summary_frame(&cells, &claims)?;
+        Ok(StudyResult {
+            study,
+            runs,
+            summary,
+            cells,
+            claims,
+            cached_runs: counts.0,
+            computed_runs: counts.1,
+            missing_runs: counts.2,
+        })
+    }
+}
+
 /// A progress event: one run of a study finished (cached or computed).
 #[derive(Clone, Debug)]
 pub struct RunProgress<'a> {
@@ -821,19 +845,11 @@ impl ExperimentRunner {
             .map(|r| r.hash.as_str())
             .collect::<HashSet<_>>()
             .len();
-        let runs = runs_frame(&rows)?;
-        let (summary_rows, claims) = summary::summarize_study(study, &rows)?;
-        let summary = summary::summary_frame(&summary_rows, &claims)?;
-        Ok(StudyResult {
+        StudyResult::of_rows(
             study,
-            runs,
-            summary,
-            cells: summary_rows,
-            claims,
-            cached_runs: runs_found,
-            computed_runs: 0,
-            missing_runs: planned.saturating_sub(runs_found),
-        })
+            &rows,
+            (runs_found, 0, planned.saturating_sub(runs_found)),
+        )
     }
 
     /// Calls `f` after every run (for progress bars).
@@ -1048,19 +1064,7 @@ impl ExperimentRunner {
             .filter(|r| wanted.contains_key(&r.hash))
             .collect();
         rows.sort_by_key(|r| wanted[&r.hash]);
-        let runs = runs_frame(&rows)?;
-        let (summary_rows, claims) = summary::summarize_study(study, &rows)?;
-        let summary = summary::summary_frame(&summary_rows, &claims)?;
-        Ok(StudyResult {
-            study,
-            runs,
-            summary,
-            cells: summary_rows,
-            claims,
-            cached_runs: cached,
-            computed_runs: computed,
-            missing_runs: missing,
-        })
+        StudyResult::of_rows(study, &rows, (cached, computed, missing))
     }
 }
 
