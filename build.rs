@@ -1,8 +1,6 @@
 //! Computes the code fingerprint of the experiment cache (`src/experiments/fingerprint.rs`
 //! says what it covers) and hands it to the crate as `GMMSEG_CODE_FINGERPRINT`.
 
-use sha2::{Digest, Sha256};
-
 #[path = "src/experiments/fingerprint.rs"]
 #[allow(dead_code)]
 mod fingerprint;
@@ -14,7 +12,8 @@ fn main() {
     for (path, _) in &files {
         println!("cargo:rerun-if-changed=src/{path}");
     }
-    let digest = Sha256::digest(fingerprint::fingerprint_input(&files));
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    println!("cargo:rustc-env=GMMSEG_CODE_FINGERPRINT={}", &hex[..16]);
+    println!(
+        "cargo:rustc-env=GMMSEG_CODE_FINGERPRINT={}",
+        fingerprint::fingerprint(&files)
+    );
 }

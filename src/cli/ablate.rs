@@ -131,7 +131,7 @@ pub fn run(args: AblateArgs) -> Result<()> {
     let profile = ExperimentProfile::by_name(&args.profile)?.check()?;
     // a dataset that does not open (a folder without classes.txt, a missing split) is an
     // error even when nothing is to be trained
-    crate::experiments::open_split_of(profile.get(), &args.dataset, "train")?;
+    crate::experiments::open_split(profile.get(), &args.dataset, "train")?;
     let root = results_root(args.results_dir.as_deref());
     let mut runner = ExperimentRunner::new(profile.clone(), &args.dataset)?
         .with_results_dir(root.join(&profile.get().name))

@@ -104,12 +104,13 @@ pub fn read_rows(path: &Path) -> Result<Vec<RunRow>> {
         return Ok(Vec::new());
     }
     // files written before the code fingerprint existed have no `code` column
-    let header = fs::read_to_string(path)
-        .map_err(|e| GmmSegError::io(path, e))?
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let mut header = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(fs::File::open(path).map_err(|e| GmmSegError::io(path, e))?),
+        &mut header,
+    )
+    .map_err(|e| GmmSegError::io(path, e))?;
+    let header = header.trim_end();
     let with_code = header.split(',').any(|c| c == COL_CODE);
     let df = CsvReadOptions::default()
         .with_has_header(true)

@@ -101,15 +101,21 @@ pub fn covered_sources(src_dir: &Path) -> io::Result<Vec<(String, String)>> {
     Ok(files)
 }
 
-/// The bytes the fingerprint hashes: each covered file's path, a NUL, its normalised text
-/// and a NUL, in path order.
-pub fn fingerprint_input(files: &[(String, String)]) -> Vec<u8> {
-    let mut bytes = Vec::new();
+/// The fingerprint of the covered files: the first 16 hex digits of the SHA-256 of each
+/// file's path, a NUL, its normalised text and a NUL, in path order.
+pub fn fingerprint(files: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
     for (path, text) in files {
-        bytes.extend_from_slice(path.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(text.as_bytes());
-        bytes.push(0);
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
     }
-    bytes
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

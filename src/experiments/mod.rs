@@ -573,12 +573,7 @@ pub fn code_fingerprint() -> &'static str {
 /// [`GmmSegError::Io`] when the tree cannot be read.
 pub fn fingerprint_of_tree(src_dir: &Path) -> Result<String> {
     let files = fingerprint::covered_sources(src_dir).map_err(|e| GmmSegError::io(src_dir, e))?;
-    let digest = Sha256::digest(fingerprint::fingerprint_input(&files));
-    Ok(digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..16]
-        .to_string())
+    Ok(fingerprint::fingerprint(&files))
 }
 
 impl RunIdentity {
@@ -1145,21 +1140,12 @@ pub fn dataset_slug(dataset: &str) -> String {
     }
 }
 
-/// Opens split `split` of `dataset` as the profile's runs do (for checking a dataset spec
-/// before a run).
+/// Opens split `split` of `dataset` with the profile's generated-image size and split length
+/// (as the profile's runs do; also for checking a dataset spec before a run).
 ///
 /// # Errors
 /// Dataset errors naming the file or the spec.
-pub fn open_split_of(
-    profile: &ExperimentProfile,
-    dataset: &str,
-    split: &str,
-) -> Result<Box<dyn Dataset>> {
-    open_split(profile, dataset, split)
-}
-
-/// Opens split `split` of `dataset` with the profile's generated-image size and split length.
-pub(crate) fn open_split(
+pub fn open_split(
     profile: &ExperimentProfile,
     dataset: &str,
     split: &str,
