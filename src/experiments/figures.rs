@@ -243,6 +243,15 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
         accuracy: get("acc").unwrap_or(f64::NAN),
         pixels: bins.iter().map(|b| b.count).sum(),
         bins,
+        rmsce: get("rmsce").unwrap_or(f64::NAN),
+        classwise_ece: get("classwise_ece").unwrap_or(f64::NAN),
+        smooth_ece: get("smooth_ece"),
+        smooth_ece_bandwidth: None,
+        brier_reliability: get("brier_reliability").unwrap_or(f64::NAN),
+        brier_resolution: get("brier_resolution").unwrap_or(f64::NAN),
+        brier_uncertainty: get("brier_uncertainty").unwrap_or(f64::NAN),
+        classwise_bins: Vec::new(),
+        ci95: Default::default(),
     })
 }
 

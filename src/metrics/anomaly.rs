@@ -12,6 +12,16 @@
 //!   is the full one, as `roc_curve(..., drop_intermediate=False)`).
 //!
 //! AUROC is computed with exact integer arithmetic, FPR95's 0.95 test too (20·TP ≥ 19·P).
+//! The sweep also gives the best pixel F1 = max 2PR/(P + R) over the curve and its score
+//! (the lowest one on ties, as `np.nanargmax` over scikit-learn's ascending thresholds),
+//! which the component metrics of [`super::components`] threshold at.
+//!
+//! # Image bootstrap
+//! With image ids ([`AnomalyAccumulator::update_grouped`]),
+//! [`AnomalyAccumulator::finish_with_bootstrap`] adds 95% intervals resampling whole images.
+//! The point estimates stay exact; each replicate is computed on a histogram of the scores
+//! over 4096 bins cut at quantiles of the pooled scores (scores in one bin count as tied), an
+//! approximation of at most a bin's share of the ranking — far below the interval widths.
 //!
 //! # Memory
 //! The accumulator keeps every valid score as a 4-byte order-preserving key, split into a
@@ -25,15 +35,26 @@
 use ndarray::{ArrayView, Dimension};
 use serde::Serialize;
 
-use super::sort::{f32_key, radix_sort_u32};
+use ndarray::Array2;
+
+use super::bootstrap::{self, check_groups, GroupIndex, Intervals, ValidBootstrapConfig};
+use super::sort::{f32_key, key_f32, radix_sort_u32};
 use super::{Label, IGNORE};
 use crate::error::{GmmSegError, Result};
+
+/// Histogram bins of a bootstrap replicate.
+const BOOTSTRAP_BINS: usize = 4096;
 
 /// Streaming accumulator for AUROC / AP / FPR95: feed `update` per batch, then `finish`.
 #[derive(Clone, Debug, Default)]
 pub struct AnomalyAccumulator {
     positives: Vec<u32>,
     negatives: Vec<u32>,
+    /// Image index of every positive / negative (grouped updates only).
+    positive_groups: Vec<u32>,
+    negative_groups: Vec<u32>,
+    groups: GroupIndex,
+    grouped: Option<bool>,
 }
 
 /// The three anomaly metrics, as fractions in [0, 1] (the paper prints them ×100).
@@ -49,6 +70,11 @@ pub struct AnomalyMetrics {
     pub positives: u64,
     /// Number of in-distribution pixels counted.
     pub negatives: u64,
+    /// The best pixel F1 over all thresholds.
+    pub best_f1: f64,
+    /// The score of the best-F1 point (SegmentMeIfYouCan predicts anomalies strictly above
+    /// it for its component metrics).
+    pub best_f1_threshold: f32,
 }
 
 /// ROC and precision-recall curves, thinned for plotting (see
@@ -84,6 +110,36 @@ impl AnomalyAccumulator {
     /// are errors; ±inf scores are accepted (only their order matters). On error the
     /// accumulator is unchanged.
     pub fn update<L: Label>(&mut self, scores: &[f32], labels: &[L]) -> Result<()> {
+        self.update_impl::<L, i64>(scores, labels, None)
+    }
+
+    /// [`update`](Self::update) with an image id per pixel (ids ≥ 0), for
+    /// [`finish_with_bootstrap`](Self::finish_with_bootstrap). Either every update carries
+    /// ids or none does.
+    pub fn update_grouped<L: Label, G: Label>(
+        &mut self,
+        scores: &[f32],
+        labels: &[L],
+        groups: &[G],
+    ) -> Result<()> {
+        self.update_impl(scores, labels, Some(groups))
+    }
+
+    fn update_impl<L: Label, G: Label>(
+        &mut self,
+        scores: &[f32],
+        labels: &[L],
+        groups: Option<&[G]>,
+    ) -> Result<()> {
+        if let Some(g) = groups {
+            check_groups(g, scores.len())?;
+        }
+        if self.grouped.is_some_and(|was| was != groups.is_some()) {
+            return Err(GmmSegError::input(
+                "groups",
+                "give image ids with every batch of an accumulator or with none",
+            ));
+        }
         if scores.len() != labels.len() {
             return Err(GmmSegError::shape(
                 "scores/labels",
@@ -91,6 +147,7 @@ impl AnomalyAccumulator {
             ));
         }
         let (np, nn) = (self.positives.len(), self.negatives.len());
+        let groups_before = self.groups.clone();
         let mut failure = None;
         for (i, (&s, &l)) in scores.iter().zip(labels).enumerate() {
             let l = l.to_i64();
@@ -104,9 +161,16 @@ impl AnomalyAccumulator {
                 });
                 break;
             }
+            let g = groups.map(|g| self.groups.index(g[i].to_i64()));
             match l {
-                1 => self.positives.push(f32_key(s)),
-                0 => self.negatives.push(f32_key(s)),
+                1 => {
+                    self.positives.push(f32_key(s));
+                    self.positive_groups.extend(g);
+                }
+                0 => {
+                    self.negatives.push(f32_key(s));
+                    self.negative_groups.extend(g);
+                }
                 _ => {
                     failure = Some(GmmSegError::LabelOutOfRange {
                         what: "anomaly labels (1 = anomaly, 0 = in-distribution)".into(),
@@ -121,8 +185,14 @@ impl AnomalyAccumulator {
         if let Some(e) = failure {
             self.positives.truncate(np);
             self.negatives.truncate(nn);
+            self.positive_groups
+                .truncate(np.min(self.positive_groups.len()));
+            self.negative_groups
+                .truncate(nn.min(self.negative_groups.len()));
+            self.groups = groups_before;
             return Err(e);
         }
+        self.grouped = Some(groups.is_some());
         Ok(())
     }
 
@@ -168,10 +238,55 @@ impl AnomalyAccumulator {
         self.sweep(max_points)
     }
 
+    /// The metrics plus image-bootstrap 95% intervals of `auroc`, `ap` and `fpr95` (see the
+    /// module docs). Errors unless the updates carried image ids and two images were seen.
+    pub fn finish_with_bootstrap(
+        self,
+        cfg: &ValidBootstrapConfig,
+    ) -> Result<(AnomalyMetrics, Intervals)> {
+        if self.grouped != Some(true) {
+            return Err(GmmSegError::input(
+                "groups",
+                "the image bootstrap needs an image id per pixel (update_grouped)",
+            ));
+        }
+        let groups = self.groups.len();
+        let weights = bootstrap::draw_weights(groups, cfg)?;
+        let mut all: Vec<u32> = self
+            .positives
+            .iter()
+            .chain(&self.negatives)
+            .copied()
+            .collect();
+        radix_sort_u32(&mut all);
+        let n = all.len();
+        let mut edges: Vec<u32> = (1..BOOTSTRAP_BINS)
+            .map(|i| all[i * n / BOOTSTRAP_BINS])
+            .collect();
+        drop(all);
+        edges.dedup();
+        let nb = edges.len() + 1;
+        let mut hist = Array2::<f64>::zeros((groups, 2 * nb));
+        let bin = |k: u32| edges.partition_point(|&e| e <= k);
+        for (&k, &g) in self.positives.iter().zip(&self.positive_groups) {
+            hist[[g as usize, bin(k)]] += 1.0;
+        }
+        for (&k, &g) in self.negatives.iter().zip(&self.negative_groups) {
+            hist[[g as usize, nb + bin(k)]] += 1.0;
+        }
+        let reps = bootstrap::resample(weights.view(), hist.view());
+        let ci = bootstrap::intervals(reps.view(), |r| {
+            let (auroc, ap, fpr95) = binned_metrics(&r[..nb], &r[nb..]);
+            vec![("auroc", auroc), ("ap", ap), ("fpr95", fpr95)]
+        });
+        Ok((self.finish()?, ci))
+    }
+
     fn sweep(self, max_points: usize) -> Result<(AnomalyMetrics, AnomalyCurves)> {
         let Self {
             mut positives,
             mut negatives,
+            ..
         } = self;
         let (p, n) = (positives.len() as u64, negatives.len() as u64);
         if p + n == 0 {
@@ -213,6 +328,7 @@ impl AnomalyAccumulator {
         let mut area2: u128 = 0; // 2 · P · N · AUROC, exactly
         let mut ap = 0.0f64;
         let mut fpr95 = None;
+        let (mut best_f1, mut best_key) = (0.0f64, u32::MAX);
         while i > 0 || j > 0 {
             let t = match (i > 0, j > 0) {
                 (true, true) => positives[i - 1].max(negatives[j - 1]),
@@ -231,6 +347,10 @@ impl AnomalyAccumulator {
             area2 += (fp - fp0) as u128 * (tp + tp0) as u128;
             if tp > tp0 {
                 ap += (tp - tp0) as f64 * (tp as f64 / (tp + fp) as f64);
+            }
+            let f1 = 2.0 * tp as f64 / (tp + fp + p) as f64;
+            if f1 >= best_f1 {
+                (best_f1, best_key) = (f1, t);
             }
             if fpr95.is_none() && 20 * tp >= 19 * p {
                 fpr95 = Some(fp as f64 / nf);
@@ -252,9 +372,35 @@ impl AnomalyAccumulator {
             fpr95: fpr95.expect("the last ROC point has TPR 1"),
             positives: p,
             negatives: n,
+            best_f1,
+            best_f1_threshold: key_f32(best_key),
         };
         Ok((metrics, curves))
     }
+}
+
+/// AUROC, AP and FPR95 of weighted score histograms (bins ascending in score; scores in one
+/// bin tie); NaN when one class has no weight.
+fn binned_metrics(pos: &[f64], neg: &[f64]) -> (f64, f64, f64) {
+    let (p, n): (f64, f64) = (pos.iter().sum(), neg.iter().sum());
+    if p == 0.0 || n == 0.0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let (mut tp, mut fp, mut area2, mut ap) = (0.0, 0.0, 0.0, 0.0);
+    let mut fpr95 = f64::NAN;
+    for b in (0..pos.len()).rev() {
+        let (tp0, fp0) = (tp, fp);
+        tp += pos[b];
+        fp += neg[b];
+        area2 += (fp - fp0) * (tp + tp0);
+        if tp > tp0 {
+            ap += (tp - tp0) * tp / (tp + fp);
+        }
+        if fpr95.is_nan() && 20.0 * tp >= 19.0 * p {
+            fpr95 = fp / n;
+        }
+    }
+    (area2 / (2.0 * p * n), ap / p, fpr95)
 }
 
 /// One-shot convenience: AUROC / AP / FPR95 of flat scores against flat 0/1/255 labels.
@@ -262,4 +408,68 @@ pub fn anomaly_metrics<L: Label>(scores: &[f32], labels: &[L]) -> Result<Anomaly
     let mut acc = AnomalyAccumulator::new();
     acc.update(scores, labels)?;
     acc.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::bootstrap::{draw_weights, percentile_interval, BootstrapConfig};
+
+    #[test]
+    fn bootstrap_is_exact_when_every_score_has_its_own_bin() {
+        // 5 images × 60 pixels, distinct scores: the histogram bins hold one key each.
+        let mut scores = Vec::new();
+        let mut labels = Vec::new();
+        let mut groups = Vec::new();
+        for g in 0..5u32 {
+            for i in 0..60u32 {
+                let x = (g * 60 + i) as f32;
+                let lab = u8::from((i * 7 + g) % 5 == 0);
+                scores.push(x * 0.001 + lab as f32 * (0.05 + 0.02 * g as f32));
+                labels.push(lab);
+                groups.push(g);
+            }
+        }
+        let cfg = BootstrapConfig {
+            samples: 30,
+            seed: 4,
+        }
+        .check()
+        .unwrap();
+        let mut acc = AnomalyAccumulator::new();
+        acc.update_grouped(&scores, &labels, &groups).unwrap();
+        let (_, ci) = acc.finish_with_bootstrap(&cfg).unwrap();
+        let w = draw_weights(5, &cfg).unwrap();
+        let mut auroc = Vec::new();
+        let mut fpr = Vec::new();
+        for r in w.outer_iter() {
+            let mut a = AnomalyAccumulator::new();
+            for (g, &t) in r.iter().enumerate() {
+                for _ in 0..t as usize {
+                    a.update(&scores[g * 60..(g + 1) * 60], &labels[g * 60..(g + 1) * 60])
+                        .unwrap();
+                }
+            }
+            let m = a.finish().unwrap();
+            auroc.push(m.auroc);
+            fpr.push(m.fpr95);
+        }
+        let want = percentile_interval(&auroc).unwrap();
+        assert!(
+            (ci["auroc"][0] - want[0]).abs() < 1e-12,
+            "{ci:?} vs {want:?}"
+        );
+        assert!((ci["auroc"][1] - want[1]).abs() < 1e-12);
+        let want = percentile_interval(&fpr).unwrap();
+        assert!((ci["fpr95"][0] - want[0]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn best_f1_threshold_is_the_score_of_the_best_point() {
+        // scores 0.9 (anomaly), 0.8 (anomaly), 0.7 (not), 0.1 (anomaly)
+        let m = anomaly_metrics(&[0.9f32, 0.8, 0.7, 0.1], &[1u8, 1, 0, 1]).unwrap();
+        // F1 at 0.8: P = 1, R = 2/3 → 0.8; at 0.1: P = 3/4, R = 1 → 6/7 ≈ 0.857
+        assert_eq!(m.best_f1_threshold, 0.1);
+        assert!((m.best_f1 - 6.0 / 7.0).abs() < 1e-12);
+    }
 }

@@ -7,8 +7,12 @@
 //!   semantics), pixel accuracy, mean class accuracy.
 //! - [`anomaly`]: AUROC, average precision (scikit-learn's step-wise definition) and FPR at
 //!   95% TPR, exact with tied scores; sort-based, O(N log N) or better (radix sort).
-//! - [`calibration`]: top-label ECE, MCE, adaptive (equal-mass) ECE, NLL, Brier score and
-//!   reliability-diagram bins.
+//! - [`calibration`]: top-label ECE, MCE, RMSCE, adaptive (equal-mass) ECE, classwise ECE,
+//!   smooth ECE ([`smooth_ece`]), NLL, Brier score and its decomposition, reliability bins.
+//! - [`components`]: SegmentMeIfYouCan's component-level anomaly metrics (sIoU, PPV, mean
+//!   F1) on per-image score maps.
+//! - [`bootstrap`]: image-level bootstrap intervals of a metric on one model.
+//! - [`temperature`]: temperature scaling, one scalar fitted by minimising the NLL.
 //! - [`summary`]: mean, sample standard deviation and Student-t 95% confidence intervals over
 //!   seeds, for the ablation tables and charts.
 //!
@@ -24,13 +28,18 @@
 //! - Nixon et al., "Measuring Calibration in Deep Learning", CVPRW 2019 (adaptive ECE).
 
 pub mod anomaly;
+pub mod bootstrap;
 pub mod calibration;
+pub mod components;
 pub mod segmentation;
+pub mod smooth_ece;
 pub mod summary;
+pub mod temperature;
 
 mod sort;
 
 pub use anomaly::{anomaly_metrics, AnomalyAccumulator, AnomalyCurves, AnomalyMetrics};
+pub use bootstrap::{BootstrapConfig, Intervals, ValidBootstrapConfig};
 pub use calibration::{
     calibration_metrics, CalibrationAccumulator, CalibrationConfig, CalibrationMetrics,
     ReliabilityBin, ValidCalibrationConfig,

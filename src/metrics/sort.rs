@@ -14,6 +14,16 @@ pub(crate) fn f32_key(x: f32) -> u32 {
     }
 }
 
+/// The `f32` behind a key of [`f32_key`] (0.0 for the key of ±0.0).
+#[inline]
+pub(crate) fn key_f32(k: u32) -> f32 {
+    if k & 0x8000_0000 != 0 {
+        f32::from_bits(k & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!k)
+    }
+}
+
 /// Sorts `keys` ascending: three passes of 11 bits, skipping a pass when every key shares
 /// its digit. Uses rayon's parallel sort below a size where radix sort does not pay off.
 pub(crate) fn radix_sort_u32(keys: &mut Vec<u32>) {

@@ -23,6 +23,7 @@ mod gmm_sklearn;
 mod metrics_cli;
 mod metrics_golden;
 mod metrics_props;
+mod metrics_reference;
 mod plot_figures;
 mod results_claims;
 mod robustness_cli;
