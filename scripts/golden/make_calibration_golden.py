@@ -180,7 +180,7 @@ def temperature_cases(rng):
 def smiyc_image(score, label, thresh, min_seg, min_inst):
     """The benchmark's per-image counts, written from its definition."""
     st = np.ones((3, 3), np.uint8)
-    pred_mask = (score > thresh) & (label != IGNORE)
+    pred_mask = (score >= thresh) & (label != IGNORE)  # the best-F1 point's own prediction
     gt, n_gt = scipy.ndimage.label(label == 1, st)
     pred, n_pred = scipy.ndimage.label(pred_mask, st)
     for k in range(1, n_pred + 1):

@@ -72,8 +72,8 @@ pub struct AnomalyMetrics {
     pub negatives: u64,
     /// The best pixel F1 over all thresholds.
     pub best_f1: f64,
-    /// The score of the best-F1 point (SegmentMeIfYouCan predicts anomalies strictly above
-    /// it for its component metrics).
+    /// The score of the best-F1 point: predicting `score ≥` it gives `best_f1` (the
+    /// component metrics threshold there).
     pub best_f1_threshold: f32,
 }
 

@@ -4,10 +4,12 @@
 //! the F1 score averaged over sIoU thresholds.
 //!
 //! Per image, with labels 1 = anomaly, 0 = in-distribution, 255 = void:
-//! 1. the prediction is `score > δ` outside void, where δ is one threshold for the whole
-//!    dataset — the benchmark takes the score at the best-F1 point of the pooled pixel
-//!    precision–recall curve ([`AnomalyMetrics::best_f1_threshold`](super::AnomalyMetrics::best_f1_threshold)) and, as its
-//!    code does, predicts strictly above it;
+//! 1. the prediction is `score ≥ δ` outside void, where δ is one threshold for the whole
+//!    dataset: the score at the best-F1 point of the pooled pixel precision–recall curve
+//!    ([`AnomalyMetrics::best_f1_threshold`](super::AnomalyMetrics::best_f1_threshold)), so
+//!    that the prediction is exactly that point's. (The benchmark's code predicts
+//!    `score > δ`, but its δ is the lower edge of a histogram bin, below the bin's scores;
+//!    with an exact curve, `>` would drop the best point's own pixels);
 //! 2. ground-truth components K and predicted components P̂ are the 8-connected components of
 //!    the anomaly mask and of the prediction;
 //! 3. predicted components smaller than `min_segment_size` pixels are dropped, and
@@ -115,7 +117,7 @@ pub struct ComponentMetrics {
     pub mean_f1: f64,
     /// F1 at each threshold, `(τ, F1)`.
     pub f1: Vec<(f64, f64)>,
-    /// The score threshold δ (prediction = score > δ).
+    /// The score threshold δ (prediction = score ≥ δ).
     pub threshold: f32,
     /// Ground-truth components counted.
     pub gt_components: u64,
@@ -201,7 +203,7 @@ fn image_row<L: Label>(
     let pred_mask: Vec<bool> = score
         .iter()
         .zip(&label)
-        .map(|(&s, &l)| s > threshold && l != IGNORE)
+        .map(|(&s, &l)| s >= threshold && l != IGNORE)
         .collect();
     let (gt, n_gt) = label_components(&gt_mask, h, w);
     let (mut pred, n_pred) = label_components(&pred_mask, h, w);
@@ -322,7 +324,7 @@ pub struct ComponentAccumulator {
 }
 
 impl ComponentAccumulator {
-    /// An empty accumulator predicting `score > threshold`.
+    /// An empty accumulator predicting `score ≥ threshold`.
     pub fn new(threshold: f32) -> Result<Self> {
         if threshold.is_nan() {
             return Err(GmmSegError::input("threshold", "is NaN"));

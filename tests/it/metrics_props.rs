@@ -110,7 +110,13 @@ proptest! {
         // A strictly increasing map of the scores changes nothing (only ranks matter).
         let mapped: Vec<f32> = s.iter().map(|x| (x * 3.0 + 1.0).exp()).collect();
         let m2 = anomaly_metrics(&mapped, &l).unwrap();
-        prop_assert_eq!(m, m2);
+        // ... but the best-F1 threshold, which maps with the scores
+        prop_assert_eq!(m2.best_f1_threshold, (m.best_f1_threshold * 3.0 + 1.0).exp());
+        let same_threshold = gmmseg::metrics::AnomalyMetrics {
+            best_f1_threshold: m.best_f1_threshold,
+            ..m2
+        };
+        prop_assert_eq!(m, same_threshold);
     }
 
     #[test]
