@@ -745,14 +745,15 @@ impl CalibrationAccumulator {
             }
             let replicates = bootstrap::resample(weights.view(), m.view());
             let sigma = smooth.map(|s| s.bandwidth);
+            let conv = sigma.map(|s| smooth_ece::ReflectedConvolution::new(nodes, s));
             ci95 = bootstrap::intervals(replicates.view(), |row| {
                 let mut v = layout.summarise(&row[..k]).named();
-                if let Some(sigma) = sigma {
+                if let (Some(sigma), Some(conv)) = (sigma, &conv) {
                     let sp = smooth_ece::Splat {
                         residual: row[k..k + nodes].to_vec(),
                         mass: row[k + nodes..].to_vec(),
                     };
-                    v.push(("smooth_ece", smooth_ece::smooth_ece_of_splat(&sp, sigma)));
+                    v.push(("smooth_ece", smooth_ece::smooth_ece_with(conv, &sp, sigma)));
                 }
                 v
             });
