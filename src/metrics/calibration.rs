@@ -560,30 +560,13 @@ impl CalibrationAccumulator {
         let probs = probs.as_standard_layout();
         let flat = probs.as_slice().expect("standard layout");
         let tol = self.config.sum_tolerance;
-        // 1. Check every row first, so that a bad one changes nothing (first error wins).
-        let failure = flat
-            .par_chunks(CHUNK * c)
-            .enumerate()
-            .map(|(ci, chunk)| {
-                for (j, row) in chunk.chunks_exact(c).enumerate() {
-                    let i = ci * CHUNK + j;
-                    check_row(row, labels[i].to_i64(), i, tol)?;
-                }
-                Ok(())
-            })
-            .collect::<Vec<Result<()>>>()
-            .into_iter()
-            .find(|r| r.is_err());
-        if let Some(Err(e)) = failure {
-            return Err(e);
-        }
         let layout = Layout {
             bins: self.config.bins,
             classes: c,
         };
-        self.layout = Some(layout);
-        self.grouped = Some(groups.is_some());
-        // 2. Image indices in order of first appearance (valid pixels only).
+        // Image indices in order of first appearance (valid pixels only), on a copy of the
+        // index so that a failed update leaves it unchanged.
+        let mut group_index = self.groups.clone();
         let index: Option<Vec<u32>> = groups.map(|g| {
             labels
                 .iter()
@@ -592,16 +575,17 @@ impl CalibrationAccumulator {
                     if y.to_i64() == IGNORE {
                         u32::MAX
                     } else {
-                        self.groups.index(id.to_i64())
+                        group_index.index(id.to_i64())
                     }
                 })
                 .collect()
         });
-        // 3. Accumulate chunk by chunk in parallel; runs of one image share a vector.
+        // Check and accumulate chunk by chunk in parallel (runs of one image share a
+        // vector); nothing is merged unless every row passed, so a bad one changes nothing.
         let keys = self.keeps_keys();
         let with_key_groups = groups.is_some() && self.config.smooth;
         type Part = (Vec<(u32, Vec<f64>)>, Vec<u32>, Vec<u32>);
-        let parts: Vec<Part> = flat
+        let parts: Vec<Result<Part>> = flat
             .par_chunks(CHUNK * c)
             .enumerate()
             .map(|(ci, chunk)| {
@@ -609,7 +593,7 @@ impl CalibrationAccumulator {
                 let (mut ks, mut kg) = (Vec::new(), Vec::new());
                 for (j, row) in chunk.chunks_exact(c).enumerate() {
                     let i = ci * CHUNK + j;
-                    let Ok(Some(px)) = check_row(row, labels[i].to_i64(), i, tol) else {
+                    let Some(px) = check_row(row, labels[i].to_i64(), i, tol)? else {
                         continue;
                     };
                     let g = index.as_ref().map_or(0, |ix| ix[i]);
@@ -625,9 +609,14 @@ impl CalibrationAccumulator {
                         }
                     }
                 }
-                (runs, ks, kg)
+                Ok((runs, ks, kg))
             })
             .collect();
+        // the first error in row order wins
+        let parts: Vec<Part> = parts.into_iter().collect::<Result<_>>()?;
+        self.layout = Some(layout);
+        self.grouped = Some(groups.is_some());
+        self.groups = group_index;
         for (runs, ks, kg) in parts {
             for (g, s) in runs {
                 let g = g as usize;
