@@ -24,7 +24,9 @@ use super::Study;
 use crate::error::Result;
 use crate::metrics::{CalibrationMetrics, ReliabilityBin, Summary};
 use crate::plot::ablation::{grouped_bars, metric_vs_parameter, ChartLabels, CiSeries};
-use crate::plot::reliability::{reliability_diagram, ReliabilityOptions};
+use crate::plot::reliability::{
+    classwise_reliability_grid, reliability_diagram, ReliabilityOptions,
+};
 use crate::plot::{inline, save_svg_and_png, InlineSvg};
 
 const SIZE: (u32, u32) = (900, 560);
@@ -48,10 +50,17 @@ pub enum FigureKind {
         /// Title and axes.
         labels: ChartLabels,
     },
-    /// Reliability diagrams side by side.
+    /// Reliability diagrams side by side (two columns from four models on).
     Reliability {
         /// (model name, its calibration metrics with the bins).
         models: Vec<(String, CalibrationMetrics)>,
+    },
+    /// Classwise reliability: one small panel per class, one line per model.
+    ClassReliability {
+        /// Panel titles, one per class.
+        classes: Vec<String>,
+        /// (model name, per class its bins).
+        models: Vec<(String, Vec<Vec<ReliabilityBin>>)>,
     },
 }
 
@@ -89,7 +98,19 @@ impl StudyFigure {
             FigureKind::Reliability { models } => {
                 let pairs: Vec<(&str, &CalibrationMetrics)> =
                     models.iter().map(|(n, m)| (n.as_str(), m)).collect();
-                reliability_diagram(area, &pairs, &ReliabilityOptions::default())
+                let options = ReliabilityOptions {
+                    columns: Some(if pairs.len() >= 4 { 2 } else { pairs.len() }),
+                    ..ReliabilityOptions::default()
+                };
+                reliability_diagram(area, &pairs, &options)
+            }
+            FigureKind::ClassReliability { classes, models } => {
+                let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+                let pairs: Vec<(&str, &[Vec<ReliabilityBin>])> = models
+                    .iter()
+                    .map(|(n, b)| (n.as_str(), b.as_slice()))
+                    .collect();
+                classwise_reliability_grid(area, &names, &pairs)
             }
         }
     }
@@ -202,6 +223,134 @@ fn lines(
     })
 }
 
+/// The calibration study's variants: both heads, plain and temperature-scaled.
+const CALIBRATION_VARIANTS: [&str; 4] = ["softmax", "gmmseg", "softmax+ts", "gmmseg+ts"];
+
+/// A variant's name for a figure (`+ts` spelled out).
+fn display_name(v: &str) -> String {
+    match v.strip_suffix("+ts") {
+        Some(head) => format!("{head} + temperature"),
+        None => v.to_string(),
+    }
+}
+
+/// Bars of one metric per variant, two series: the 95% CI over seeds, and the image
+/// bootstrap's interval of one model (its half-width, averaged over the seeds' models,
+/// around the same mean), so that a reader sees which uncertainty dominates.
+fn uncertainty_bars(
+    name: &str,
+    rows: &[SummaryRow],
+    group: &str,
+    metric: &str,
+    variants: &[&str],
+    title: &str,
+) -> Option<StudyFigure> {
+    let seeds: Vec<Option<Summary>> = variants
+        .iter()
+        .map(|v| cell(rows, v, group, metric).map(|r| r.stats))
+        .collect();
+    let images: Vec<Option<Summary>> = variants
+        .iter()
+        .map(|v| {
+            let mean = cell(rows, v, group, metric)?.stats;
+            let lo = cell(rows, v, group, &format!("{metric}_boot_lo"))?
+                .stats
+                .mean;
+            let hi = cell(rows, v, group, &format!("{metric}_boot_hi"))?
+                .stats
+                .mean;
+            Some(Summary {
+                n: mean.n,
+                mean: mean.mean,
+                std: None,
+                ci95: Some(0.5 * (hi - lo)),
+            })
+        })
+        .collect();
+    if images.iter().all(Option::is_none) {
+        return None;
+    }
+    Some(StudyFigure {
+        name: name.into(),
+        size: SIZE,
+        kind: FigureKind::Bars {
+            categories: variants.iter().map(|v| display_name(v)).collect(),
+            series: vec![
+                ("95% CI over seeds".into(), seeds),
+                ("image bootstrap, one model".into(), images),
+            ],
+            labels: ChartLabels {
+                title: title.into(),
+                x: String::new(),
+                y: metric.into(),
+                y_bounds: None,
+            },
+        },
+    })
+}
+
+/// The classwise reliability grid of both heads (bins averaged over seeds).
+fn class_reliability(rows: &[SummaryRow]) -> Option<StudyFigure> {
+    let mut classes: Vec<usize> = rows
+        .iter()
+        .filter_map(|r| r.group.strip_prefix("val/class/")?.parse().ok())
+        .collect();
+    classes.sort_unstable();
+    classes.dedup();
+    if classes.is_empty() {
+        return None;
+    }
+    let models: Vec<(String, Vec<Vec<ReliabilityBin>>)> = ["softmax", "gmmseg"]
+        .iter()
+        .map(|v| {
+            let per_class = classes
+                .iter()
+                .map(|c| {
+                    let group = format!("val/class/{c}");
+                    let mut centres: Vec<f64> = rows
+                        .iter()
+                        .filter(|r| r.variant == *v && r.group == group && r.metric == "bin_count")
+                        .filter_map(|r| r.param)
+                        .collect();
+                    centres.sort_by(f64::total_cmp);
+                    let half = 0.5 / centres.len().max(1) as f64;
+                    let get = |c: f64, m: &str| {
+                        rows.iter()
+                            .find(|r| {
+                                r.variant == *v
+                                    && r.group == group
+                                    && r.metric == m
+                                    && r.param == Some(c)
+                            })
+                            .map(|r| r.stats.mean)
+                    };
+                    centres
+                        .iter()
+                        .map(|&c| ReliabilityBin {
+                            lower: c - half,
+                            upper: c + half,
+                            count: get(c, "bin_count").unwrap_or(0.0).round() as u64,
+                            confidence: get(c, "bin_confidence"),
+                            accuracy: get(c, "bin_accuracy"),
+                        })
+                        .collect()
+                })
+                .collect();
+            (v.to_string(), per_class)
+        })
+        .collect();
+    let cols = (classes.len() as f64).sqrt().ceil() as u32;
+    let rows_n = (classes.len() as u32).div_ceil(cols);
+    Some(StudyFigure {
+        name: "calibration_classwise_reliability".into(),
+        size: (280 * cols + 40, 260 * rows_n + 80),
+        kind: FigureKind::ClassReliability {
+            classes: classes.iter().map(|c| format!("class {c}")).collect(),
+            models,
+        },
+    })
+}
+
 /// Reliability metrics of `variant` rebuilt from the summary (bin means over seeds; the
 /// pixel counts are per-seed means).
 fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics> {
@@ -234,6 +383,27 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
             accuracy: bin_metric(c, "bin_accuracy"),
         })
         .collect();
+    // the image-bootstrap band of each bin's accuracy (per-seed intervals, averaged)
+    let band: Vec<Option<[f64; 2]>> = centres
+        .iter()
+        .map(|&c| {
+            Some([
+                bin_metric(c, "bin_accuracy_boot_lo")?,
+                bin_metric(c, "bin_accuracy_boot_hi")?,
+            ])
+        })
+        .collect();
+    let band = if band.iter().any(Option::is_some) {
+        band
+    } else {
+        Vec::new()
+    };
+    let mut ci95 = crate::metrics::Intervals::new();
+    for k in ["ece", "smooth_ece", "classwise_ece"] {
+        if let (Some(lo), Some(hi)) = (get(&format!("{k}_boot_lo")), get(&format!("{k}_boot_hi"))) {
+            ci95.insert(k.to_string(), [lo, hi]);
+        }
+    }
     Some(CalibrationMetrics {
         ece: get("ece")?,
         mce: get("mce").unwrap_or(f64::NAN),
@@ -251,7 +421,8 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
         brier_resolution: get("brier_resolution").unwrap_or(f64::NAN),
         brier_uncertainty: get("brier_uncertainty").unwrap_or(f64::NAN),
         classwise_bins: Vec::new(),
-        ci95: Default::default(),
+        ci95,
+        bin_accuracy_ci95: band,
     })
 }
 
@@ -280,6 +451,16 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
         }
         Study::Anomaly => {
             let variants = distinct(rows, |r| Some(r.variant.as_str()));
+            for split in &splits {
+                out.extend(uncertainty_bars(
+                    &format!("anomaly_auroc_uncertainty_{split}"),
+                    rows,
+                    split,
+                    "auroc",
+                    &variants,
+                    &format!("{split}: AUROC, spread over seeds vs within one model"),
+                ));
+            }
             for (metric, title) in [
                 ("auroc", "Table 2: anomaly AUROC"),
                 ("fpr95", "Table 2: FPR at 95% TPR (lower is better)"),
@@ -379,16 +560,38 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
             },
         )),
         Study::Calibration => {
-            let models: Vec<(String, CalibrationMetrics)> = ["softmax", "gmmseg"]
+            let models: Vec<(String, CalibrationMetrics)> = CALIBRATION_VARIANTS
                 .iter()
-                .filter_map(|v| reliability(rows, v).map(|m| (v.to_string(), m)))
+                .filter_map(|v| reliability(rows, v).map(|m| (display_name(v), m)))
                 .collect();
             if !models.is_empty() {
+                let size = if models.len() >= 4 {
+                    (1000, 1040)
+                } else {
+                    (1000, 560)
+                };
                 out.push(StudyFigure {
                     name: "calibration_reliability".into(),
-                    size: (1000, 560),
+                    size,
                     kind: FigureKind::Reliability { models },
                 });
+            }
+            out.extend(class_reliability(rows));
+            for (metric, title) in [
+                ("ece", "ECE: spread over seeds vs within one model"),
+                (
+                    "smooth_ece",
+                    "Smooth ECE: spread over seeds vs within one model",
+                ),
+            ] {
+                out.extend(uncertainty_bars(
+                    &format!("calibration_{metric}_uncertainty"),
+                    rows,
+                    "val",
+                    metric,
+                    &CALIBRATION_VARIANTS,
+                    title,
+                ));
             }
         }
         Study::Runtime => {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{anomaly_splits, ModelRecord};
+use super::model::{anomaly_splits, BinRecord, ModelRecord};
 use super::{Study, ValidProfile};
 use crate::error::Result;
 use crate::nn::decoder::DecoderKind;
@@ -288,8 +288,64 @@ fn anomaly_metrics(
     score: &str,
 ) {
     if let Some(a) = r.anomaly.as_ref().and_then(|a| a.get(score)) {
-        for (k, v) in [("auroc", a.auroc), ("ap", a.ap), ("fpr95", a.fpr95)] {
+        let mut metrics = vec![("auroc", a.auroc), ("ap", a.ap), ("fpr95", a.fpr95)];
+        metrics.extend(
+            [("siou", a.siou), ("ppv", a.ppv), ("mean_f1", a.mean_f1)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v))),
+        );
+        for (k, v) in metrics {
             out.push(m(variant, group, None, k, v));
+            if let Some([lo, hi]) = a.ci95.get(k) {
+                out.push(m(variant, group, None, &format!("{k}_boot_lo"), *lo));
+                out.push(m(variant, group, None, &format!("{k}_boot_hi"), *hi));
+            }
+        }
+    }
+}
+
+/// The calibration study's rows of one evaluation: every calibration metric, its
+/// image-bootstrap interval (`<metric>_boot_lo` / `_boot_hi`) and the reliability bins (with
+/// the bootstrap band of each bin's accuracy when `bins_ci95` has it).
+fn calibration_rows(
+    out: &mut Vec<Measurement>,
+    variant: &str,
+    r: &EvalReport,
+    bins: &[BinRecord],
+    bins_ci95: &[Option<[f64; 2]>],
+) {
+    let mut metrics = vec![
+        ("ece", r.ece),
+        ("mce", r.mce),
+        ("rmsce", r.rmsce),
+        ("classwise_ece", r.classwise_ece),
+        ("nll", r.nll),
+        ("brier", r.brier),
+        ("brier_reliability", r.brier_reliability),
+        ("brier_resolution", r.brier_resolution),
+        ("brier_uncertainty", r.brier_uncertainty),
+        ("acc", r.acc),
+    ];
+    if let Some(s) = r.smooth_ece {
+        metrics.push(("smooth_ece", s));
+    }
+    for (k, v) in metrics {
+        out.push(m(variant, "val", None, k, v));
+        if let Some([lo, hi]) = r.ci95.get(k) {
+            out.push(m(variant, "val", None, &format!("{k}_boot_lo"), *lo));
+            out.push(m(variant, "val", None, &format!("{k}_boot_hi"), *hi));
+        }
+    }
+    for (i, b) in bins.iter().enumerate() {
+        let centre = Some(0.5 * (b.lower + b.upper));
+        out.push(m(variant, "val", centre, "bin_count", b.count as f64));
+        if let (Some(c), Some(a)) = (b.confidence, b.accuracy) {
+            out.push(m(variant, "val", centre, "bin_confidence", c));
+            out.push(m(variant, "val", centre, "bin_accuracy", a));
+        }
+        if let Some(Some([lo, hi])) = bins_ci95.get(i) {
+            out.push(m(variant, "val", centre, "bin_accuracy_boot_lo", *lo));
+            out.push(m(variant, "val", centre, "bin_accuracy_boot_hi", *hi));
         }
     }
 }
@@ -358,22 +414,22 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             }
         }
         Study::Calibration => {
-            for (k, v) in [
-                ("ece", r.val.ece),
-                ("mce", r.val.mce),
-                ("nll", r.val.nll),
-                ("brier", r.val.brier),
-                ("acc", r.val.acc),
-            ] {
-                out.push(m(&head, "val", None, k, v));
-            }
-            for b in &r.bins {
-                let centre = Some(0.5 * (b.lower + b.upper));
-                out.push(m(&head, "val", centre, "bin_count", b.count as f64));
-                if let (Some(c), Some(a)) = (b.confidence, b.accuracy) {
-                    out.push(m(&head, "val", centre, "bin_confidence", c));
-                    out.push(m(&head, "val", centre, "bin_accuracy", a));
+            calibration_rows(&mut out, &head, &r.val, &r.bins, &r.bins_ci95);
+            for (c, bins) in r.classwise_bins.iter().enumerate() {
+                let group = format!("val/class/{c}");
+                for b in bins {
+                    let centre = Some(0.5 * (b.lower + b.upper));
+                    out.push(m(&head, &group, centre, "bin_count", b.count as f64));
+                    if let (Some(p), Some(f)) = (b.confidence, b.accuracy) {
+                        out.push(m(&head, &group, centre, "bin_confidence", p));
+                        out.push(m(&head, &group, centre, "bin_accuracy", f));
+                    }
                 }
+            }
+            if let (Some(ts), Some(t)) = (&r.val_ts, &r.temperature) {
+                let v = format!("{head}+ts");
+                calibration_rows(&mut out, &v, ts, &r.bins_ts, &[]);
+                out.push(m(&v, "val", None, "temperature", t.t));
             }
         }
         Study::Flavours => {

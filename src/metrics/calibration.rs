@@ -187,6 +187,10 @@ pub struct CalibrationMetrics {
     /// [`CalibrationAccumulator::finish_with_bootstrap`] made them).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ci95: Intervals,
+    /// Image-bootstrap 95% interval of each top-label bin's accuracy (the band of a
+    /// reliability diagram; `None` for a bin no replicate fills; empty without bootstrap).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bin_accuracy_ci95: Vec<Option<[f64; 2]>>,
 }
 
 /// Where each additive statistic sits in a flat statistics vector (so that per-image
@@ -707,6 +711,7 @@ impl CalibrationAccumulator {
             .smooth
             .then(|| smooth_ece::smooth_ece_of_keys(&self.keys));
         let mut ci95 = Intervals::new();
+        let mut bin_accuracy_ci95 = Vec::new();
         if let Some(cfg) = boot {
             let g = self.stats.len();
             let weights = bootstrap::draw_weights(g, cfg)?;
@@ -746,6 +751,16 @@ impl CalibrationAccumulator {
                 }
                 v
             });
+            bin_accuracy_ci95 = (0..layout.bins)
+                .map(|b| {
+                    let acc: Vec<f64> = replicates
+                        .rows()
+                        .into_iter()
+                        .map(|r| r[layout.top_correct() + b] / r[b])
+                        .collect();
+                    bootstrap::percentile_interval(&acc)
+                })
+                .collect();
         }
         let b = layout.bins;
         let adaptive_ece = self.config.adaptive.then(|| {
@@ -784,6 +799,7 @@ impl CalibrationAccumulator {
             brier_uncertainty: point.brier_uncertainty,
             classwise_bins,
             ci95,
+            bin_accuracy_ci95,
         })
     }
 }

@@ -22,8 +22,10 @@ use super::batch::{make_batch, MEAN, STD};
 use crate::data::Batch;
 use crate::data::Dataset;
 use crate::error::{GmmSegError, Result};
+use crate::metrics::components::{ComponentAccumulator, ComponentConfig};
 use crate::metrics::{
-    AnomalyAccumulator, AnomalyCurves, CalibrationAccumulator, CalibrationConfig, ConfusionMatrix,
+    AnomalyAccumulator, AnomalyCurves, BootstrapConfig, CalibrationAccumulator, CalibrationConfig,
+    ConfusionMatrix, ValidBootstrapConfig,
 };
 use crate::nn::resample::resize_bilinear;
 use crate::nn::segnet::SegModel;
@@ -38,6 +40,18 @@ pub struct AnomalyMetrics {
     pub ap: f64,
     /// False-positive rate at the first threshold reaching 95% true-positive rate.
     pub fpr95: f64,
+    /// SegmentMeIfYouCan's mean adjusted component IoU (at the best-F1 threshold).
+    #[serde(default)]
+    pub siou: Option<f64>,
+    /// SegmentMeIfYouCan's mean component precision.
+    #[serde(default)]
+    pub ppv: Option<f64>,
+    /// SegmentMeIfYouCan's F1 averaged over sIoU thresholds 0.25..0.75.
+    #[serde(default)]
+    pub mean_f1: Option<f64>,
+    /// Image-bootstrap 95% intervals (`auroc`, `ap`, `fpr95`, `siou`, `ppv`, `mean_f1`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ci95: BTreeMap<String, [f64; 2]>,
 }
 
 /// Metrics of one evaluation.
@@ -59,6 +73,28 @@ pub struct EvalReport {
     pub nll: f64,
     /// Mean Brier score.
     pub brier: f64,
+    /// RMS calibration error (15 bins).
+    #[serde(default)]
+    pub rmsce: f64,
+    /// Classwise ECE (15 bins, averaged over classes).
+    #[serde(default)]
+    pub classwise_ece: f64,
+    /// Smooth ECE (relplot's automatic bandwidth).
+    #[serde(default)]
+    pub smooth_ece: Option<f64>,
+    /// Brier decomposition: reliability.
+    #[serde(default)]
+    pub brier_reliability: f64,
+    /// Brier decomposition: resolution.
+    #[serde(default)]
+    pub brier_resolution: f64,
+    /// Brier decomposition: uncertainty.
+    #[serde(default)]
+    pub brier_uncertainty: f64,
+    /// Image-bootstrap 95% intervals of the calibration metrics (empty when the evaluation
+    /// ran without the bootstrap).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ci95: BTreeMap<String, [f64; 2]>,
     /// IoU per class (NaN-free: absent classes are `None`).
     pub iou_per_class: Vec<Option<f64>>,
     /// Per score name (`msp`, `entropy`, `maxlogit`, head-specific ones); only on splits with
@@ -72,9 +108,42 @@ pub struct EvalReport {
     /// their own copy.
     #[serde(skip)]
     pub bins: Vec<crate::metrics::calibration::ReliabilityBin>,
+    /// Image-bootstrap 95% interval of each bin's accuracy (empty without the bootstrap).
+    #[serde(skip)]
+    pub bin_accuracy_ci95: Vec<Option<[f64; 2]>>,
+    /// Per class, the reliability bins of p_c against the frequency of the class.
+    #[serde(skip)]
+    pub classwise_bins: Vec<Vec<crate::metrics::calibration::ReliabilityBin>>,
 }
 
-/// Evaluates `model` on the first `max_images` images of `ds` (0 = all), `batch` at a time.
+/// How an evaluation runs beyond the model and the images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalOptions {
+    /// Divide the logits by this temperature before the softmax (temperature scaling,
+    /// [`crate::metrics::temperature`]); `None` = 1.
+    pub temperature: Option<f64>,
+    /// Image-bootstrap intervals of the calibration and anomaly metrics (images resampled
+    /// whole); `None` = no intervals.
+    pub bootstrap: Option<ValidBootstrapConfig>,
+}
+
+impl Default for EvalOptions {
+    /// No temperature; 1,000 bootstrap replicates, seed 0 (so that every model's record
+    /// carries its image-level intervals).
+    fn default() -> Self {
+        Self {
+            temperature: None,
+            bootstrap: Some(
+                BootstrapConfig::default()
+                    .check()
+                    .expect("the default bootstrap configuration is valid"),
+            ),
+        }
+    }
+}
+
+/// Evaluates `model` on the first `max_images` images of `ds` (0 = all), `batch` at a time,
+/// with the default [`EvalOptions`] (no temperature, image-bootstrap intervals).
 ///
 /// # Errors
 /// Dataset and shape errors; [`GmmSegError::Empty`] when no pixel has a valid label.
@@ -84,33 +153,85 @@ pub fn evaluate(
     batch: usize,
     max_images: usize,
 ) -> Result<EvalReport> {
+    evaluate_with(model, ds, batch, max_images, &EvalOptions::default())
+}
+
+/// One anomaly score's maps, image by image, for the component metrics.
+struct ScoreImages {
+    acc: AnomalyAccumulator,
+    maps: Vec<Array2<f32>>,
+}
+
+/// [`evaluate`] with explicit [`EvalOptions`].
+///
+/// # Errors
+/// As [`evaluate`]; an invalid temperature (not finite and positive).
+pub fn evaluate_with(
+    model: &mut SegModel,
+    ds: &dyn Dataset,
+    batch: usize,
+    max_images: usize,
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
     check_classes(model, ds)?;
+    if let Some(t) = opts.temperature {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(GmmSegError::config(
+                "temperature",
+                format!("must be finite and > 0, got {t}"),
+            ));
+        }
+    }
     let c = model.head.num_classes();
     let n_img = if max_images == 0 {
         ds.len()
     } else {
         max_images.min(ds.len())
     };
+    let boot = opts.bootstrap.as_ref();
     let mut confusion = ConfusionMatrix::new(c)?;
     let mut calibration = CalibrationAccumulator::new(CalibrationConfig::with_bins(15).check()?);
-    let mut anomaly_acc: BTreeMap<String, AnomalyAccumulator> = BTreeMap::new();
+    let mut anomaly_acc: BTreeMap<String, ScoreImages> = BTreeMap::new();
+    let mut masks: Vec<Array2<u8>> = Vec::new();
     let mut with_anomaly = false;
     let mut start = 0;
     while start < n_img {
+        let first = start;
         let (b, end) = batch_at(ds, start, n_img, batch)?;
         start = end;
-        let out = dense_outputs(model, &b)?;
+        let out = dense_outputs(model, &b, opts.temperature)?;
         let labels = b.labels.as_slice().expect("standard layout");
         confusion.update(&out.pred, labels)?;
         let probs =
             ArrayView4::from_shape(out.dims, &out.probs).expect("dense_outputs keeps its shape");
-        calibration.update_dense(probs, b.labels.view())?;
+        if boot.is_some() {
+            calibration.update_dense_images(probs, b.labels.view(), first)?;
+        } else {
+            calibration.update_dense(probs, b.labels.view())?;
+        }
         if let Some(mask) = b.anomaly.as_ref() {
             with_anomaly = true;
-            let mask = mask.as_slice().expect("standard layout");
+            let (bn, h, w) = mask.dim();
+            let flat = mask.as_slice().expect("standard layout");
+            let ids: Vec<u32> = (0..bn)
+                .flat_map(|i| std::iter::repeat_n((first + i) as u32, h * w))
+                .collect();
             for (k, v) in &out.scores {
-                anomaly_acc.entry(k.clone()).or_default().update(v, mask)?;
+                let e = anomaly_acc.entry(k.clone()).or_insert_with(|| ScoreImages {
+                    acc: AnomalyAccumulator::new(),
+                    maps: Vec::new(),
+                });
+                if boot.is_some() {
+                    e.acc.update_grouped(v, flat, &ids)?;
+                } else {
+                    e.acc.update(v, flat)?;
+                }
+                e.maps.extend(
+                    v.chunks_exact(h * w)
+                        .map(|m| Array2::from_shape_vec((h, w), m.to_vec()).expect("(H, W)")),
+                );
             }
+            masks.extend(mask.outer_iter().map(|m| m.to_owned()));
         }
     }
     let seg = confusion.finish().map_err(|e| match e {
@@ -120,19 +241,14 @@ pub fn evaluate(
         ),
         e => e,
     })?;
-    let cal = calibration.finish()?;
+    let cal = match boot {
+        Some(cfg) if n_img >= 2 => calibration.finish_with_bootstrap(cfg)?,
+        _ => calibration.finish()?,
+    };
     let anomaly = if with_anomaly {
         let mut out = BTreeMap::new();
-        for (k, acc) in anomaly_acc {
-            let m = acc.finish()?;
-            out.insert(
-                k,
-                AnomalyMetrics {
-                    auroc: m.auroc,
-                    ap: m.ap,
-                    fpr95: m.fpr95,
-                },
-            );
+        for (k, s) in anomaly_acc {
+            out.insert(k, score_metrics(s, &masks, boot)?);
         }
         Some(out)
     } else {
@@ -146,10 +262,54 @@ pub fn evaluate(
         mce: cal.mce,
         nll: cal.nll,
         brier: cal.brier,
+        rmsce: cal.rmsce,
+        classwise_ece: cal.classwise_ece,
+        smooth_ece: cal.smooth_ece,
+        brier_reliability: cal.brier_reliability,
+        brier_resolution: cal.brier_resolution,
+        brier_uncertainty: cal.brier_uncertainty,
+        ci95: cal.ci95,
         iou_per_class: seg.per_class_iou,
         anomaly,
         images: n_img,
         bins: cal.bins,
+        bin_accuracy_ci95: cal.bin_accuracy_ci95,
+        classwise_bins: cal.classwise_bins,
+    })
+}
+
+/// Pixel and component metrics of one anomaly score (components at its best-F1 threshold,
+/// SegmentMeIfYouCan's sizes scaled to the image area), with intervals when `boot` is set.
+fn score_metrics(
+    s: ScoreImages,
+    masks: &[Array2<u8>],
+    boot: Option<&ValidBootstrapConfig>,
+) -> Result<AnomalyMetrics> {
+    let images = s.maps.len();
+    let (m, mut ci95) = match boot {
+        Some(cfg) if images >= 2 => s.acc.finish_with_bootstrap(cfg)?,
+        _ => (s.acc.finish()?, BTreeMap::new()),
+    };
+    let mut comp = ComponentAccumulator::new(m.best_f1_threshold)?;
+    for (map, mask) in s.maps.iter().zip(masks) {
+        let (h, w) = map.dim();
+        let cfg = ComponentConfig::for_image(h, w).check()?;
+        comp.update_image(map.view(), mask.view(), &cfg)?;
+    }
+    let c = match boot {
+        Some(cfg) if images >= 2 => comp.finish_with_bootstrap(cfg)?,
+        _ => comp.finish()?,
+    };
+    ci95.extend(c.ci95);
+    let finite = |x: f64| x.is_finite().then_some(x);
+    Ok(AnomalyMetrics {
+        auroc: m.auroc,
+        ap: m.ap,
+        fpr95: m.fpr95,
+        siou: finite(c.siou),
+        ppv: finite(c.ppv),
+        mean_f1: finite(c.mean_f1),
+        ci95,
     })
 }
 
@@ -181,9 +341,15 @@ struct DenseOutputs {
     scores: Vec<(String, Vec<f32>)>,
 }
 
-/// Runs the model on `b` and derives probabilities, predictions and every anomaly score
-/// (the one place both [`evaluate`] and [`predict`] get them from).
-fn dense_outputs(model: &mut SegModel, b: &Batch) -> Result<DenseOutputs> {
+/// Runs the model on `b` and derives probabilities (of the logits divided by `temperature`,
+/// when given), predictions and every anomaly score (the one place both [`evaluate`] and
+/// [`predict`] get them from).
+fn dense_outputs(
+    model: &mut SegModel,
+    b: &Batch,
+    temperature: Option<f64>,
+) -> Result<DenseOutputs> {
+    let inv_t = temperature.map_or(1.0, |t| (1.0 / t) as f32);
     let c = model.head.num_classes();
     let (bn, h, w) = b.labels.dim();
     let out = model.infer(&b.images)?;
@@ -207,10 +373,10 @@ fn dense_outputs(model: &mut SegModel, b: &Batch) -> Result<DenseOutputs> {
             let m = (0..c)
                 .map(|k| logits[at(k)])
                 .fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = (0..c).map(|k| (logits[at(k)] - m).exp()).sum();
+            let s: f32 = (0..c).map(|k| ((logits[at(k)] - m) * inv_t).exp()).sum();
             let (mut best, mut pmax, mut ent) = (0, f32::MIN, 0f32);
             for k in 0..c {
-                let p = (logits[at(k)] - m).exp() / s;
+                let p = ((logits[at(k)] - m) * inv_t).exp() / s;
                 probs[at(k)] = p;
                 if p > pmax {
                     (best, pmax) = (k, p);
@@ -238,6 +404,60 @@ fn dense_outputs(model: &mut SegModel, b: &Batch) -> Result<DenseOutputs> {
         pred,
         scores,
     })
+}
+
+/// The logits at label resolution, (N, C) rows of every valid pixel, and their labels, of
+/// the first `max_images` images of `ds` (0 = all); at most `max_pixels` rows, taken evenly
+/// spaced over the valid pixels. What a temperature is fitted on
+/// ([`crate::metrics::temperature::fit_temperature`]).
+///
+/// # Errors
+/// Dataset and shape errors; [`GmmSegError::Empty`] when no pixel has a valid label.
+pub fn collect_logits(
+    model: &mut SegModel,
+    ds: &dyn Dataset,
+    batch: usize,
+    max_images: usize,
+    max_pixels: usize,
+) -> Result<(Array2<f32>, Vec<u8>)> {
+    check_classes(model, ds)?;
+    let c = model.head.num_classes();
+    let n_img = if max_images == 0 {
+        ds.len()
+    } else {
+        max_images.min(ds.len())
+    };
+    let (mut rows, mut labels) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < n_img {
+        let (b, end) = batch_at(ds, start, n_img, batch)?;
+        start = end;
+        let (bn, h, w) = b.labels.dim();
+        let logits = to_host(&resize_bilinear(model.infer(&b.images)?.logits, h, w)?);
+        let hw = h * w;
+        for n in 0..bn {
+            for px in 0..hw {
+                let y = b.labels.as_slice().expect("standard layout")[n * hw + px];
+                if y == crate::data::IGNORE_LABEL {
+                    continue;
+                }
+                rows.extend((0..c).map(|k| logits[(n * c + k) * hw + px]));
+                labels.push(y);
+            }
+        }
+    }
+    if labels.is_empty() {
+        return Err(GmmSegError::empty(
+            "temperature labels",
+            format!("no valid pixel in {n_img} images of {}", ds.name()),
+        ));
+    }
+    let n = labels.len();
+    let keep = max_pixels.max(1).min(n);
+    let pick: Vec<usize> = (0..keep).map(|i| i * n / keep).collect();
+    let z = Array2::from_shape_fn((keep, c), |(i, k)| rows[pick[i] * c + k]);
+    let y = pick.iter().map(|&i| labels[i]).collect();
+    Ok((z, y))
 }
 
 /// One image with what the model makes of it, for figures (predictions, heat maps).
@@ -296,7 +516,7 @@ pub fn predict(
     let mut out = Vec::with_capacity(indices.len());
     for &i in indices {
         let b = make_batch(ds, &[(i, false)])?;
-        let d = dense_outputs(model, &b)?;
+        let d = dense_outputs(model, &b, None)?;
         let (_, _, h, w) = d.dims;
         let image = b.images.index_axis(ndarray::Axis(0), 0).to_owned();
         // undo the batcher's normalisation so that figures show the picture as it is
@@ -355,7 +575,7 @@ pub fn anomaly_curves(
             ));
         };
         let mask = mask.as_slice().expect("standard layout");
-        for (k, v) in dense_outputs(model, &b)?.scores {
+        for (k, v) in dense_outputs(model, &b, None)?.scores {
             acc.entry(k).or_default().update(&v, mask)?;
         }
     }

@@ -155,7 +155,15 @@ fn changed_configuration_misses_and_model_records_are_reused_across_studies() {
     let all = gmmseg::experiments::read_rows(&dir.path().join("calibration.csv")).unwrap();
     let mut cells: Vec<_> = all
         .iter()
-        .map(|r| (&r.variant, r.param.map(f64::to_bits), r.seed, &r.metric))
+        .map(|r| {
+            (
+                &r.variant,
+                &r.group,
+                r.param.map(f64::to_bits),
+                r.seed,
+                &r.metric,
+            )
+        })
         .collect();
     let n = cells.len();
     cells.sort();
