@@ -358,7 +358,7 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
     let centres = {
         let mut c: Vec<f64> = rows
             .iter()
-            .filter(|r| r.variant == variant && r.metric == "bin_count")
+            .filter(|r| r.variant == variant && r.group == "val" && r.metric == "bin_count")
             .filter_map(|r| r.param)
             .collect();
         c.sort_by(f64::total_cmp);
@@ -370,7 +370,9 @@ fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics>
     let half = 0.5 / centres.len() as f64;
     let bin_metric = |c: f64, m: &str| {
         rows.iter()
-            .find(|r| r.variant == variant && r.metric == m && r.param == Some(c))
+            .find(|r| {
+                r.variant == variant && r.group == "val" && r.metric == m && r.param == Some(c)
+            })
             .map(|r| r.stats.mean)
     };
     let bins: Vec<ReliabilityBin> = centres

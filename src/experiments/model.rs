@@ -86,6 +86,9 @@ pub struct ModelRecord {
     /// Validation reliability bins with the temperature.
     #[serde(default)]
     pub bins_ts: Vec<BinRecord>,
+    /// Image-bootstrap 95% interval of each of those bins' accuracy.
+    #[serde(default)]
+    pub bins_ts_ci95: Vec<Option<[f64; 2]>>,
     /// Per anomaly split (`anomaly`, `anomaly-context`): the evaluation with the trained head
     /// (softmax: plus the `mahalanobis` score).
     pub anomaly: BTreeMap<String, EvalReport>,
@@ -291,6 +294,7 @@ pub(crate) fn train_and_evaluate(
         bins,
         temperature: Some(temperature),
         bins_ts: bin_records(&val_ts.bins),
+        bins_ts_ci95: val_ts.bin_accuracy_ci95.clone(),
         val_ts: Some(val_ts),
         anomaly,
         posthoc_val,

@@ -428,7 +428,7 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             }
             if let (Some(ts), Some(t)) = (&r.val_ts, &r.temperature) {
                 let v = format!("{head}+ts");
-                calibration_rows(&mut out, &v, ts, &r.bins_ts, &[]);
+                calibration_rows(&mut out, &v, ts, &r.bins_ts, &r.bins_ts_ci95);
                 out.push(m(&v, "val", None, "temperature", t.t));
             }
         }

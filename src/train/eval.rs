@@ -127,6 +127,16 @@ pub struct EvalOptions {
     pub bootstrap: Option<ValidBootstrapConfig>,
 }
 
+impl EvalOptions {
+    /// No temperature and no bootstrap (progress evaluations during training).
+    pub fn without_intervals() -> Self {
+        Self {
+            temperature: None,
+            bootstrap: None,
+        }
+    }
+}
+
 impl Default for EvalOptions {
     /// No temperature; 1,000 bootstrap replicates, seed 0 (so that every model's record
     /// carries its image-level intervals).

@@ -32,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use super::batch::{balanced_plan, batch_plan, class_index, make_batch};
 use super::checkpoint;
 use super::config::{learning_rate, EmKind, HeadKind, SamplerKind, TrainConfig, ValidTrainConfig};
-use super::eval::{evaluate, EvalReport};
+use super::eval::{evaluate, evaluate_with, EvalOptions, EvalReport};
 use super::optim::Optimizer;
 use crate::data::{Batch, Dataset};
 use crate::error::{GmmSegError, Result};
@@ -433,11 +433,13 @@ impl Trainer {
             let mut eval = None;
             if let Some(val) = val {
                 if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
-                    eval = Some(evaluate(
+                    // progress evaluations need no intervals
+                    eval = Some(evaluate_with(
                         &mut self.model,
                         val,
                         cfg.batch_size,
                         cfg.eval_images,
+                        &EvalOptions::without_intervals(),
                     )?);
                     self.last_eval = eval.clone();
                 }
