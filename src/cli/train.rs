@@ -88,6 +88,15 @@ pub struct TrainArgs {
     /// Override the seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Save a checkpoint every this many steps (default: the profile's; 0 = only at the end).
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Train the finished run in --out further, to N steps in all: the same command (same
+    /// flags and --steps) plus --extend-to N. The extension's learning-rate schedule restarts
+    /// the poly decay over N steps from where the run stopped, so it is not a fresh N-step
+    /// run; its config records the steps it extended (`extended_from`).
+    #[arg(long)]
+    pub extend_to: Option<usize>,
     /// Run directory (checkpoints, config); an existing checkpoint there is resumed.
     #[arg(long)]
     pub out: PathBuf,
@@ -155,6 +164,8 @@ pub fn resolve_dataset(name: &str, split: &str, seed: u64) -> Result<Box<dyn Dat
 fn train_flag(field: &str) -> Option<&'static str> {
     Some(match field {
         "steps" => "--steps",
+        "checkpoint_every" => "--checkpoint-every",
+        "extended_from" => "--extend-to",
         "gmm.components" => "--components",
         "gmm.em_loops" => "--em-loops",
         "gmm.momentum" => "--gmm-momentum",
@@ -237,6 +248,49 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
     if let Some(s) = args.seed {
         cfg.seed = s;
+    }
+    if let Some(c) = args.checkpoint_every {
+        cfg.checkpoint_every = c;
+    }
+    if let Some(n) = args.extend_to {
+        if n <= cfg.steps {
+            return Err(GmmSegError::input(
+                "--extend-to",
+                format!(
+                    "must exceed the run's {} steps (--steps), got {n}",
+                    cfg.steps
+                ),
+            ));
+        }
+        if !args
+            .out
+            .join(crate::train::checkpoint::TENSORS_FILE)
+            .exists()
+        {
+            return Err(GmmSegError::input(
+                "--extend-to",
+                format!(
+                    "{} holds no checkpoint to extend; train it first without --extend-to",
+                    args.out.display()
+                ),
+            ));
+        }
+        let loaded = crate::train::checkpoint::read(&args.out)?;
+        let finished = loaded.step == cfg.steps;
+        let base_hash = crate::train::config::identity_hash(&cfg);
+        if loaded.config_hash == base_hash && !finished {
+            return Err(GmmSegError::input(
+                "--extend-to",
+                format!(
+                    "the run in {} stopped at step {} of {}: finish it first (the same command without --extend-to)",
+                    args.out.display(),
+                    loaded.step,
+                    cfg.steps
+                ),
+            ));
+        }
+        cfg.extended_from.push(cfg.steps);
+        cfg.steps = n;
     }
     // checked before any dataset is opened; a bad value names the flag the user typed
     let cfg = cfg.check().map_err(|e| match e {

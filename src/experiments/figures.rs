@@ -152,7 +152,17 @@ fn distinct<'a>(
 fn is_fraction(metric: &str) -> bool {
     matches!(
         metric,
-        "miou" | "acc" | "macc" | "auroc" | "ap" | "fpr95" | "ece" | "mce"
+        "miou"
+            | "acc"
+            | "macc"
+            | "auroc"
+            | "ap"
+            | "fpr95"
+            | "ece"
+            | "mce"
+            | "siou"
+            | "ppv"
+            | "mean_f1"
     )
 }
 
@@ -466,6 +476,8 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
             for (metric, title) in [
                 ("auroc", "Table 2: anomaly AUROC"),
                 ("fpr95", "Table 2: FPR at 95% TPR (lower is better)"),
+                ("siou", "SegmentMeIfYouCan: component sIoU"),
+                ("mean_f1", "SegmentMeIfYouCan: component mean F1"),
             ] {
                 let cats: Vec<_> = splits.iter().map(|s| (*s, metric, s.to_string())).collect();
                 out.extend(bars(

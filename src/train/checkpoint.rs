@@ -4,8 +4,10 @@
 //! - `checkpoint.safetensors`: every tensor — `param.<name>` (trainable parameters and
 //!   batch-norm running statistics), `optim.<slot>.<name>` (AdamW `m`/`v` or SGD momentum
 //!   `b`), `fitted.<name>` (head state fitted outside SGD, e.g. GMM means) — with metadata
-//!   `format`, `step`, `optimizer_t`, `config_hash` and `config` (the full JSON), so the file
-//!   alone is enough to resume.
+//!   `format`, `step`, `optimizer_t`, `config_hash`, `config` (the full JSON) and `checksum`
+//!   (SHA-256 of every tensor's name, shape and bytes, in name order), so the file alone is
+//!   enough to resume and a flipped bit is caught when it is read. The header's keys are
+//!   written in sorted order, so identical runs write identical bytes.
 //! - `checkpoint.json`: the same metadata plus the last evaluation, for people and scripts.
 //! - `config.json`: the run's configuration (written once, when training starts).
 //!
@@ -14,7 +16,9 @@
 //! is renamed first; its metadata is authoritative if the two ever disagree.
 //!
 //! A checkpoint is refused ([`GmmSegError::Mismatch`]) when its config hash differs from the
-//! requested configuration's, or when a parameter is missing or has another shape.
+//! requested configuration's (the message lists the fields that differ), when its checksum
+//! does not match its tensors, or when a parameter is missing or has another shape. An
+//! extension (`TrainConfig::extended_from`) resumes the finished run it continues.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -37,7 +41,9 @@ pub const TENSORS_FILE: &str = "checkpoint.safetensors";
 pub const META_FILE: &str = "checkpoint.json";
 /// File name of the run configuration.
 pub const CONFIG_FILE: &str = "config.json";
-const FORMAT: &str = "gmmseg-checkpoint-1";
+const FORMAT: &str = "gmmseg-checkpoint-2";
+/// The format before checksums (read without verification).
+const FORMAT_V1: &str = "gmmseg-checkpoint-1";
 
 /// Checkpoint metadata (`checkpoint.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,6 +78,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// SHA-256 over every tensor's name, shape and little-endian f32 bytes, in name order.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = Sha256::new();
+    for (name, shape, bytes) in sorted {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((shape.len() as u64).to_le_bytes());
+        for &d in shape {
+            h.update((d as u64).to_le_bytes());
+        }
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rewrites a serialised safetensors file's JSON header with its keys in sorted order (the
+/// crate writes its metadata from a `HashMap`, in random order), padded to the same length:
+/// the same tensors and metadata then give the same bytes.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote valid JSON");
+    // serde_json's map is sorted (no `preserve_order`), recursively
+    let mut text = serde_json::to_vec(&header).expect("JSON serialises");
+    debug_assert!(text.len() <= n);
+    text.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&text);
+    bytes
 }
 
 /// Saves a checkpoint of `model` and `optimizer` at `step` into `dir` (created if needed).
@@ -115,6 +155,14 @@ pub fn save(
     md.insert("optimizer_t".to_string(), optimizer.t.to_string());
     md.insert("config_hash".to_string(), meta.config_hash.clone());
     md.insert("config".to_string(), config.to_json());
+    md.insert(
+        "checksum".to_string(),
+        checksum(
+            tensors
+                .iter()
+                .map(|(n, s, b)| (n.as_str(), s.as_slice(), b.as_slice())),
+        ),
+    );
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
@@ -128,7 +176,7 @@ pub fn save(
     let bytes = safetensors::serialize(views, &Some(md)).map_err(|e| {
         GmmSegError::file(dir.join(TENSORS_FILE), format!("cannot serialise: {e:?}"))
     })?;
-    write_atomic(&dir.join(TENSORS_FILE), &bytes)?;
+    write_atomic(&dir.join(TENSORS_FILE), &canonical_header(bytes))?;
     let json = serde_json::to_string_pretty(&meta).expect("metadata serialises");
     write_atomic(&dir.join(META_FILE), json.as_bytes())
 }
@@ -179,10 +227,11 @@ pub fn read(dir: &Path) -> Result<Loaded> {
             )
         })
     };
-    if get("format")? != FORMAT {
+    let format = get("format")?;
+    if format != FORMAT && format != FORMAT_V1 {
         return Err(GmmSegError::file(
             &path,
-            format!("format `{}`, expected `{FORMAT}`", get("format")?),
+            format!("format `{format}`, expected `{FORMAT}`"),
         ));
     }
     let step = get("step")?
@@ -210,6 +259,29 @@ pub fn read(dir: &Path) -> Result<Loaded> {
             .collect();
         tensors.insert(name, (view.shape().to_vec(), vals));
     }
+    if format == FORMAT {
+        let want = get("checksum")?;
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(k, (s, v))| (k.clone(), s.clone(), f32_bytes(v)))
+            .collect();
+        let got = checksum(
+            bytes
+                .iter()
+                .map(|(n, s, b)| (n.as_str(), s.as_slice(), b.as_slice())),
+        );
+        if got != want {
+            return Err(GmmSegError::Mismatch {
+                path: path.clone(),
+                detail: format!(
+                    "the tensors' checksum is {}… but the file records {}…: the checkpoint is \
+                     corrupt (a changed byte); retrain or restore it from a copy",
+                    &got[..12],
+                    &want[..12.min(want.len())]
+                ),
+            });
+        }
+    }
     let config_hash = get("config_hash")?;
     Ok(Loaded {
         path,
@@ -232,21 +304,29 @@ pub fn restore(
     model: &mut SegModel,
     optimizer: &mut Optimizer,
 ) -> Result<usize> {
-    if loaded.config_hash != expected.hash() {
+    let extends = expected.extended_base().is_some_and(|base| {
+        crate::train::config::identity_hash(&base) == loaded.config_hash
+            && loaded.step == base.steps
+    });
+    if loaded.config_hash != expected.hash() && !extends {
+        let diff = crate::train::config::identity_differences(&loaded.config, expected.get());
+        let hint = if diff.len() == 1 && diff[0].starts_with("steps:") {
+            format!(
+                "; to train a finished run further, rerun with --extend-to {} (a schedule of its own), or use another --out directory",
+                expected.get().steps
+            )
+        } else {
+            "; use another --out directory or the checkpoint's settings".to_string()
+        };
         return Err(GmmSegError::Mismatch {
             path: loaded.path.clone(),
             detail: format!(
-                "checkpoint was written by a run with config hash {} (dataset `{}`, head {}, decoder {}, seed {}), but this run's config hashes to {} (dataset `{}`, head {}, decoder {}, seed {}); use another --out directory or the checkpoint's settings",
-                &loaded.config_hash[..12.min(loaded.config_hash.len())],
-                loaded.config.dataset,
-                loaded.config.head,
-                loaded.config.net.decoder.kind,
-                loaded.config.seed,
-                &expected.hash()[..12],
-                expected.get().dataset,
-                expected.get().head,
-                expected.get().net.decoder.kind,
-                expected.get().seed,
+                "checkpoint was written by another configuration (checkpoint → this run: {}){hint}",
+                if diff.is_empty() {
+                    "the configuration hashes differ".to_string()
+                } else {
+                    diff.join(", ")
+                }
             ),
         });
     }

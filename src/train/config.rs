@@ -321,6 +321,11 @@ pub struct TrainConfig {
     pub eval_images: usize,
     /// Checkpoint every this many steps, 0 = only at the end (quick 100, full 500).
     pub checkpoint_every: usize,
+    /// The `steps` of each finished run this one extends (`gmmseg train --extend-to`), in
+    /// order; empty for a run trained under one schedule from the start. Part of the run's
+    /// identity: an extended run's learning-rate schedule is not a fresh run's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extended_from: Vec<usize>,
 }
 
 impl TrainConfig {
@@ -340,6 +345,7 @@ impl TrainConfig {
             eval_every: 100,
             eval_images: 64,
             checkpoint_every: 100,
+            extended_from: Vec::new(),
         }
     }
 
@@ -386,6 +392,23 @@ impl TrainConfig {
         let o = &self.optim;
         if self.steps == 0 {
             return Err(GmmSegError::config("steps", "must be ≥ 1, got 0"));
+        }
+        let mut prev = 0;
+        for &e in self
+            .extended_from
+            .iter()
+            .chain(std::iter::once(&self.steps))
+        {
+            if e <= prev {
+                return Err(GmmSegError::config(
+                    "extended_from",
+                    format!(
+                        "the steps of the extended runs must increase up to steps = {}, got {:?}",
+                        self.steps, self.extended_from
+                    ),
+                ));
+            }
+            prev = e;
         }
         if self.gmm.components == 0 || self.gmm.components > MAX_COMPONENTS {
             return Err(GmmSegError::config(
@@ -499,19 +522,71 @@ impl ValidTrainConfig {
         serde_json::to_string_pretty(&self.0).expect("config serialises")
     }
 
-    /// SHA-256 of the canonical JSON *without* `steps`, `eval_every`, `eval_images` and
-    /// `checkpoint_every`: a run may be extended or evaluated differently and still resume,
-    /// but any change to what the weights mean (network, head, optimiser, data, seed) refuses.
+    /// SHA-256 of the canonical JSON *without* `eval_every`, `eval_images` and
+    /// `checkpoint_every`: a run may be evaluated and checkpointed differently and still
+    /// resume, but any change to what the weights mean (network, head, optimiser, data,
+    /// seed, and the number of steps, which sets the learning-rate schedule) refuses.
     pub fn hash(&self) -> String {
-        let mut c = self.0.clone();
-        c.steps = 0;
+        identity_hash(&self.0)
+    }
+
+    /// For an extension (`extended_from` not empty), the configuration of the finished run it
+    /// continues: the same with the previous `steps` and one extension fewer.
+    pub fn extended_base(&self) -> Option<TrainConfig> {
+        let mut base = self.0.clone();
+        base.steps = base.extended_from.pop()?;
+        Some(base)
+    }
+}
+
+/// [`ValidTrainConfig::hash`] of any configuration.
+pub fn identity_hash(c: &TrainConfig) -> String {
+    let mut c = c.clone();
+    c.eval_every = 0;
+    c.eval_images = 0;
+    c.checkpoint_every = 0;
+    let json = serde_json::to_string(&c).expect("config serialises");
+    let digest = Sha256::digest(json.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fields in which two configurations differ that matter to a run's identity, as
+/// `path: a → b` (e.g. `steps: 4 → 8`), for refusal messages.
+pub fn identity_differences(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value::Object;
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let null = serde_json::Value::Null;
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            (x, y) if x != y => out.push(format!("{path}: {x} → {y}")),
+            _ => {}
+        }
+    }
+    let strip = |c: &TrainConfig| {
+        let mut c = c.clone();
         c.eval_every = 0;
         c.eval_images = 0;
         c.checkpoint_every = 0;
-        let json = serde_json::to_string(&c).expect("config serialises");
-        let digest = Sha256::digest(json.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
-    }
+        serde_json::to_value(c).expect("config serialises")
+    };
+    let mut out = Vec::new();
+    walk("", &strip(a), &strip(b), &mut out);
+    out
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up from `lr·warmup_ratio` to the
@@ -533,11 +608,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn profiles_are_valid_and_hash_ignores_run_length() {
+    fn profiles_are_valid_and_hash_covers_the_schedule_not_the_bookkeeping() {
         let q = TrainConfig::quick().check().unwrap();
         let mut longer = TrainConfig::quick();
         longer.steps = 999;
-        assert_eq!(q.hash(), longer.check().unwrap().hash());
+        assert_ne!(q.hash(), longer.clone().check().unwrap().hash());
+        assert_eq!(
+            identity_differences(q.get(), &longer),
+            vec!["steps: 300 → 999".to_string()]
+        );
+        let mut bookkeeping = TrainConfig::quick();
+        bookkeeping.checkpoint_every = 7;
+        bookkeeping.eval_every = 3;
+        assert_eq!(q.hash(), bookkeeping.check().unwrap().hash());
+        // an extension's base is the finished run it continues
+        let mut ext = TrainConfig::quick();
+        ext.steps = 600;
+        ext.extended_from = vec![300];
+        let ext = ext.check().unwrap();
+        assert_eq!(identity_hash(&ext.extended_base().unwrap()), q.hash());
+        assert!(q.extended_base().is_none());
         let mut other = TrainConfig::quick();
         other.seed = 1;
         assert_ne!(q.hash(), other.check().unwrap().hash());

@@ -258,6 +258,13 @@ impl Trainer {
                 .ok()
                 .filter(|m| m.step == self.step)
                 .and_then(|m| m.last_eval);
+            if loaded.config_hash != self.config.hash() {
+                // an extension of the finished run: its configuration is the new one
+                checkpoint::write_atomic(
+                    &dir.join(checkpoint::CONFIG_FILE),
+                    self.config.to_json().as_bytes(),
+                )?;
+            }
         } else {
             std::fs::create_dir_all(dir).map_err(|e| GmmSegError::io(dir, e))?;
             checkpoint::write_atomic(

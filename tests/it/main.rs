@@ -27,6 +27,7 @@ mod metrics_reference;
 mod plot_figures;
 mod results_claims;
 mod robustness_cli;
+mod train_checkpoint_cli;
 mod train_cli;
 mod train_head_plugin;
 mod train_resume;

@@ -125,7 +125,7 @@ fn unknown_or_unavailable_datasets_and_other_configs_fail_with_one_line() {
         .unwrap();
     assert!(!st.status.success());
     assert!(
-        String::from_utf8_lossy(&st.stderr).contains("config hash"),
+        String::from_utf8_lossy(&st.stderr).contains("seed: 1 → 2"),
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );

@@ -93,16 +93,27 @@ fn checkpoint_of_another_config_is_refused() {
         .unwrap()
         .with_out_dir(dir.path())
     {
-        Err(GmmSegError::Mismatch { detail, .. }) => assert!(
-            detail.contains("seed 0") && detail.contains("seed 9"),
-            "{detail}"
-        ),
+        Err(GmmSegError::Mismatch { detail, .. }) => {
+            assert!(detail.contains("seed: 0 → 9"), "{detail}")
+        }
         Err(e) => panic!("expected Mismatch, got {e}"),
         Ok(_) => panic!("expected Mismatch, got a trainer"),
     }
-    // a longer run of the same config is accepted (extends the run)
-    let mut longer = cfg;
+    // a longer run of the same config is refused (the schedule differs) ...
+    let mut longer = cfg.clone();
     longer.steps = 2;
+    match Trainer::new(longer.clone().check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+    {
+        Err(GmmSegError::Mismatch { detail, .. }) => {
+            assert!(detail.contains("steps: 1 → 2"), "{detail}")
+        }
+        Err(e) => panic!("expected Mismatch, got {e}"),
+        Ok(_) => panic!("a longer --steps silently extended the run"),
+    }
+    // ... unless it is an explicit extension of the finished run
+    longer.extended_from = vec![cfg.steps];
     assert_eq!(
         Trainer::new(longer.check().unwrap(), 4)
             .unwrap()
