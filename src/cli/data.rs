@@ -10,6 +10,7 @@ use crate::data::preview::{preview_grid, PreviewConfig};
 use crate::data::stats::class_stats;
 use crate::data::{open_dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
+use crate::io::atomic::StagedDir;
 
 /// `gmmseg data …` subcommands.
 #[derive(Debug, Subcommand)]
@@ -43,9 +44,13 @@ pub struct ExportArgs {
     /// Number of samples to write (the first N of the split).
     #[arg(long)]
     pub count: usize,
-    /// Output folder.
+    /// Output folder. It is written under a temporary name and moved into place only when
+    /// every sample was written.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace a non-empty output folder (its contents are removed, never merged).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `gmmseg data stats`.
@@ -93,12 +98,17 @@ fn export(a: ExportArgs) -> Result<()> {
             "nothing to export (count or split is 0)",
         ));
     }
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| GmmSegError::io(parent, e))?;
+    }
+    let staged = StagedDir::new(&a.out, a.force, "--force")?;
     let first = ds.get(0)?;
-    let writer = FolderWriter::create(&a.out, &ds.class_names(), first.anomaly.is_some())?;
+    let writer = FolderWriter::create(staged.path(), &ds.class_names(), first.anomaly.is_some())?;
     let width = n.to_string().len().max(5);
     for i in 0..n {
         writer.write(&format!("{i:0width$}"), &ds.get(i)?)?;
     }
+    staged.commit()?;
     println!("wrote {n} samples of {} to {}", ds.name(), a.out.display());
     Ok(())
 }
@@ -144,8 +154,10 @@ fn preview(a: PreviewArgs) -> Result<()> {
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| GmmSegError::io(parent, e))?;
     }
-    grid.save_with_format(&a.out, image::ImageFormat::Png)
-        .map_err(|e| GmmSegError::file(&a.out, format!("cannot write PNG: {e}")))?;
+    crate::io::atomic::write_atomically(&a.out, |w| {
+        grid.write_to(w, image::ImageFormat::Png)
+            .map_err(|e| GmmSegError::file(&a.out, format!("cannot write PNG: {e}")))
+    })?;
     println!("wrote {}", a.out.display());
     Ok(())
 }

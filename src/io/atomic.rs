@@ -148,3 +148,90 @@ mod tests {
         distinct_outputs(&[("--out", Some(&a)), ("--responsibilities", None)]).unwrap();
     }
 }
+
+/// A folder being written in a sibling staging folder (`<dir>.partial-<pid>`) and moved into
+/// place only by [`commit`](Self::commit): a failure part-way leaves the target as it was
+/// (the staging folder is removed when the value is dropped uncommitted).
+#[derive(Debug)]
+pub struct StagedDir {
+    target: PathBuf,
+    staging: PathBuf,
+    committed: bool,
+}
+
+impl StagedDir {
+    /// Prepares to write folder `target`. An existing non-empty `target` is refused unless
+    /// `replace` (then it is replaced as a whole on commit, never merged).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `flag` for a non-empty target without `replace`;
+    /// I/O errors naming the path.
+    pub fn new(target: &Path, replace: bool, flag: &str) -> Result<Self> {
+        if target.exists() {
+            if !target.is_dir() {
+                return Err(GmmSegError::input(
+                    target.display().to_string(),
+                    "exists and is not a folder",
+                ));
+            }
+            let non_empty = std::fs::read_dir(target)
+                .map_err(|e| GmmSegError::io(target, e))?
+                .next()
+                .is_some();
+            if non_empty && !replace {
+                return Err(GmmSegError::input(
+                    target.display().to_string(),
+                    format!("is a non-empty folder; pass {flag} to replace it (its contents are removed), or choose another"),
+                ));
+            }
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let staging = target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| GmmSegError::io(&staging, e))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| GmmSegError::io(&staging, e))?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            staging,
+            committed: false,
+        })
+    }
+
+    /// Where to write the folder's contents.
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Moves the written folder into place (replacing the old target when allowed).
+    ///
+    /// # Errors
+    /// I/O errors naming the path.
+    pub fn commit(mut self) -> Result<()> {
+        if self.target.exists() {
+            let old = self.staging.with_extension("old");
+            std::fs::rename(&self.target, &old).map_err(|e| GmmSegError::io(&self.target, e))?;
+            if let Err(e) = std::fs::rename(&self.staging, &self.target) {
+                let _ = std::fs::rename(&old, &self.target);
+                return Err(GmmSegError::io(&self.target, e));
+            }
+            std::fs::remove_dir_all(&old).map_err(|e| GmmSegError::io(&old, e))?;
+        } else {
+            std::fs::rename(&self.staging, &self.target)
+                .map_err(|e| GmmSegError::io(&self.target, e))?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
