@@ -26,7 +26,7 @@ pub enum GmmSegError {
     NonFinite { what: String, index: usize },
 
     /// A label is neither a valid class id nor the ignore value 255.
-    #[error("`{what}` holds label {label} at flat index {index}, but there are {classes} classes (valid: 0..{classes}, or 255 = ignore)")]
+    #[error("`{what}` holds label {label} at flat index {index}, but there are {classes} classes: valid labels are 0..={} (or 255 = ignore where ignoring applies)", .classes.saturating_sub(1))]
     LabelOutOfRange {
         what: String,
         label: i64,

@@ -3,7 +3,14 @@
 fn main() {
     let cli = gmmseg::cli::parse();
     if let Err(e) = gmmseg::cli::run(cli) {
-        eprintln!("error: {e}");
+        // one line, whatever a library's message holds (parsers quote the input on several)
+        let text = e.to_string();
+        let one_line: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        eprintln!("error: {}", one_line.join(" | "));
         std::process::exit(1);
     }
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray_npy::NpzWriter;
 use serde_json::json;
 
 use crate::error::{GmmSegError, Result};
@@ -63,7 +62,7 @@ pub struct FitGmmArgs {
     #[arg(long, default_value_t = 20)]
     pub iters: usize,
     /// Sinkhorn entropic regularisation ε (the paper's and its code's 0.05).
-    #[arg(long, default_value_t = SinkhornConfig::default().epsilon)]
+    #[arg(long, value_parser = super::f32_value, default_value_t = SinkhornConfig::default().epsilon)]
     pub eps: f32,
     /// Most Sinkhorn–Knopp iterations per E-step (it stops earlier at --sinkhorn-tol).
     #[arg(long, default_value_t = SinkhornConfig::default().iterations)]
@@ -81,10 +80,10 @@ pub struct FitGmmArgs {
     #[arg(long)]
     pub hard: bool,
     /// Variance regularisation added to every variance.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, value_parser = super::f32_value, default_value_t = 0.01)]
     pub var_reg: f32,
     /// Momentum τ of the updates, φ ← τφ + (1−τ)φ̂ (0 = plain EM).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = super::f32_value, default_value_t = 0.0)]
     pub momentum: f32,
     /// Start exactly from these parameters (.npz with means, variances, log_weights).
     #[arg(long)]
@@ -141,6 +140,15 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
         ));
     }
     let x = read_matrix(&args.features)?;
+    if x.ncols() == 0 {
+        return Err(GmmSegError::shape(
+            args.features.display().to_string(),
+            format!(
+                "has shape ({}, 0): features need at least one column (N, D ≥ 1)",
+                x.nrows()
+            ),
+        ));
+    }
     let labels = read_labels(&args.labels)?;
     let labels = labels.as_slice().expect("owned 1-D array is contiguous");
     if labels.len() != x.nrows() {
@@ -339,6 +347,21 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let params = GmmParams::load_npz(&args.params)?;
     let x = read_matrix(&args.features)?;
     let features_name = args.features.display().to_string();
+    if x.nrows() == 0 {
+        return Err(GmmSegError::empty(
+            features_name,
+            "has 0 rows: there is nothing to score",
+        ));
+    }
+    if x.ncols() == 0 {
+        return Err(GmmSegError::shape(
+            features_name,
+            format!(
+                "has shape ({}, 0): features need at least one column (N, D ≥ 1)",
+                x.nrows()
+            ),
+        ));
+    }
     let scores =
         score_features(&params, x.view(), args.reduction.into(), &features_name).map_err(|e| {
             match e {
@@ -363,15 +386,11 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         }
     }
     crate::io::atomic::write_atomically(&args.out, |w| {
-        let mut npz = NpzWriter::new(w);
-        let err = |e: ndarray_npy::WriteNpzError| {
-            GmmSegError::file(&args.out, format!("cannot write .npz: {e}"))
-        };
-        npz.add_array("class_loglik", class_ll).map_err(err)?;
-        npz.add_array("posterior", post).map_err(err)?;
-        npz.add_array("anomaly", anomaly).map_err(err)?;
-        npz.finish().map_err(err)?;
-        Ok(())
+        crate::io::atomic::write_npz(w, &args.out, |npz| {
+            npz.add_array("class_loglik", class_ll)?;
+            npz.add_array("posterior", post)?;
+            npz.add_array("anomaly", anomaly)
+        })
     })?;
     let mut predicted = vec![0usize; params.num_classes()];
     for &c in &scores.predicted {

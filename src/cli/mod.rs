@@ -71,8 +71,48 @@ pub fn command() -> clap::Command {
 /// Parses the process's arguments with [`command`] (exits with clap's message and code 2 on
 /// a parse error, as `Cli::parse` does).
 pub fn parse() -> Cli {
-    let matches = command().get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let matches = command().try_get_matches().unwrap_or_else(|e| exit_with(e));
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_with(e))
+}
+
+/// Help and version print as clap does; a usage error prints its first line only (the
+/// `error: …` line naming the flag and the value), exit code 2.
+fn exit_with(e: clap::Error) -> ! {
+    use clap::error::ErrorKind::*;
+    match e.kind() {
+        DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad arguments");
+            eprintln!("{line}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Parses a float32 flag value, refusing values that float32 cannot hold instead of
+/// rounding them to 0 or infinity (`--eps 1e-300` would otherwise read as 0).
+pub fn f32_value(s: &str) -> std::result::Result<f32, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_nan() {
+        return Err(format!("`{s}` is not a number"));
+    }
+    if v.is_finite() && v.abs() > f32::MAX as f64 {
+        return Err(format!("{s} overflows float32 (largest {:e})", f32::MAX));
+    }
+    if v != 0.0 && v.abs() < f32::MIN_POSITIVE as f64 {
+        return Err(format!(
+            "{s} underflows float32 (smallest positive normal {:e})",
+            f32::MIN_POSITIVE
+        ));
+    }
+    Ok(v as f32)
 }
 
 /// Runs one parsed command line.

@@ -44,10 +44,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub em_loops: Option<usize>,
     /// Momentum τ of the GMM's EM updates (default: the flavour's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::f32_value)]
     pub gmm_momentum: Option<f32>,
     /// Variance regularisation of the GMM (default: the flavour's; paper 1.0, reference 0.01).
-    #[arg(long)]
+    #[arg(long, value_parser = super::f32_value)]
     pub var_reg: Option<f32>,
     /// GMM heads: LayerNorm + L2-normalise the features (reference code: on; paper: off).
     #[arg(long)]
@@ -56,7 +56,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub class_norm: Option<bool>,
     /// GMM heads: weight of the component-level loss (reference code 0.01; paper 0).
-    #[arg(long)]
+    #[arg(long, value_parser = super::f32_value)]
     pub component_loss: Option<f32>,
     /// GMM heads: hard (arg-max) Sinkhorn assignments (reference code: on).
     #[arg(long)]

@@ -375,6 +375,10 @@ impl Dataset for FolderDataset {
         self.items.len()
     }
 
+    fn source(&self, index: usize) -> Option<String> {
+        self.items.get(index).map(|i| i.image.display().to_string())
+    }
+
     fn get(&self, index: usize) -> Result<Sample> {
         check_index(index, self.items.len(), || self.name())?;
         let item = &self.items[index];

@@ -110,6 +110,12 @@ pub trait Dataset: Send + Sync {
     fn class_names(&self) -> Vec<String>;
     /// A short name for tables and file names, e.g. `synthscapes/train`.
     fn name(&self) -> String;
+    /// Where sample `index` comes from (its image file for file-backed datasets), for error
+    /// messages; `None` for generated data.
+    fn source(&self, index: usize) -> Option<String> {
+        let _ = index;
+        None
+    }
 }
 
 /// A mini-batch ready for a network: images normalised, all the same size.

@@ -104,7 +104,27 @@ pub fn fit_with_progress(
         ));
     }
     check_finite("features", x.iter())?;
+    let top = labels.num_classes().saturating_sub(1);
     for (c, idx) in labels.per_class.iter().enumerate() {
+        if idx.is_empty() && c < top {
+            let empty: Vec<String> = labels
+                .per_class
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_empty())
+                .map(|(k, _)| k.to_string())
+                .collect();
+            return Err(GmmSegError::input(
+                "labels",
+                format!(
+                    "classes {} have no pixel although labels go up to {top} (C = largest label + 1, \
+                     at flat index {}); relabel stray labels 255 to skip them, or pass parameters \
+                     with --init for the intended number of classes",
+                    empty.join(", "),
+                    labels.per_class[top].first().copied().unwrap_or(0)
+                ),
+            ));
+        }
         if idx.len() < 2 {
             return Err(GmmSegError::input(
                 "labels",

@@ -64,12 +64,13 @@ pub fn infer_num_classes(labels: &[i64], what: &str) -> Result<usize> {
             continue;
         }
         if !(0..IGNORE).contains(&l) {
-            return Err(GmmSegError::LabelOutOfRange {
-                what: what.into(),
-                label: l,
-                index: i,
-                classes: 255,
-            });
+            return Err(GmmSegError::input(
+                what,
+                format!(
+                    "label {l} at flat index {i}: labels are class ids 0..=254 (the number of \
+                     classes is the largest id + 1) or 255 = ignore"
+                ),
+            ));
         }
         max = Some(max.map_or(l, |m: i64| m.max(l)));
     }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, Axis};
-use ndarray_npy::{NpzReader, NpzWriter, ReadNpzError};
+use ndarray_npy::{NpzReader, ReadNpzError};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
@@ -138,16 +138,11 @@ impl GmmParams {
     /// then).
     pub fn stage_npz(&self, path: &Path) -> Result<crate::io::atomic::Staged> {
         crate::io::atomic::Staged::write(path, |w| {
-            let mut npz = NpzWriter::new(w);
-            let err = |e: ndarray_npy::WriteNpzError| {
-                GmmSegError::file(path, format!("cannot write .npz: {e}"))
-            };
-            npz.add_array("means", &self.means).map_err(err)?;
-            npz.add_array("variances", &self.variances).map_err(err)?;
-            npz.add_array("log_weights", &self.log_weights)
-                .map_err(err)?;
-            npz.finish().map_err(err)?;
-            Ok(())
+            crate::io::atomic::write_npz(w, path, |npz| {
+                npz.add_array("means", &self.means)?;
+                npz.add_array("variances", &self.variances)?;
+                npz.add_array("log_weights", &self.log_weights)
+            })
         })
     }
 

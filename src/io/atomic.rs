@@ -23,6 +23,9 @@ pub struct Staged {
     tmp: PathBuf,
     dest: PathBuf,
     committed: bool,
+    /// Written straight into an existing special file (a device or pipe such as
+    /// `/dev/stdout`), which cannot be replaced by a rename.
+    direct: bool,
 }
 
 impl Staged {
@@ -35,11 +38,30 @@ impl Staged {
         path: &Path,
         write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
     ) -> Result<Self> {
+        let special = std::fs::metadata(path)
+            .map(|m| !m.file_type().is_file() && !m.is_dir())
+            .unwrap_or(false);
+        if special {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| GmmSegError::io(path, e))?;
+            let mut w = BufWriter::new(file);
+            write(&mut w)?;
+            w.flush().map_err(|e| GmmSegError::io(path, e))?;
+            return Ok(Staged {
+                tmp: path.to_path_buf(),
+                dest: path.to_path_buf(),
+                committed: false,
+                direct: true,
+            });
+        }
         let tmp = temporary_path(path);
         let staged = Staged {
             tmp: tmp.clone(),
             dest: path.to_path_buf(),
             committed: false,
+            direct: false,
         };
         let file = File::create(&tmp).map_err(|e| GmmSegError::io(path, e))?;
         let mut w = BufWriter::new(file);
@@ -56,7 +78,9 @@ impl Staged {
     /// # Errors
     /// [`GmmSegError::Io`] naming the destination.
     pub fn commit(mut self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| GmmSegError::io(&self.dest, e))?;
+        if !self.direct {
+            std::fs::rename(&self.tmp, &self.dest).map_err(|e| GmmSegError::io(&self.dest, e))?;
+        }
         self.committed = true;
         Ok(())
     }
@@ -64,7 +88,7 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.direct {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -234,4 +258,26 @@ impl Drop for StagedDir {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
+}
+
+/// An `.npz` archive built in memory by `add` and written to `w` in one piece: a failing
+/// disk (`/dev/full`) then gives one I/O error naming `path`, instead of the zip writer's
+/// own complaint printed from its destructor.
+///
+/// # Errors
+/// [`GmmSegError::File`] when an array cannot be added; [`GmmSegError::Io`] naming `path`
+/// when `w` fails.
+pub fn write_npz(
+    w: &mut impl Write,
+    path: &Path,
+    add: impl FnOnce(
+        &mut ndarray_npy::NpzWriter<std::io::Cursor<Vec<u8>>>,
+    ) -> std::result::Result<(), ndarray_npy::WriteNpzError>,
+) -> Result<()> {
+    let err =
+        |e: ndarray_npy::WriteNpzError| GmmSegError::file(path, format!("cannot write .npz: {e}"));
+    let mut npz = ndarray_npy::NpzWriter::new(std::io::Cursor::new(Vec::new()));
+    add(&mut npz).map_err(err)?;
+    let bytes = npz.finish().map_err(err)?.into_inner();
+    w.write_all(&bytes).map_err(|e| GmmSegError::io(path, e))
 }

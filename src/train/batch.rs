@@ -143,12 +143,15 @@ pub fn make_batch(ds: &dyn Dataset, plan: &[(usize, bool)]) -> Result<Batch> {
     let mut anomaly = with_anomaly.then(|| Array3::<u8>::zeros((b, h, w)));
     for (n, s) in samples.iter().enumerate() {
         if s.image.dim() != (3, h, w) || s.label.dim() != (h, w) {
+            let name = |i: usize| ds.source(i).unwrap_or_else(|| format!("image {i}"));
+            let (_, sh, sw) = s.image.dim();
             return Err(GmmSegError::shape(
-                "batch",
+                ds.name(),
                 format!(
-                    "sample {n} has image {:?} / label {:?}, the first has (3, {h}, {w})",
-                    s.image.dim(),
-                    s.label.dim()
+                    "{} is {sw}×{sh} but {} in the same batch is {w}×{h}; a training batch stacks \
+                     images of one size: resize or crop the images to one size",
+                    name(plan[n].0),
+                    name(plan[0].0),
                 ),
             ));
         }

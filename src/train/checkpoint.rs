@@ -257,6 +257,16 @@ pub fn read(dir: &Path) -> Result<Loaded> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+            return Err(GmmSegError::file(
+                &path,
+                format!(
+                    "tensor `{name}` holds {} at index {i}: the run that wrote it diverged; \
+                     resume from an earlier checkpoint or retrain",
+                    vals[i]
+                ),
+            ));
+        }
         tensors.insert(name, (view.shape().to_vec(), vals));
     }
     if format == FORMAT {

@@ -2,6 +2,7 @@
 //! so the suite links dfdx, polars and the library once instead of once per file. Run one
 //! module with `cargo test --test it <module>::`.
 
+mod bad_input_corpus;
 mod cli_gmm;
 mod data_cli;
 mod data_digitscenes;
@@ -20,6 +21,7 @@ mod gmm_online;
 mod gmm_props;
 mod gmm_sinkhorn;
 mod gmm_sklearn;
+mod loader_fuzz;
 mod metrics_cli;
 mod metrics_golden;
 mod metrics_props;
