@@ -26,7 +26,7 @@ pub enum GmmSegError {
     NonFinite { what: String, index: usize },
 
     /// A label is neither a valid class id nor the ignore value 255.
-    #[error("`{what}` holds label {label} at flat index {index}, but there are {classes} classes: valid labels are 0..={} (or 255 = ignore where ignoring applies)", .classes.saturating_sub(1))]
+    #[error("`{what}` holds label {label} at flat index {index}, but there are {classes} classes: valid labels are 0..={}{}", .classes.saturating_sub(1), if *.label == 255 { " (255 = ignore is not accepted here)" } else { ", or 255 = ignore" })]
     LabelOutOfRange {
         what: String,
         label: i64,

@@ -183,16 +183,6 @@ impl ConfusionMatrix {
             } else {
                 ("gt", g)
             };
-            if what == "pred" {
-                return Err(GmmSegError::input(
-                    "pred",
-                    format!(
-                        "prediction {label} at flat index {index} is not a class id 0..={} \
-                         (C = {c}); 255 means ignore in the ground truth only",
-                        c - 1
-                    ),
-                ));
-            }
             return Err(GmmSegError::LabelOutOfRange {
                 what: what.into(),
                 label,

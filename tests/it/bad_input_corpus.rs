@@ -490,7 +490,7 @@ fn every_bad_input_gets_one_error_line_and_clobbers_nothing() {
         ("unknown flag", cal(&["--bogus"])),
         (
             "seg --classes 0",
-            vec![
+            [
                 "metrics",
                 "seg",
                 "--pred",
@@ -506,7 +506,7 @@ fn every_bad_input_gets_one_error_line_and_clobbers_nothing() {
         ),
         (
             "seg --classes 2 (labels up to 2)",
-            vec![
+            [
                 "metrics",
                 "seg",
                 "--pred",
@@ -521,8 +521,8 @@ fn every_bad_input_gets_one_error_line_and_clobbers_nothing() {
             .collect(),
         ),
         (
-            "anomaly --min-segment-size on flat input",
-            vec![
+            "anomaly scores and labels of other shapes",
+            [
                 "metrics",
                 "anomaly",
                 "--scores",
