@@ -25,7 +25,7 @@ results are **loaded from the cache** in `data/results/<profile>/` (committed wi
 repository, so this takes well under a second); a run that is missing or whose configuration
 changed is trained here. Set `settings.rerun = true` below to retrain everything."""
 
-SETTINGS = """use gmmseg::experiments::{report::NotebookSettings, Study, StudyResult};
+SETTINGS = """use gmmseg::experiments::{report::NotebookSettings, Study};
 let mut settings = NotebookSettings::from_env().expect("GMMSEG_* environment variables");
 // settings.rerun = true;                       // retrain every model of the study
 // settings.datasets = vec!["synthscapes".into()]; // or folder:/path/to/your/data
@@ -45,28 +45,31 @@ def study_cells(study, metrics, table_md, extra_after_figures=()):
     return [
         md(SETTINGS_MD),
         code(SETTINGS),
-        md("## Run (or load) the study\nOne line per trained run; cached runs are reported once."),
-        code(f'let results: Vec<StudyResult> = settings.run(Study::{study}).expect("study");'),
+        md(
+            "## The study\n"
+            "One line per trained run (cached runs are reported once), then the result shows "
+            "itself: the table of the headline metrics (mean ± 95% CI over seeds), the figures "
+            "and the paper's claims with their verdicts. Verdicts are decided by the library on "
+            "the paired per-seed differences A − B (both sides trained with the same seeds): "
+            "their mean, a Student-t 95% CI and how many seeds agree in sign. `reproduced`: the "
+            "CI lies on the claim's side of its margin (0 for \"better\", −0.01 mIoU for \"not "
+            "worse\"); `contradicted`: on the other side; `inconclusive`: it straddles — as it "
+            "nearly always does with the quick profile's two seeds (t = 12.7); the full profile "
+            "runs five."
+        ),
+        code(f"settings.run(Study::{study})?"),
         md(table_md),
-        code(f'gmmseg::experiments::report::tables(&results, &[{metric_list}]).expect("tables")'),
+        code(
+            f'let results = settings.run(Study::{study})?;\n'
+            f'gmmseg::experiments::report::tables(&results, &[{metric_list}])?'
+        ),
         md(
             "Every run's raw rows (long format: one row per model, seed and metric) are in "
             "`results[i].runs`, the summary with confidence intervals in `results[i].summary` "
             "(both polars DataFrames); the first rows of the runs:"
         ),
-        code('println!("{}", results[0].runs.select(["variant", "group", "param", "seed", "metric", "value"]).expect("columns").head(Some(8)));'),
-        md("## Figures\nMeans over seeds with 95% confidence intervals (Student t)."),
-        code('gmmseg::experiments::report::figures(&results).expect("figures")'),
+        code('println!("{}", results[0].runs.select(["variant", "group", "param", "seed", "metric", "value"])?.head(Some(8)));'),
         *extra_after_figures,
-        md(
-            "## Which of the paper's claims hold here\nDecided by the library on the paired "
-            "per-seed differences A − B (both sides trained with the same seeds): their mean, "
-            "a Student-t 95% CI and how many seeds agree in sign. `REPRODUCED`: the CI lies on "
-            "the claim's side of its margin (0 for \"better\", −0.01 mIoU for \"not worse\"); "
-            "`CONTRADICTED`: on the other side; `INCONCLUSIVE`: it straddles — as it nearly "
-            "always does with the quick profile's two seeds (t = 12.7); the full profile runs five."
-        ),
-        code("{\n    for r in &results {\n        print!(\"{}\", r.claims_text());\n    }\n}"),
     ]
 
 
@@ -285,7 +288,7 @@ NOTEBOOKS = {
                     '        let preds = predict(&mut t.model, anomaly.as_ref(), &[0, 1, 2]).expect("predictions");\n'
                     "        let rows: Vec<_> = preds.iter().map(|p| p.grid_row(score)).collect();\n"
                     '        page.heading(&format!("{head}: anomaly score = {score}"));\n'
-                    '        page.push(&gmmseg::plot::inline((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").0);\n'
+                    '        page.push(&gmmseg::plot::inline_png((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").html());\n'
                     "    }\n"
                     "    page\n"
                     "}"
@@ -399,7 +402,7 @@ def your_data():
             "    use gmmseg::plot::images::{segmentation_overlay, OverlayOptions};\n"
             "    let names = train.class_names();\n"
             '    let samples: Vec<_> = (0..3).map(|i| train.get(i).expect("sample")).collect();\n'
-            "    gmmseg::plot::inline((1050, 330), |area| {\n"
+            "    gmmseg::plot::inline_png((1050, 330), |area| {\n"
             "        for (i, (panel, s)) in area.split_evenly((1, 3)).iter().zip(&samples).enumerate() {\n"
             '            let o = OverlayOptions { title: format!("train image {i}: labels"), ..Default::default() };\n'
             "            segmentation_overlay(panel, &s.image, &s.label, &names, &o)?;\n"
@@ -512,7 +515,7 @@ def quickstart():
             "    let names = anomaly.class_names();\n"
             '    let preds = predict(&mut models[1].1.model, anomaly.as_ref(), &[0, 1, 2]).expect("predictions");\n'
             '    let rows: Vec<_> = preds.iter().map(|p| p.grid_row("likelihood")).collect();\n'
-            '    gmmseg::plot::inline((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").evcxr_display();\n'
+            '    gmmseg::plot::inline_png((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").evcxr_display();\n'
             "}"
         ),
         md(

@@ -127,7 +127,7 @@ impl NotebookSettings {
     ///
     /// # Errors
     /// As [`ExperimentRunner::run`].
-    pub fn run(&self, study: Study) -> Result<Vec<StudyResult>> {
+    pub fn run(&self, study: Study) -> Result<StudyResults> {
         self.run_in(study, None)
     }
 
@@ -139,7 +139,7 @@ impl NotebookSettings {
         &self,
         study: Study,
         results_dir: Option<&std::path::Path>,
-    ) -> Result<Vec<StudyResult>> {
+    ) -> Result<StudyResults> {
         let profile = ExperimentProfile::by_name(&self.profile)?.check()?;
         let mut out = Vec::with_capacity(self.datasets.len());
         for dataset in &self.datasets {
@@ -188,8 +188,123 @@ impl NotebookSettings {
             );
             out.push(r);
         }
-        Ok(out)
+        Ok(StudyResults(out))
     }
+}
+
+/// The results of one study on every dataset of a notebook's settings. As a cell's value it
+/// shows itself — the table of the study's headline metrics, its figures and its claims
+/// with verdicts — so that a notebook cell is `settings.run(Study::Em)?` and nothing else.
+/// It dereferences to the `Vec` of per-dataset results for everything else.
+#[derive(Clone, Debug)]
+pub struct StudyResults(pub Vec<StudyResult>);
+
+impl std::ops::Deref for StudyResults {
+    type Target = Vec<StudyResult>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a StudyResults {
+    type Item = &'a StudyResult;
+    type IntoIter = std::slice::Iter<'a, StudyResult>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for StudyResults {
+    type Item = StudyResult;
+    type IntoIter = std::vec::IntoIter<StudyResult>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// The headline metrics a study's table shows by default.
+pub fn headline_metrics(study: Study) -> &'static [&'static str] {
+    match study {
+        Study::MainResults => &["miou", "acc", "ece", "train_s"],
+        Study::Anomaly => &["auroc", "ap", "fpr95", "siou", "ppv", "mean_f1"],
+        Study::OnlineVsPosthoc => &["miou", "acc", "ece"],
+        Study::GenVsDisc => &["miou", "ece", "auroc", "ap", "fpr95"],
+        Study::Em => &["miou", "ece", "step_ms", "em_marginal_error_max"],
+        Study::Components => &["miou", "ece", "auroc", "step_ms"],
+        Study::Calibration => &[
+            "acc",
+            "ece",
+            "classwise_ece",
+            "smooth_ece",
+            "nll",
+            "brier",
+            "temperature",
+        ],
+        Study::Flavours => &["miou", "ece", "auroc", "step_ms"],
+        Study::Runtime => &["step_ms", "images_per_s", "throughput_vs_softmax"],
+    }
+}
+
+impl StudyResults {
+    /// Tables (the [`headline_metrics`]), figures and claims as one HTML page.
+    ///
+    /// # Errors
+    /// Drawing errors; a study without any of its headline metrics.
+    pub fn html(&self) -> Result<Html> {
+        let mut h = Html::default();
+        let Some(first) = self.0.first() else {
+            h.push("<p>no dataset selected</p>");
+            return Ok(h);
+        };
+        let study = first.study;
+        h.push(&format!("<h3>{}</h3>", escape_html(study.name())));
+        h.0.push_str(&tables(&self.0, headline_metrics(study))?.0);
+        h.0.push_str(&figures(&self.0)?.0);
+        h.push(&claims_html(&self.0));
+        Ok(h)
+    }
+
+    /// Shows [`StudyResults::html`] in an evcxr cell (a drawing error is shown as text).
+    pub fn evcxr_display(&self) {
+        match self.html() {
+            Ok(h) => h.evcxr_display(),
+            Err(e) => println!("error: {e}"),
+        }
+    }
+}
+
+/// The claims of several results as an HTML table: dataset, claim, paired A − B with its
+/// 95% CI, seeds agreeing, verdict (coloured).
+pub fn claims_html(results: &[StudyResult]) -> String {
+    let mut s = String::from(
+        "<table><thead><tr><th>dataset</th><th>claim (paper's numbers)</th><th>A − B (paired mean)</th><th>95% CI ±</th><th>seeds agreeing</th><th>verdict</th></tr></thead><tbody>",
+    );
+    for r in results {
+        for c in &r.claims {
+            let num = |x: Option<f64>, sign: bool| match x {
+                Some(v) if sign => format!("{v:+.3}"),
+                Some(v) => format!("{v:.3}"),
+                None => "—".into(),
+            };
+            let (verdict, colour) = match c.verdict {
+                Some(super::Verdict::Reproduced) => ("reproduced", "#1a7f37"),
+                Some(super::Verdict::Contradicted) => ("contradicted", "#cf222e"),
+                Some(super::Verdict::Inconclusive) => ("inconclusive", "#6e7781"),
+                None => ("not run", "#6e7781"),
+            };
+            s.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td style=\"color:{colour};font-weight:bold\">{verdict}</td></tr>",
+                escape_html(r.dataset()),
+                escape_html(&c.statement),
+                num(c.mean_diff, true),
+                num(c.ci95, false),
+                c.agree,
+                c.n,
+            ));
+        }
+    }
+    s.push_str("</tbody></table>");
+    s
 }
 
 /// `0`/`false` → false, `1`/`true` → true, empty → `None`; anything else names `var`.

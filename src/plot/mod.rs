@@ -304,6 +304,76 @@ where
     to_svg_string(size, draw).map(InlineSvg)
 }
 
+/// A raster figure (PNG) that an evcxr notebook shows inline: images, label maps, heat maps
+/// and overlays, which as SVG would be one rectangle per pixel (megabytes per figure).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InlinePng {
+    /// The encoded PNG file.
+    pub png: Vec<u8>,
+}
+
+impl InlinePng {
+    /// The PNG as base64, as evcxr's `image/png` content and data URIs want it.
+    pub fn base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&self.png)
+    }
+
+    /// Prints the figure in evcxr's rich-output protocol (`image/png`).
+    pub fn evcxr_display(&self) {
+        println!(
+            "EVCXR_BEGIN_CONTENT image/png\n{}\nEVCXR_END_CONTENT",
+            self.base64()
+        );
+    }
+
+    /// An HTML `<img>` element holding the PNG, for pages that mix text and figures.
+    pub fn html(&self) -> String {
+        format!(
+            "<img src=\"data:image/png;base64,{}\" style=\"max-width:100%\"/>",
+            self.base64()
+        )
+    }
+
+    /// Writes the PNG to a file (atomically).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        use std::io::Write;
+        let path = path.as_ref();
+        crate::io::atomic::write_atomically(path, |w| {
+            w.write_all(&self.png).map_err(|e| GmmSegError::io(path, e))
+        })
+    }
+}
+
+/// Draws one raster figure for a notebook cell (images, heat maps, overlays): like
+/// [`inline`], but rendered to a PNG so that a grid of images stays a few hundred kilobytes.
+pub fn inline_png<F>(size: (u32, u32), draw: F) -> Result<InlinePng>
+where
+    F: Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+{
+    check_size(size)?;
+    register_fonts();
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+    }
+    let img = image::RgbImage::from_raw(size.0, size.1, rgb).ok_or_else(|| GmmSegError::Plot {
+        what: "inline PNG".into(),
+        detail: "buffer size does not match the figure size".into(),
+    })?;
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| GmmSegError::Plot {
+            what: "inline PNG".into(),
+            detail: e.to_string(),
+        })?;
+    Ok(InlinePng { png })
+}
+
 /// Converts a palette colour to plotters' type.
 pub(crate) fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])

@@ -333,3 +333,28 @@ fn cache_only_runners_skip_what_is_not_cached_and_train_nothing() {
     assert_eq!((out.cached_runs, out.missing_runs), (planned, 0));
     assert!(out.runs.height() > 0);
 }
+
+#[test]
+fn a_study_result_shows_its_table_figures_and_claims() {
+    use gmmseg::experiments::report::NotebookSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = NotebookSettings {
+        profile: "tiny".into(),
+        ..NotebookSettings::default()
+    };
+    let results = settings
+        .run_in(Study::Calibration, Some(dir.path()))
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    let html = results.html().unwrap().0;
+    assert!(html.contains("<table"), "a table");
+    assert!(html.contains("<svg"), "figures");
+    assert!(html.contains("temperature-scaled softmax ECE"), "claims");
+    assert!(
+        html.contains("not run") || html.contains("inconclusive"),
+        "verdicts"
+    );
+    // it still behaves as the per-dataset results
+    assert_eq!(results[0].study, Study::Calibration);
+    assert_eq!((&results).into_iter().count(), 1);
+}

@@ -276,6 +276,19 @@ fn image_label_prediction_anomaly_grid() {
         to_svg_string((300, 300), |a| sample_grid(a, &[], &[])),
         Err(GmmSegError::Empty { .. })
     ));
+    // as an inline PNG (what notebooks embed for images): a real PNG, far smaller than the
+    // SVG with a rectangle per pixel
+    let png = gmmseg::plot::inline_png((900, 560), |a| sample_grid(a, &rows, &cityscapes_names()))
+        .unwrap();
+    assert_eq!(&png.png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = to_svg_string((900, 560), |a| sample_grid(a, &rows, &cityscapes_names())).unwrap();
+    assert!(
+        png.png.len() * 3 < svg.len(),
+        "PNG {} bytes vs SVG {} bytes",
+        png.png.len(),
+        svg.len()
+    );
+    assert!(png.html().starts_with("<img src=\"data:image/png;base64,"));
 }
 
 fn seeds(values: &[f64]) -> Summary {
