@@ -12,23 +12,26 @@ fn gmmseg() -> Command {
 
 /// `gmmseg train` on the toy set with the GMMSeg head (GMM state and memory in the
 /// checkpoint), `steps` steps into `out`, plus `extra` flags.
+fn train_command(out: &Path, steps: usize, extra: &[&str]) -> Command {
+    let mut c = gmmseg();
+    c.args([
+        "train",
+        "--dataset",
+        "toy",
+        "--head",
+        "gmmseg",
+        "--decoder",
+        "fcn",
+    ])
+    .args(["--steps", &steps.to_string(), "--seed", "3"])
+    .args(extra)
+    .arg("--out")
+    .arg(out);
+    c
+}
+
 fn train(out: &Path, steps: usize, extra: &[&str]) -> std::process::Output {
-    gmmseg()
-        .args([
-            "train",
-            "--dataset",
-            "toy",
-            "--head",
-            "gmmseg",
-            "--decoder",
-            "fcn",
-        ])
-        .args(["--steps", &steps.to_string(), "--seed", "3"])
-        .args(extra)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+    train_command(out, steps, extra).output().unwrap()
 }
 
 fn tensors(dir: &Path) -> Vec<u8> {
@@ -118,20 +121,7 @@ fn a_run_killed_mid_way_resumes_to_the_bytes_of_an_uninterrupted_one() {
     let flags = ["--checkpoint-every", "1"];
     ok(&train(&whole, steps, &flags));
     // start the same run, kill it (SIGKILL) once a checkpoint before the end exists
-    let mut child = gmmseg()
-        .args([
-            "train",
-            "--dataset",
-            "toy",
-            "--head",
-            "gmmseg",
-            "--decoder",
-            "fcn",
-        ])
-        .args(["--steps", &steps.to_string(), "--seed", "3"])
-        .args(flags)
-        .arg("--out")
-        .arg(&killed)
+    let mut child = train_command(&killed, steps, &flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
