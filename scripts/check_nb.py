@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
-"""Fail (exit 1) if an executed notebook holds an error output or a Rust panic.
+"""Fail (exit 1) if an executed notebook holds an error output or a Rust panic, or is
+larger than the notebooks' size budget (1.5 MB: JupyterLab renders it quickly and git
+diffs it reasonably).
 
 nbconvert exits 0 when a cell panics (evcxr reports the panic as stderr text), so every
 executed notebook is inspected here: any output of type "error", or any stream text that
 contains "panicked at", fails the run.
 """
 import json
+import os
 import sys
+
+MAX_BYTES = 1_500_000
 
 
 def problems(path):
+    size = os.path.getsize(path)
+    if size > MAX_BYTES:
+        yield f"{path}: {size / 1e6:.2f} MB, over the {MAX_BYTES / 1e6:.1f} MB budget"
     with open(path, encoding="utf-8") as f:
         nb = json.load(f)
     for i, cell in enumerate(nb.get("cells", [])):

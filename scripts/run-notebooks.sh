@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Executes every notebook in notebooks/ headless through the evcxr kernel (one at a time),
-# writes the executed copies to target/notebooks/, and fails on any error output or panic.
+# writes the executed copies to target/notebooks/, and fails on any error output or panic
+# or an executed notebook over 1.5 MB (scripts/check_nb.py).
 # Usage: scripts/run-notebooks.sh [--profile quick|full] [NOTEBOOK.ipynb ...]
 # Needs the set-up done by scripts/notebooks.sh (the virtual environment and the kernel).
 set -euo pipefail
@@ -58,5 +59,5 @@ for cell in nb["cells"]:
 with open(path, "w", encoding="utf-8") as f:
     json.dump(nb, f, indent=1, ensure_ascii=False)
 PY
-  echo "  ok in $(( $(date +%s) - start )) s -> $out/$name"
+  echo "  ok in $(( $(date +%s) - start )) s, $(( $(stat -c %s "$out/$name") / 1000 )) kB -> $out/$name"
 done

@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::error::Result;
 
 pub mod ablate;
+pub mod claims;
 pub mod data;
 pub mod gmm;
 pub mod metrics;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Run the paper's ablation studies (cached), print summaries and claims, write CSVs and
     /// figures under `data/results/<profile>/`.
     Ablate(ablate::AblateArgs),
+    /// Claims tables from committed results: print a `claims.csv` as Markdown, or
+    /// regenerate the claims blocks of a Markdown file (`--update README.md`).
+    Claims(claims::ClaimsArgs),
 }
 
 /// The command line, with every option that takes a value accepting negative numbers as
@@ -125,5 +129,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
         Command::Ablate(args) => ablate::run(args),
+        Command::Claims(args) => claims::run(args),
     }
 }

@@ -363,7 +363,10 @@ fn class_reliability(rows: &[SummaryRow]) -> Option<StudyFigure> {
 
 /// Reliability metrics of `variant` rebuilt from the summary (bin means over seeds; the
 /// pixel counts are per-seed means).
-fn reliability(rows: &[SummaryRow], variant: &str) -> Option<CalibrationMetrics> {
+pub(in crate::experiments) fn reliability(
+    rows: &[SummaryRow],
+    variant: &str,
+) -> Option<CalibrationMetrics> {
     let get = |m: &str| cell(rows, variant, "val", m).map(|r| r.stats.mean);
     let centres = {
         let mut c: Vec<f64> = rows

@@ -19,8 +19,9 @@ use std::fmt;
 
 use polars::prelude::{Column, DataFrame};
 
-use super::{ExperimentProfile, ExperimentRunner, Study, StudyResult};
+use super::{ExperimentProfile, ExperimentRunner, Study, StudyResult, ValidProfile};
 use crate::error::{GmmSegError, Result};
+use crate::train::config::{HeadKind, TrainConfig};
 
 /// Environment variable naming the profile (`quick` unless set).
 pub const PROFILE_ENV: &str = "GMMSEG_PROFILE";
@@ -31,6 +32,14 @@ pub const DATASETS_ENV: &str = "GMMSEG_DATASETS";
 pub const RERUN_ENV: &str = "GMMSEG_RERUN";
 /// Environment variable: `0` shows only cached runs instead of training missing ones.
 pub const TRAIN_MISSING_ENV: &str = "GMMSEG_TRAIN_MISSING";
+/// Environment variable: the optimiser steps of every training a notebook runs itself (the
+/// quickstart's, the heat maps', the playground's), unless unset. The test command sets a
+/// few dozen so that those trainings take seconds through the same code; cached studies
+/// are not affected.
+pub const TRAIN_STEPS_ENV: &str = "GMMSEG_TRAIN_STEPS";
+
+mod playground;
+pub use playground::{Idea, IdeaComparison, PairedMetric};
 
 /// What a notebook runs: profile, datasets, whether to recompute, how many seeds.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +59,9 @@ pub struct NotebookSettings {
     /// says how many runs are missing: `scripts/run-notebooks.sh --profile full` sets it, so
     /// that showing the committed full results never starts hours of training.
     pub train_missing: bool,
+    /// Steps of the trainings a notebook runs itself ([`NotebookSettings::train_config`]);
+    /// `None` (default) = the profile's. Never applied to a study's cached runs.
+    pub train_steps: Option<usize>,
 }
 
 impl Default for NotebookSettings {
@@ -60,24 +72,61 @@ impl Default for NotebookSettings {
             rerun: false,
             seeds: None,
             train_missing: true,
+            train_steps: None,
         }
     }
 }
 
 impl NotebookSettings {
-    /// The defaults, overridden by [`PROFILE_ENV`], [`DATASETS_ENV`], [`RERUN_ENV`] and
-    /// [`TRAIN_MISSING_ENV`].
+    /// The defaults, overridden by [`PROFILE_ENV`], [`DATASETS_ENV`], [`RERUN_ENV`],
+    /// [`TRAIN_MISSING_ENV`] and [`TRAIN_STEPS_ENV`].
     ///
     /// # Errors
     /// [`GmmSegError::InvalidInput`] naming the variable for an unknown profile, an empty
-    /// dataset list or a rerun value other than 0/1/true/false.
+    /// dataset list, a flag other than 0/1/true/false or a step count that is not a
+    /// positive integer.
     pub fn from_env() -> Result<Self> {
         let var = |k: &str| std::env::var(k).ok();
         let mut s = Self::from_vars(var(PROFILE_ENV), var(DATASETS_ENV), var(RERUN_ENV))?;
         if let Some(v) = var(TRAIN_MISSING_ENV) {
             s.train_missing = parse_flag(TRAIN_MISSING_ENV, &v)?.unwrap_or(true);
         }
+        if let Some(v) = var(TRAIN_STEPS_ENV) {
+            s.train_steps = parse_steps(&v)?;
+        }
         Ok(s)
+    }
+
+    /// The checked experiment profile these settings name.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming [`PROFILE_ENV`] for an unknown profile.
+    pub fn valid_profile(&self) -> Result<ValidProfile> {
+        ExperimentProfile::by_name(&self.profile)
+            .map_err(|_| {
+                GmmSegError::input(
+                    PROFILE_ENV,
+                    format!("must be tiny, quick or full, got `{}`", self.profile),
+                )
+            })?
+            .check()
+    }
+
+    /// The training configuration a notebook trains with on `dataset` with `head`: the
+    /// profile's, exactly as its studies train (so seed 0 of a study's `gmmseg` run is this
+    /// model), with [`NotebookSettings::train_steps`] if set. Check it with
+    /// [`TrainConfig::check`] before training.
+    ///
+    /// # Errors
+    /// As [`NotebookSettings::valid_profile`].
+    pub fn train_config(&self, dataset: &str, head: HeadKind) -> Result<TrainConfig> {
+        let mut c = self.valid_profile()?.train_for(dataset);
+        c.dataset = dataset.to_string();
+        c.head = head;
+        if let Some(steps) = self.train_steps {
+            c.steps = steps;
+        }
+        Ok(c)
     }
 
     /// [`NotebookSettings::from_env`] with the variables' values given.
@@ -140,7 +189,7 @@ impl NotebookSettings {
         study: Study,
         results_dir: Option<&std::path::Path>,
     ) -> Result<StudyResults> {
-        let profile = ExperimentProfile::by_name(&self.profile)?.check()?;
+        let profile = self.valid_profile()?;
         let mut out = Vec::with_capacity(self.datasets.len());
         for dataset in &self.datasets {
             let mut runner = ExperimentRunner::new(profile.clone(), dataset)?
@@ -305,6 +354,20 @@ pub fn claims_html(results: &[StudyResult]) -> String {
     }
     s.push_str("</tbody></table>");
     s
+}
+
+/// A positive step count for [`TRAIN_STEPS_ENV`]; empty → `None`.
+fn parse_steps(value: &str) -> Result<Option<usize>> {
+    match value.trim() {
+        "" => Ok(None),
+        v => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(GmmSegError::input(
+                TRAIN_STEPS_ENV,
+                format!("must be a positive integer, got `{v}`"),
+            )),
+        },
+    }
 }
 
 /// `0`/`false` → false, `1`/`true` → true, empty → `None`; anything else names `var`.
@@ -532,6 +595,114 @@ pub fn claims_markdown(results: &[StudyResult]) -> String {
     s
 }
 
+/// The Markdown claims table of a committed `claims.csv` (the columns of
+/// [`super::CLAIMS_CSV_COLUMNS`]), row for row in [`claims_markdown`]'s format, so that
+/// README's tables are generated from the results rather than typed.
+///
+/// # Errors
+/// [`GmmSegError::File`] naming `path` for a missing, unreadable or malformed file.
+pub fn claims_markdown_from_csv(path: &std::path::Path) -> Result<String> {
+    use polars::prelude::{CsvReadOptions, DataType, SerReader};
+    let bad = |e: String| GmmSegError::file(path, e);
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|r| r.finish())
+        .map_err(|e| bad(e.to_string()))?;
+    let text = |name: &str| -> Result<Vec<String>> {
+        let c = df
+            .column(name)
+            .and_then(|c| c.cast(&DataType::String))
+            .map_err(|e| bad(format!("column `{name}`: {e}")))?;
+        let v = c.str().map_err(|e| bad(e.to_string()))?;
+        Ok(v.iter().map(|x| x.unwrap_or("").to_string()).collect())
+    };
+    let number = |name: &str| -> Result<Vec<Option<f64>>> {
+        let c = df
+            .column(name)
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(|e| bad(format!("column `{name}`: {e}")))?;
+        let v = c.f64().map_err(|e| bad(e.to_string()))?;
+        Ok(v.iter().collect())
+    };
+    let (study, claim, verdict) = (text("study")?, text("claim")?, text("verdict")?);
+    let (mean, ci, agree, n) = (
+        number("mean_diff")?,
+        number("ci95")?,
+        number("agree")?,
+        number("n")?,
+    );
+    let mut s = String::from(
+        "| study | claim (paper's numbers) | A − B (paired mean) | 95% CI ± | seeds agreeing | verdict |\n|---|---|---|---|---|---|\n",
+    );
+    for i in 0..df.height() {
+        let verdict = match verdict[i].as_str() {
+            "reproduced" => "**reproduced**",
+            "contradicted" => "**contradicted**",
+            "inconclusive" => "inconclusive",
+            "" | "not run" => "not run",
+            other => return Err(bad(format!("row {}: unknown verdict `{other}`", i + 2))),
+        };
+        let count = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "0".into());
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {}/{} | {} |\n",
+            study[i],
+            claim[i].replace('|', "\\|"),
+            mean[i]
+                .map(|x| format!("{x:+.3}"))
+                .unwrap_or_else(|| "—".into()),
+            ci[i]
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "—".into()),
+            count(agree[i]),
+            count(n[i]),
+            verdict,
+        ));
+    }
+    Ok(s)
+}
+
+/// The opening marker of a generated claims block in a Markdown file:
+/// `<!-- claims: PATH -->`, PATH relative to the file's folder; the block ends at
+/// [`CLAIMS_BLOCK_END`].
+pub const CLAIMS_BLOCK_START: &str = "<!-- claims: ";
+/// The closing marker of a generated claims block.
+pub const CLAIMS_BLOCK_END: &str = "<!-- /claims -->";
+
+/// `text` (a Markdown file in `base`) with every generated claims block rewritten from the
+/// `claims.csv` its marker names ([`claims_markdown_from_csv`]); everything else unchanged.
+/// Returns the new text and the number of blocks.
+///
+/// # Errors
+/// [`GmmSegError::InvalidInput`] for a marker without its end; as
+/// [`claims_markdown_from_csv`] for each named file.
+pub fn update_claims_blocks(text: &str, base: &std::path::Path) -> Result<(String, usize)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut blocks = 0;
+    while let Some(at) = rest.find(CLAIMS_BLOCK_START) {
+        let after = &rest[at + CLAIMS_BLOCK_START.len()..];
+        let close = after
+            .find("-->")
+            .ok_or_else(|| GmmSegError::input("claims block", "a marker without `-->`"))?;
+        let csv = after[..close].trim();
+        let marker_end = at + CLAIMS_BLOCK_START.len() + close + 3;
+        let end = rest[marker_end..].find(CLAIMS_BLOCK_END).ok_or_else(|| {
+            GmmSegError::input(
+                "claims block",
+                format!("`{CLAIMS_BLOCK_START}{csv} -->` has no `{CLAIMS_BLOCK_END}`"),
+            )
+        })?;
+        out.push_str(&rest[..marker_end]);
+        out.push('\n');
+        out.push_str(&claims_markdown_from_csv(&base.join(csv))?);
+        rest = &rest[marker_end + end..];
+        blocks += 1;
+    }
+    out.push_str(rest);
+    Ok((out, blocks))
+}
+
 /// A small table for people: a title and a polars DataFrame of strings and numbers, shown
 /// as an HTML table by evcxr (Jupyter) and as aligned text by `Display`.
 #[derive(Clone, Debug)]
@@ -710,6 +881,12 @@ mod tests {
         assert!(NotebookSettings::from_vars(None, Some(" , ".into()), None).is_err());
         let e = NotebookSettings::from_vars(None, None, Some("yes".into())).unwrap_err();
         assert!(e.to_string().contains(RERUN_ENV), "{e}");
+        assert_eq!(parse_steps(" 24 ").unwrap(), Some(24));
+        assert_eq!(parse_steps("").unwrap(), None);
+        for bad in ["0", "-3", "ten", "2.5"] {
+            let e = parse_steps(bad).unwrap_err();
+            assert!(e.to_string().contains(TRAIN_STEPS_ENV), "{e}");
+        }
     }
 
     #[test]
@@ -734,6 +911,7 @@ mod tests {
             rerun: false,
             seeds: Some(1),
             train_missing: false,
+            train_steps: None,
         };
         let out = settings.run_in(Study::Runtime, Some(dir.path())).unwrap();
         assert_eq!(out[0].computed_runs, 0);

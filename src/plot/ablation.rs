@@ -1,10 +1,12 @@
 //! Ablation charts: a metric against a parameter with 95% confidence-interval error bars
 //! (mIoU vs the number of components M, Table 5b) and grouped bars with CIs (EM variants,
 //! online vs post-hoc, generative vs discriminative: Tables 3, 4, 5a). The intervals are
-//! [`crate::metrics::Summary`] values over seeds.
+//! [`crate::metrics::Summary`] values over seeds. And paired differences A − B per seed
+//! ([`paired_differences`]), the evidence behind a verdict.
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -319,5 +321,114 @@ pub fn grouped_bars<DB: DrawingBackend>(
         .map(|(i, (name, _))| (name.to_string(), series_color(i)))
         .collect();
     swatch_legend(&legend_area, &entries, columns)?;
+    Ok(())
+}
+
+/// One panel of [`paired_differences`]: a metric's per-seed differences A − B.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DifferencePanel {
+    /// Caption, e.g. `miou (val)`.
+    pub name: String,
+    /// The per-seed differences A − B.
+    pub diffs: Vec<f64>,
+    /// Half-width of the Student-t 95% CI of their mean (`None`: one seed).
+    pub ci95: Option<f64>,
+    /// Whether a lower value of the metric is better (the axis says which side is better).
+    pub lower_is_better: bool,
+}
+
+/// Small multiples of paired differences, one panel per metric: every seed's difference
+/// A − B as a dot, their mean with its 95% CI as a bar, and zero (no difference) as a dashed
+/// line, so that a reader sees at once whether the interval clears zero and on which side.
+/// Metrics of different units each get their own axis.
+pub fn paired_differences<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[DifferencePanel],
+    columns: usize,
+) -> Result<()> {
+    register_fonts();
+    if panels.is_empty() {
+        return Err(GmmSegError::empty("panels", "no metric to draw"));
+    }
+    if let Some(p) = panels
+        .iter()
+        .find(|p| p.diffs.is_empty() || p.diffs.iter().any(|d| !d.is_finite()))
+    {
+        return Err(GmmSegError::input(
+            format!("panel {}", p.name),
+            "needs at least one finite difference",
+        ));
+    }
+    let columns = columns.clamp(1, panels.len());
+    let (_, h) = area.dim_in_pixel();
+    let (head, body) = area.split_vertically(36.min(h / 4) as i32);
+    head.draw(&Text::new(
+        title.to_string(),
+        (12, 8),
+        bold(20).color(&BLACK),
+    ))?;
+    let cells = body.split_evenly((panels.len().div_ceil(columns), columns));
+    for (cell, p) in cells.iter().zip(panels) {
+        let n = p.diffs.len() as f64;
+        let mean = p.diffs.iter().sum::<f64>() / n;
+        let half = p.ci95.unwrap_or(0.0);
+        let lo = p.diffs.iter().copied().fold(mean - half, f64::min).min(0.0);
+        let hi = p.diffs.iter().copied().fold(mean + half, f64::max).max(0.0);
+        let pad = ((hi - lo) * 0.12).max(1e-9 * hi.abs().max(lo.abs()).max(1.0));
+        let better = if p.lower_is_better {
+            "← idea better"
+        } else {
+            "idea better →"
+        };
+        let mut chart = ChartBuilder::on(cell)
+            .caption(&p.name, bold(16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(10)
+            .build_cartesian_2d((lo - pad)..(hi + pad), 0f64..1f64)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_labels(5)
+            .x_desc(format!("idea − baseline ({better})"))
+            .label_style(font(13))
+            .axis_desc_style(font(13))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()?;
+        chart.draw_series(std::iter::once(DashedPathElement::new(
+            vec![(0.0, 0.0), (0.0, 1.0)],
+            4,
+            3,
+            RGBColor(120, 120, 120).stroke_width(1),
+        )))?;
+        let colour = series_color(0);
+        if p.ci95.is_some() {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(mean - half, 0.5), (mean + half, 0.5)],
+                colour.stroke_width(3),
+            )))?;
+        }
+        chart.draw_series(std::iter::once(Circle::new(
+            (mean, 0.5),
+            6,
+            colour.filled(),
+        )))?;
+        // the seeds' dots below the mean, spread vertically so that equal values stay visible
+        let step = if p.diffs.len() > 1 {
+            0.2 / (p.diffs.len() - 1) as f64
+        } else {
+            0.0
+        };
+        chart.draw_series(p.diffs.iter().enumerate().map(|(i, &d)| {
+            Circle::new(
+                (d, 0.15 + step * i as f64),
+                4,
+                RGBColor(90, 90, 90).stroke_width(1),
+            )
+        }))?;
+    }
     Ok(())
 }

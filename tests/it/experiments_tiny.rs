@@ -358,3 +358,102 @@ fn a_study_result_shows_its_table_figures_and_claims() {
     assert_eq!(results[0].study, Study::Calibration);
     assert_eq!((&results).into_iter().count(), 1);
 }
+
+#[test]
+fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
+    use gmmseg::experiments::report::NotebookSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = NotebookSettings {
+        profile: "tiny".into(),
+        ..NotebookSettings::default()
+    };
+    // the baseline is the studies' gmmseg model: a study run first caches it
+    let mut r = runner(&dir.path().join("tiny"));
+    r.run(Study::MainResults).unwrap();
+    let mut idea = settings.idea("M = 2").unwrap();
+    idea.config.gmm.components = 2;
+    let changes = idea.changes(&settings).unwrap();
+    assert_eq!(
+        changes,
+        vec![(
+            "gmm.components".to_string(),
+            "5".to_string(),
+            "2".to_string()
+        )]
+    );
+    let c = settings.try_idea_in(&idea, Some(dir.path())).unwrap();
+    let seeds = ExperimentProfile::tiny().seeds;
+    assert_eq!(c.records.len(), seeds);
+    for (seed, base, mine) in &c.records {
+        assert_eq!((base.config.seed, mine.config.seed), (*seed, *seed));
+        assert_eq!(mine.config.gmm.components, 2);
+        assert_eq!(base.config.gmm.components, 5);
+    }
+    let miou = c
+        .metrics
+        .iter()
+        .find(|m| m.group == "val" && m.metric == "miou")
+        .expect("an mIoU row");
+    assert_eq!(miou.diffs.len(), seeds);
+    let expected: f64 = c
+        .records
+        .iter()
+        .map(|(_, b, i)| i.val.miou - b.val.miou)
+        .sum::<f64>()
+        / seeds as f64;
+    assert!((miou.mean_diff - expected).abs() < 1e-12);
+    let html = c.html().unwrap().0;
+    assert!(html.contains("gmm.components"), "the change is shown");
+    assert!(html.contains("<svg"), "figures");
+    assert!(c.text().contains("idea `M = 2`"));
+    assert_eq!(c.frame().unwrap().height(), c.metrics.len());
+    // the baseline came from the studies' cache, the idea's models are cached apart
+    assert!(dir.path().join("playground/tiny/models").is_dir());
+    let again = settings.try_idea_in(&idea, Some(dir.path())).unwrap();
+    assert_eq!(
+        again.metrics, c.metrics,
+        "a rerun reads both sides from the caches"
+    );
+}
+
+#[test]
+fn the_playground_names_a_bad_field_before_training() {
+    use gmmseg::experiments::report::NotebookSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = NotebookSettings {
+        profile: "tiny".into(),
+        ..NotebookSettings::default()
+    };
+    let mut idea = settings.idea("no components").unwrap();
+    idea.config.gmm.components = 0;
+    let e = settings.try_idea_in(&idea, Some(dir.path())).unwrap_err();
+    assert!(e.to_string().contains("gmm.components"), "{e}");
+    assert!(!dir.path().join("playground").exists(), "nothing trained");
+    let mut unnamed = settings.idea(" ").unwrap();
+    unnamed.config.gmm.components = 3;
+    let e = settings
+        .try_idea_in(&unnamed, Some(dir.path()))
+        .unwrap_err();
+    assert!(e.to_string().contains("idea.name"), "{e}");
+}
+
+#[test]
+fn notebook_training_steps_come_from_the_environment_knob() {
+    use gmmseg::experiments::report::NotebookSettings;
+    use gmmseg::train::config::HeadKind;
+    let mut settings = NotebookSettings {
+        profile: "tiny".into(),
+        ..NotebookSettings::default()
+    };
+    let profile = ExperimentProfile::tiny().check().unwrap();
+    let plain = settings
+        .train_config("synthscapes", HeadKind::Gmmseg)
+        .unwrap();
+    assert_eq!(plain.steps, profile.train_for("synthscapes").steps);
+    assert_eq!(plain.head, HeadKind::Gmmseg);
+    settings.train_steps = Some(3);
+    let short = settings
+        .train_config("synthscapes", HeadKind::Softmax)
+        .unwrap();
+    assert_eq!((short.steps, short.head), (3, HeadKind::Softmax));
+}

@@ -471,3 +471,41 @@ fn save_rejects_silly_sizes() {
     assert!(matches!(r, Err(GmmSegError::InvalidConfig { .. })));
     let _ = Path::new("unused");
 }
+
+#[test]
+fn paired_differences_draw_one_panel_per_metric_and_refuse_empty_ones() {
+    use gmmseg::plot::ablation::{paired_differences, DifferencePanel};
+    let panels = vec![
+        DifferencePanel {
+            name: "miou (val)".into(),
+            diffs: vec![0.012, 0.020, 0.004],
+            ci95: Some(0.02),
+            lower_is_better: false,
+        },
+        DifferencePanel {
+            name: "ece (val)".into(),
+            diffs: vec![-0.01, -0.012],
+            ci95: Some(0.013),
+            lower_is_better: true,
+        },
+        DifferencePanel {
+            name: "step_ms (train)".into(),
+            diffs: vec![3.5],
+            ci95: None,
+            lower_is_better: true,
+        },
+    ];
+    render("paired_differences", (900, 420), |a| {
+        paired_differences(a, "idea − baseline", &panels, 2)
+    });
+    let svg = to_svg_string((900, 420), |a| paired_differences(a, "t", &panels, 3)).unwrap();
+    assert!(svg.contains("idea better →") && svg.contains("← idea better"));
+    assert!(to_svg_string((300, 200), |a| paired_differences(a, "t", &[], 1)).is_err());
+    let mut bad = panels[0].clone();
+    bad.diffs = vec![f64::NAN];
+    let e = to_svg_string((300, 200), |a| {
+        paired_differences(a, "t", &[bad.clone()], 1)
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("miou (val)"), "{e}");
+}

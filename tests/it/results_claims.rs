@@ -163,3 +163,83 @@ fn every_committed_verdict_follows_from_the_per_seed_rows() {
     }
     assert!(checked > 0, "no claims.csv under data/results");
 }
+
+/// README's claims tables are generated, not typed: each block equals what
+/// `gmmseg claims --update README.md` writes from the committed `claims.csv` it names.
+#[test]
+fn readme_claims_tables_equal_the_committed_claims_csv() {
+    use gmmseg::experiments::report::update_claims_blocks;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let (generated, blocks) = update_claims_blocks(&readme, root).unwrap();
+    assert!(blocks >= 3, "README has {blocks} generated claims blocks");
+    assert!(
+        generated == readme,
+        "README's claims tables are out of date: run `gmmseg claims --update README.md`"
+    );
+}
+
+/// The Markdown of a claims.csv has one row per claim, and the `claims` command prints it,
+/// checks a Markdown file and refuses a block without its end marker.
+#[test]
+fn the_claims_command_prints_updates_and_checks() {
+    use gmmseg::experiments::report::claims_markdown_from_csv;
+    use std::process::Command;
+    let csv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/results/quick/synthscapes/claims.csv");
+    let table = claims_markdown_from_csv(&csv).unwrap();
+    let claims = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(csv.clone()))
+        .unwrap()
+        .finish()
+        .unwrap()
+        .height();
+    assert_eq!(
+        table.lines().count(),
+        claims + 2,
+        "header, rule, one line per claim"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gmmseg"))
+        .args(["claims"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), table);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&csv, dir.path().join("claims.csv")).unwrap();
+    let md = dir.path().join("page.md");
+    std::fs::write(
+        &md,
+        "# Page\n\n<!-- claims: claims.csv -->\nstale\n<!-- /claims -->\nend\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gmmseg"))
+            .arg("claims")
+            .arg("--update")
+            .arg(&md)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let check = run(&["--check"]);
+    assert!(!check.status.success(), "a stale block fails --check");
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("out of date")
+            || String::from_utf8_lossy(&check.stderr).contains("differ")
+    );
+    assert!(run(&[]).status.success());
+    let page = std::fs::read_to_string(&md).unwrap();
+    assert_eq!(
+        page,
+        format!("# Page\n\n<!-- claims: claims.csv -->\n{table}<!-- /claims -->\nend\n")
+    );
+    assert!(run(&["--check"]).status.success());
+    std::fs::write(&md, "<!-- claims: claims.csv -->\nno end\n").unwrap();
+    let broken = run(&[]);
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("<!-- /claims -->"));
+}
