@@ -40,7 +40,7 @@ CELLS = [
     (
         "settings",
         "use gmmseg::experiments::{report::NotebookSettings, Study};\n"
-        'let settings = NotebookSettings::from_env().expect("GMMSEG_* environment variables");',
+        'let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS',
     ),
     ("cached study", "settings.run(Study::Em)?"),
 ]
@@ -52,8 +52,12 @@ def notebook_settings():
     return "\n".join(line for line in first.splitlines() if not line.startswith(":dep"))
 
 
+VERBOSE = False
+
+
 def run_cell(kc, code, timeout):
-    """Executes `code`, returns (seconds, error text or None)."""
+    """Executes `code`, returns (seconds, error text or None); `--verbose` echoes the
+    kernel's text output (with `:timing` in the settings, evcxr's phase times)."""
     start = time.monotonic()
     msg_id = kc.execute(code)
     error = None
@@ -70,8 +74,15 @@ def run_cell(kc, code, timeout):
         kind = msg["msg_type"]
         if kind == "error":
             error = f"{msg['content'].get('ename', '')}: {msg['content'].get('evalue', '')}"
-        elif kind == "stream" and "panicked at" in msg["content"].get("text", ""):
-            error = msg["content"]["text"].strip().splitlines()[0]
+        elif kind in ("execute_result", "display_data") and VERBOSE:
+            text = msg["content"].get("data", {}).get("text/plain", "")
+            print("    | " + text.rstrip().replace("\n", "\n    | ")[:2000], flush=True)
+        elif kind == "stream":
+            text = msg["content"].get("text", "")
+            if VERBOSE:
+                print("    | " + text.rstrip().replace("\n", "\n    | "), flush=True)
+            if "panicked at" in text:
+                error = text.strip().splitlines()[0]
         elif kind == "status" and msg["content"].get("execution_state") == "idle":
             return time.monotonic() - start, error
 
@@ -113,7 +124,10 @@ def main():
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--config", action="append", default=[], metavar="NAME=SETTINGS")
     ap.add_argument("--json", type=pathlib.Path)
+    ap.add_argument("--verbose", action="store_true", help="echo the kernel's text output")
     args = ap.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
     configs = []

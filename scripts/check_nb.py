@@ -12,6 +12,9 @@ import os
 import sys
 
 MAX_BYTES = 1_500_000
+# Values that show themselves as HTML; their Debug text in an output means evcxr fell back
+# from `evcxr_display` (it does when a cell's final expression is the kernel's first `?`).
+SELF_DISPLAYING = ("StudyResults(", "IdeaComparison {", "Html(", "InlineSvg(", "InlinePng {")
 
 
 def problems(path):
@@ -26,6 +29,10 @@ def problems(path):
                 yield f"{path}: cell {i}: error output: {out.get('ename', '')}: {out.get('evalue', '')}"
             text = out.get("text", "")
             text = "".join(text) if isinstance(text, list) else text
+            plain = out.get("data", {}).get("text/plain", "")
+            plain = "".join(plain) if isinstance(plain, list) else plain
+            if plain.startswith(SELF_DISPLAYING):
+                yield f"{path}: cell {i}: a self-displaying value printed as Debug text ({plain[:40]}…)"
             if "panicked at" in text:
                 yield f"{path}: cell {i}: a Rust panic: {text.strip().splitlines()[0]}"
 

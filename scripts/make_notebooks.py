@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes every notebook, notebooks/00..11, from the specs below.
 
-The notebooks share one shape (DEVELOPERS guide / issue #7): a first cell with every
-`:dep`, a title with the paper's claim, a settings cell, the study's table (a polars
-DataFrame shown as HTML), its figures inline, and a closing cell that prints which claims
-hold, computed from the table. Editing the specs here and rerunning this script keeps the
-nine notebooks consistent; every algorithm lives in the `gmmseg` crate, never in a cell.
+The ablation notebooks share one shape: a first cell with the evcxr settings and every
+`:dep`, a title with the paper's claim, a settings cell, and one cell
+`settings.run(Study::X)?` whose value shows the study's table, figures and claims with
+verdicts (decided by the library), then the raw rows. The quickstart, your-data and
+playground notebooks train through `settings.train_config` (GMMSEG_TRAIN_STEPS shortens
+them under the test command). Editing the specs here and rerunning this script keeps the
+notebooks consistent; every algorithm lives in the `gmmseg` crate, never in a cell.
 
 Usage: python3 scripts/make_notebooks.py   (from the repository root)
 """
@@ -15,7 +17,12 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
 
-DEPS = ':opt 2\n:cache 4096\n:dep gmmseg = { path = "..", features = ["notebook"] }'
+# The evcxr settings of every notebook, chosen by scripts/cell-latency.py (README): opt 2,
+# because notebooks train (an unoptimised dfdx is far too slow) and one level for all keeps
+# one set of cache entries; a 4 GiB compile cache, so a new kernel reuses the compiled
+# dependencies; the system linker (rustc's bundled lld), which measured as fast as or
+# faster than mold here — evcxr picks mold on its own wherever mold is installed.
+DEPS = ':opt 2\n:cache 4096\n:linker system\n:dep gmmseg = { path = "..", features = ["notebook"] }'
 
 SETTINGS_MD = """## Settings
 `GMMSEG_PROFILE` (`quick` by default, or `full`), `GMMSEG_DATASETS` (comma-separated;
@@ -25,8 +32,12 @@ results are **loaded from the cache** in `data/results/<profile>/` (committed wi
 repository, so this takes well under a second); a run that is missing or whose configuration
 changed is trained here. Set `settings.rerun = true` below to retrain everything."""
 
+# `?` in this cell matters: evcxr turns `?` on at its first use, and if that first use is
+# in a cell's final expression it also gives up on the value's `evcxr_display` and prints
+# its Debug text instead (evcxr 0.22, `attempt_to_fix_error`). scripts/check_nb.py fails
+# on such a Debug dump.
 SETTINGS = """use gmmseg::experiments::{report::NotebookSettings, Study};
-let mut settings = NotebookSettings::from_env().expect("GMMSEG_* environment variables");
+let mut settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS
 // settings.rerun = true;                       // retrain every model of the study
 // settings.datasets = vec!["synthscapes".into()]; // or folder:/path/to/your/data
 println!("profile {}, datasets {:?}, rerun {}", settings.profile, settings.datasets, settings.rerun);"""
@@ -418,7 +429,7 @@ def your_data():
             "use gmmseg::experiments::report::NotebookSettings;\n"
             "use gmmseg::train::config::HeadKind;\n"
             "use gmmseg::train::trainer::{print_every, Trainer};\n"
-            'let settings = NotebookSettings::from_env().expect("GMMSEG_* environment variables");\n'
+            'let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS\n'
             '// the profile\'s training recipe, as the studies train (GMMSEG_TRAIN_STEPS shortens it)\n'
             'let cfg = settings.train_config(&spec, HeadKind::Gmmseg).expect("profile");\n'
             'println!("training GMMSeg on {spec} ({} steps)", cfg.steps);\n'
@@ -513,7 +524,7 @@ def quickstart():
             "use gmmseg::experiments::{report::NotebookSettings, Study};\n"
             "use gmmseg::train::config::HeadKind;\n"
             "use gmmseg::train::trainer::{print_every, Trainer};\n"
-            'let settings = NotebookSettings::from_env().expect("GMMSEG_* environment variables");\n'
+            'let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS\n'
             "let opts = DatasetOptions::default();\n"
             'let train = open_dataset("synthscapes", "train", &opts).expect("SynthScapes train");\n'
             'let val = open_dataset("synthscapes", "val", &opts).expect("SynthScapes val");\n'
