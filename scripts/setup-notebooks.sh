@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the notebooks need, idempotently: a Python virtual environment (.venv) with
 # pinned JupyterLab/nbconvert/nbclient, evcxr_jupyter (pinned, `cargo install --locked`;
-# about 15 minutes on 2 cores, once per machine) and the Rust kernelspec.
+# about 15 minutes on 2 cores, once per machine) and the Rust kernelspec. The evcxr settings
+# (opt level, compile cache, linker; measured by scripts/cell-latency.py, see README) are in
+# every notebook's first cell and in notebooks/.evcxr/init.evcxr, which the run scripts
+# use as EVCXR_CONFIG_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVCXR_VERSION=0.22.0

@@ -447,7 +447,7 @@ impl IdeaComparison {
     pub fn html(&self) -> Result<Html> {
         let mut h = Html::default();
         h.push(&format!(
-            "<h3>idea “{}” vs the cached {} baseline</h3><p>{} · {} profile · seeds {}</p>",
+            "<h3>idea “{}” vs the {} baseline</h3><p>{} · {} profile · seeds {} · baseline: the profile's recipe of each seed, as the studies train it</p>",
             escape_html(&self.idea),
             escape_html(&self.baseline),
             escape_html(&self.dataset),
