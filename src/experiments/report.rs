@@ -560,39 +560,50 @@ pub fn figures(results: &[StudyResult]) -> Result<Html> {
 /// numbers, the paired mean difference A − B with its 95% CI half-width, the seeds that
 /// agree in sign out of the pairs, and the verdict (see [`super::summary`]).
 pub fn claims_markdown(results: &[StudyResult]) -> String {
-    let mut s = String::from(
-        "| study | claim (paper's numbers) | A − B (paired mean) | 95% CI ± | seeds agreeing | verdict |\n|---|---|---|---|---|---|\n",
-    );
+    let mut s = String::from(CLAIMS_MARKDOWN_HEADER);
     for r in results {
         for c in &r.claims {
-            let mean = c
-                .mean_diff
-                .map(|x| format!("{x:+.3}"))
-                .unwrap_or_else(|| "—".into());
-            // one seed has no interval: show a dash, not a misleading ±0
-            let ci = c
-                .ci95
-                .map(|x| format!("{x:.3}"))
-                .unwrap_or_else(|| "—".into());
-            let verdict = match c.verdict {
-                Some(super::Verdict::Reproduced) => "**reproduced**",
-                Some(super::Verdict::Contradicted) => "**contradicted**",
-                Some(super::Verdict::Inconclusive) => "inconclusive",
-                None => "not run",
-            };
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {}/{} | {} |\n",
+            s.push_str(&claims_markdown_row(
                 r.study.name(),
-                c.statement.replace('|', "\\|"),
-                mean,
-                ci,
-                c.agree,
-                c.n,
-                verdict,
+                &c.statement,
+                c.mean_diff,
+                c.ci95,
+                (c.agree, c.n),
+                c.verdict,
             ));
         }
     }
     s
+}
+
+const CLAIMS_MARKDOWN_HEADER: &str = "| study | claim (paper's numbers) | A − B (paired mean) | 95% CI ± | seeds agreeing | verdict |\n|---|---|---|---|---|---|\n";
+
+/// One line of a Markdown claims table; the one format of `claims.md` and README.
+fn claims_markdown_row(
+    study: &str,
+    statement: &str,
+    mean_diff: Option<f64>,
+    ci95: Option<f64>,
+    (agree, n): (usize, usize),
+    verdict: Option<super::Verdict>,
+) -> String {
+    let mean = mean_diff
+        .map(|x| format!("{x:+.3}"))
+        .unwrap_or_else(|| "—".into());
+    // one seed has no interval: show a dash, not a misleading ±0
+    let ci = ci95
+        .map(|x| format!("{x:.3}"))
+        .unwrap_or_else(|| "—".into());
+    let verdict = match verdict {
+        Some(super::Verdict::Reproduced) => "**reproduced**",
+        Some(super::Verdict::Contradicted) => "**contradicted**",
+        Some(super::Verdict::Inconclusive) => "inconclusive",
+        None => "not run",
+    };
+    format!(
+        "| {study} | {} | {mean} | {ci} | {agree}/{n} | {verdict} |\n",
+        statement.replace('|', "\\|"),
+    )
 }
 
 /// The Markdown claims table of a committed `claims.csv` (the columns of
@@ -632,30 +643,22 @@ pub fn claims_markdown_from_csv(path: &std::path::Path) -> Result<String> {
         number("agree")?,
         number("n")?,
     );
-    let mut s = String::from(
-        "| study | claim (paper's numbers) | A − B (paired mean) | 95% CI ± | seeds agreeing | verdict |\n|---|---|---|---|---|---|\n",
-    );
+    let mut s = String::from(CLAIMS_MARKDOWN_HEADER);
     for i in 0..df.height() {
         let verdict = match verdict[i].as_str() {
-            "reproduced" => "**reproduced**",
-            "contradicted" => "**contradicted**",
-            "inconclusive" => "inconclusive",
-            "" | "not run" => "not run",
+            "reproduced" => Some(super::Verdict::Reproduced),
+            "contradicted" => Some(super::Verdict::Contradicted),
+            "inconclusive" => Some(super::Verdict::Inconclusive),
+            "" | "not run" => None,
             other => return Err(bad(format!("row {}: unknown verdict `{other}`", i + 2))),
         };
-        let count = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "0".into());
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {}/{} | {} |\n",
-            study[i],
-            claim[i].replace('|', "\\|"),
-            mean[i]
-                .map(|x| format!("{x:+.3}"))
-                .unwrap_or_else(|| "—".into()),
-            ci[i]
-                .map(|x| format!("{x:.3}"))
-                .unwrap_or_else(|| "—".into()),
-            count(agree[i]),
-            count(n[i]),
+        let count = |x: Option<f64>| x.map_or(0, |v| v as usize);
+        s.push_str(&claims_markdown_row(
+            &study[i],
+            &claim[i],
+            mean[i],
+            ci[i],
+            (count(agree[i]), count(n[i])),
             verdict,
         ));
     }
