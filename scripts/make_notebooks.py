@@ -666,7 +666,9 @@ def playground():
             "itself: the changed fields, the paired table, every metric's per-seed differences "
             "(dots) with their mean and 95% CI (bar), and the reliability diagrams of both "
             "sides. The anomaly rows judge each side by its own score (the likelihood for GMM "
-            "heads, MSP for softmax)."
+            "heads, MSP for softmax). Training-step and inference times are shown but not "
+            "decided: the baseline was timed when the studies trained it, on a machine as "
+            "loaded as it was then (`08-runtime` times its pairs back to back)."
         ),
         code("settings.try_idea(&idea)?"),
         md(

@@ -402,6 +402,17 @@ fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
         .sum::<f64>()
         / seeds as f64;
     assert!((miou.mean_diff - expected).abs() < 1e-12);
+    assert!(!miou.timed_apart);
+    let step = c
+        .metrics
+        .iter()
+        .find(|m| m.metric == "step_ms")
+        .expect("a step-time row");
+    assert!(
+        step.timed_apart,
+        "timings of models trained apart are not decided"
+    );
+    assert_eq!(step.verdict_text(), "not decided: timed apart");
     let html = c.html().unwrap().0;
     assert!(html.contains("gmm.components"), "the change is shown");
     assert!(html.contains("<svg"), "figures");

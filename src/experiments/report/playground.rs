@@ -125,13 +125,22 @@ pub struct PairedMetric {
     pub ci95: Option<f64>,
     /// Seeds on which the idea is better.
     pub agree: usize,
-    /// `Reproduced` = idea better, `Contradicted` = idea worse, `Inconclusive`.
+    /// `Reproduced` = idea better, `Contradicted` = idea worse, `Inconclusive`; always
+    /// `Inconclusive` for a timing (see [`PairedMetric::timed_apart`]).
     pub verdict: Verdict,
+    /// A wall-clock metric (`step_ms`, `images_per_s`) of two models timed at different
+    /// times — the baseline when the studies trained it, the idea now — so that the machine's
+    /// load differs between the sides: shown, never decided (the runtime study times its
+    /// pairs back to back for that reason).
+    pub timed_apart: bool,
 }
 
 impl PairedMetric {
     /// The verdict in the playground's words.
     pub fn verdict_text(&self) -> &'static str {
+        if self.timed_apart {
+            return "not decided: timed apart";
+        }
         match self.verdict {
             Verdict::Reproduced => "idea better",
             Verdict::Contradicted => "idea worse",
@@ -239,6 +248,12 @@ pub fn compare_records(records: &[(u64, ModelRecord, ModelRecord)]) -> Result<Ve
         // images_per_s and everything not named lower-is-better: higher is better
         let (mean_diff, ci95, agree, verdict) = decide_paired(ClaimKind::Better, metric, &diffs)
             .expect("at least one seed, checked above");
+        let timed_apart = matches!(group, "train" | "inference");
+        let verdict = if timed_apart {
+            Verdict::Inconclusive
+        } else {
+            verdict
+        };
         out.push(PairedMetric {
             group: group.into(),
             metric: metric.into(),
@@ -249,6 +264,7 @@ pub fn compare_records(records: &[(u64, ModelRecord, ModelRecord)]) -> Result<Ve
             ci95,
             agree,
             verdict,
+            timed_apart,
         });
     }
     Ok(out)
