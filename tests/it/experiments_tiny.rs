@@ -15,6 +15,14 @@ fn runner(dir: &std::path::Path) -> ExperimentRunner {
         .with_results_dir(dir)
 }
 
+/// Notebook settings of the `tiny` profile (seconds per study).
+fn tiny_settings() -> gmmseg::experiments::report::NotebookSettings {
+    gmmseg::experiments::report::NotebookSettings {
+        profile: "tiny".into(),
+        ..Default::default()
+    }
+}
+
 fn variants(df: &polars::prelude::DataFrame) -> Vec<String> {
     let mut v: Vec<String> = df
         .column(COL_VARIANT)
@@ -336,12 +344,8 @@ fn cache_only_runners_skip_what_is_not_cached_and_train_nothing() {
 
 #[test]
 fn a_study_result_shows_its_table_figures_and_claims() {
-    use gmmseg::experiments::report::NotebookSettings;
     let dir = tempfile::tempdir().unwrap();
-    let settings = NotebookSettings {
-        profile: "tiny".into(),
-        ..NotebookSettings::default()
-    };
+    let settings = tiny_settings();
     let results = settings
         .run_in(Study::Calibration, Some(dir.path()))
         .unwrap();
@@ -361,12 +365,8 @@ fn a_study_result_shows_its_table_figures_and_claims() {
 
 #[test]
 fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
-    use gmmseg::experiments::report::NotebookSettings;
     let dir = tempfile::tempdir().unwrap();
-    let settings = NotebookSettings {
-        profile: "tiny".into(),
-        ..NotebookSettings::default()
-    };
+    let settings = tiny_settings();
     // the baseline is the studies' gmmseg model: a study run first caches it
     let mut r = runner(&dir.path().join("tiny"));
     r.run(Study::MainResults).unwrap();
@@ -429,12 +429,8 @@ fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
 
 #[test]
 fn the_playground_names_a_bad_field_before_training() {
-    use gmmseg::experiments::report::NotebookSettings;
     let dir = tempfile::tempdir().unwrap();
-    let settings = NotebookSettings {
-        profile: "tiny".into(),
-        ..NotebookSettings::default()
-    };
+    let settings = tiny_settings();
     let mut idea = settings.idea("no components").unwrap();
     idea.config.gmm.components = 0;
     let e = settings.try_idea_in(&idea, Some(dir.path())).unwrap_err();
@@ -450,12 +446,8 @@ fn the_playground_names_a_bad_field_before_training() {
 
 #[test]
 fn notebook_training_steps_come_from_the_environment_knob() {
-    use gmmseg::experiments::report::NotebookSettings;
     use gmmseg::train::config::HeadKind;
-    let mut settings = NotebookSettings {
-        profile: "tiny".into(),
-        ..NotebookSettings::default()
-    };
+    let mut settings = tiny_settings();
     let profile = ExperimentProfile::tiny().check().unwrap();
     let plain = settings
         .train_config("synthscapes", HeadKind::Gmmseg)
