@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! gmmseg ablate <study>|all --profile quick|full [--dataset synthscapes|digitscenes|folder:PATH]
-//!               [--seeds N] [--force] [--shard K/N] [--cache-only]
+//!               [--seeds N] [--jobs N] [--force] [--shard K/N] [--cache-only]
 //! ```
+//! `--jobs N` trains N models at once, each on `threads / N` threads (default: one per
+//! thread, which measured fastest on two cores; the rows are those of `--jobs 1`).
 //! Files per study: `<study>.csv` (runs of every dataset, long format, the cache),
 //! `<study>.configs.json` (hash → full run identity), `models/<key>.json` (every trained
 //! model's config and evaluations), and per dataset `<dataset>/<study>_summary.csv` (mean,
@@ -21,7 +23,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{GmmSegError, Result};
 use crate::experiments::{
-    dataset_slug, write_figures, ExperimentProfile, ExperimentRunner, Shard, Study, StudyResult,
+    dataset_slug, default_jobs, write_figures, ExperimentProfile, ExperimentRunner, Shard, Study,
+    StudyResult,
 };
 
 /// Arguments of `gmmseg ablate`.
@@ -42,6 +45,12 @@ pub struct AblateArgs {
     /// Number of seeds (0..N); default: the profile's (quick 2, full 5).
     #[arg(long)]
     pub seeds: Option<usize>,
+    /// Models trained at once, each on `threads / N` threads; the rows written do not
+    /// depend on it. Default: one per thread (`RAYON_NUM_THREADS` or the cores), which
+    /// trains the most models per hour on two cores (`cargo bench --bench jobs`). The models
+    /// the runtime study times are trained alone whatever N is.
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Recompute every run even if cached.
     #[arg(long)]
     pub force: bool,
@@ -138,7 +147,9 @@ pub fn run(args: AblateArgs) -> Result<()> {
         .with_force(args.force)
         .with_shard(shard)
         .with_cache_only(args.cache_only)
-        .with_rows_of_code(args.rows_of_code.as_deref());
+        .with_rows_of_code(args.rows_of_code.as_deref())
+        .with_jobs(args.jobs.unwrap_or_else(default_jobs))
+        .map_err(|_| GmmSegError::input("--jobs", "must be ≥ 1, got 0"))?;
     if let Some(n) = args.seeds {
         runner = runner
             .with_seeds(n)

@@ -7,7 +7,9 @@
 //! (`experiments/{report,summary}.rs`, decided afresh from the rows at every read), the
 //! notebooks' playground (`experiments/report/`: it compares records, and the models it
 //! trains are keyed by their full configuration like any other), the cache
-//! files themselves (`experiments/cache.rs`), `main.rs` and this file. Each file is
+//! files themselves (`experiments/cache.rs`), the scheduler that trains several models at
+//! once (`experiments/jobs.rs`: where and when a model trains, not what it computes — a test
+//! compares a `--jobs 2` run's rows with a one-job run's), `main.rs` and this file. Each file is
 //! normalised first, so that a change that cannot alter a number does not retrain anything:
 //! whole-line comments (`//`, `//!`, `///`) are dropped, the rest is read as words one space
 //! apart (so re-indenting or re-wrapping a statement changes nothing),
@@ -21,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Paths under `src/` (with `/` separators) that the fingerprint leaves out.
-pub const EXCLUDED: [&str; 10] = [
+pub const EXCLUDED: [&str; 11] = [
     "cli/",
     "plot/",
     "main.rs",
@@ -31,6 +33,7 @@ pub const EXCLUDED: [&str; 10] = [
     "experiments/summary.rs",
     "experiments/cache.rs",
     "experiments/fingerprint.rs",
+    "experiments/jobs.rs",
     "bin/",
 ];
 

@@ -83,6 +83,7 @@
 mod cache;
 mod figures;
 pub mod fingerprint;
+mod jobs;
 mod model;
 pub mod report;
 mod studies;
@@ -101,6 +102,7 @@ use crate::train::config::{HeadKind, TrainConfig, ValidTrainConfig};
 
 pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
 pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};
+pub use jobs::default_jobs;
 pub use model::{BinRecord, ModelRecord};
 pub use studies::{specs_for, Measurement, RunSpec, CUMULATIVE_PREFIX, FLAVOUR_STEPS};
 pub use summary::{
@@ -707,6 +709,17 @@ pub struct RunProgress<'a> {
 /// A progress callback of [`ExperimentRunner`].
 type ProgressFn = Box<dyn FnMut(&RunProgress<'_>)>;
 
+/// One run of a study's plan: its spec and seed, the model's training configuration, the
+/// run's identity and hash, and whether its rows are cached.
+struct PlannedRun<'a> {
+    spec: &'a RunSpec,
+    seed: u64,
+    train: TrainConfig,
+    id: RunIdentity,
+    hash: String,
+    hit: bool,
+}
+
 /// Runs studies for one profile and dataset, with the caches described in the module docs.
 pub struct ExperimentRunner {
     profile: ValidProfile,
@@ -716,6 +729,7 @@ pub struct ExperimentRunner {
     force: bool,
     cache_only: bool,
     shard: Option<Shard>,
+    jobs: usize,
     models: HashMap<String, ModelRecord>,
     fresh: HashSet<String>,
     trained: usize,
@@ -754,6 +768,7 @@ impl ExperimentRunner {
             force: false,
             cache_only: false,
             shard: None,
+            jobs: 1,
             models: HashMap::new(),
             fresh: HashSet::new(),
             trained: 0,
@@ -905,27 +920,43 @@ impl ExperimentRunner {
     fn record(&mut self, train: &TrainConfig) -> Result<ModelRecord> {
         let eval = self.profile.eval_settings();
         let key = model_key(&self.code, train, &eval, &self.dataset);
-        if let Some(r) = self.models.get(&key) {
-            if !self.force || self.fresh.contains(&key) {
-                return Ok(r.clone());
-            }
+        if let Some(r) = self.cached_record(&key)? {
+            return Ok(r);
         }
-        let path = self.results_dir.join("models").join(format!("{key}.json"));
-        if !self.force {
-            if let Some(r) = cache::read_model(&path, &key)? {
-                self.models.insert(key.clone(), r.clone());
-                return Ok(r);
-            }
-        }
-        let settings = eval.clone();
         let profile = self.profile.clone();
         let splits = self.splits()?;
-        let record = model::train_and_evaluate(&profile, splits, train, &settings, &key)?;
+        let record = model::train_and_evaluate(&profile, splits, train, &eval, &key)?;
+        self.keep_trained(record)
+    }
+
+    /// The record of model `key` if this runner has it in memory or on disk (and may reuse
+    /// it: under `force`, only a model trained in this runner's life).
+    fn cached_record(&mut self, key: &str) -> Result<Option<ModelRecord>> {
+        if let Some(r) = self.models.get(key) {
+            if !self.force || self.fresh.contains(key) {
+                return Ok(Some(r.clone()));
+            }
+        }
+        if !self.force {
+            if let Some(r) = cache::read_model(&self.model_path(key), key)? {
+                self.models.insert(key.to_string(), r.clone());
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes a freshly trained model's record to the model cache and keeps it in memory.
+    fn keep_trained(&mut self, record: ModelRecord) -> Result<ModelRecord> {
         self.trained += 1;
-        cache::write_model(&path, &record)?;
-        self.models.insert(key.clone(), record.clone());
-        self.fresh.insert(key);
+        cache::write_model(&self.model_path(&record.key), &record)?;
+        self.models.insert(record.key.clone(), record.clone());
+        self.fresh.insert(record.key.clone());
         Ok(record)
+    }
+
+    fn model_path(&self, key: &str) -> PathBuf {
+        self.results_dir.join("models").join(format!("{key}.json"))
     }
 
     /// The runtime study's paired measurement for a non-softmax spec: its inference
@@ -966,20 +997,44 @@ impl ExperimentRunner {
         let mut new_rows = Vec::new();
         let mut identities = Vec::new();
         let (mut cached, mut computed, mut missing) = (0, 0, 0);
-        for (spec, seed) in &plan {
-            let train =
-                spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, *seed);
-            let id = RunIdentity::new(
-                study,
-                &spec.name,
-                &self.dataset,
-                *seed,
-                train.clone(),
-                eval.clone(),
-                &self.code,
-            );
-            let hash = id.hash();
-            let hit = !self.force && cached_hashes.contains(hash.as_str());
+        let runs: Vec<PlannedRun<'_>> = plan
+            .iter()
+            .map(|(spec, seed)| {
+                let train =
+                    spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, *seed);
+                let id = RunIdentity::new(
+                    study,
+                    &spec.name,
+                    &self.dataset,
+                    *seed,
+                    train.clone(),
+                    eval.clone(),
+                    &self.code,
+                );
+                let hash = id.hash();
+                let hit = !self.force && cached_hashes.contains(hash.as_str());
+                PlannedRun {
+                    spec,
+                    seed: *seed,
+                    train,
+                    id,
+                    hash,
+                    hit,
+                }
+            })
+            .collect();
+        // the models the missing runs need, `jobs` at a time (a no-op for one job: the loop
+        // below then trains them in turn); the runs whose progress it reported are marked
+        let reported = self.train_ahead(study, &runs)?;
+        for (run, reported) in runs.into_iter().zip(reported) {
+            let PlannedRun {
+                spec,
+                seed,
+                train,
+                id,
+                hash,
+                hit,
+            } = run;
             if hit {
                 cached += 1;
             } else if self.cache_only {
@@ -998,7 +1053,7 @@ impl ExperimentRunner {
                         variant: m.variant,
                         group: m.group,
                         param: m.param,
-                        seed: *seed,
+                        seed,
                         metric: m.metric,
                         value: m.value,
                         hash: hash.clone(),
@@ -1009,11 +1064,11 @@ impl ExperimentRunner {
                 identities.push((hash.clone(), id));
                 computed += 1;
             }
-            if let Some(p) = self.progress.as_mut() {
+            if let (Some(p), false) = (self.progress.as_mut(), reported) {
                 p(&RunProgress {
                     study,
                     spec: &spec.name,
-                    seed: *seed,
+                    seed,
                     cached: hit,
                 });
             }

@@ -62,6 +62,9 @@ pub struct NotebookSettings {
     /// Steps of the trainings a notebook runs itself ([`NotebookSettings::train_config`]);
     /// `None` (default) = the profile's. Never applied to a study's cached runs.
     pub train_steps: Option<usize>,
+    /// Models a study trains at once ([`ExperimentRunner::with_jobs`]); `None` (default) =
+    /// [`super::default_jobs`], one per thread. The rows do not depend on it.
+    pub jobs: Option<usize>,
 }
 
 impl Default for NotebookSettings {
@@ -73,6 +76,7 @@ impl Default for NotebookSettings {
             seeds: None,
             train_missing: true,
             train_steps: None,
+            jobs: None,
         }
     }
 }
@@ -194,7 +198,8 @@ impl NotebookSettings {
         for dataset in &self.datasets {
             let mut runner = ExperimentRunner::new(profile.clone(), dataset)?
                 .with_force(self.rerun)
-                .with_cache_only(!self.train_missing && !self.rerun);
+                .with_cache_only(!self.train_missing && !self.rerun)
+                .with_jobs(self.jobs.unwrap_or_else(super::default_jobs))?;
             if let Some(n) = self.seeds {
                 runner = runner.with_seeds(n)?;
             }
@@ -915,6 +920,7 @@ mod tests {
             seeds: Some(1),
             train_missing: false,
             train_steps: None,
+            jobs: None,
         };
         let out = settings.run_in(Study::Runtime, Some(dir.path())).unwrap();
         assert_eq!(out[0].computed_runs, 0);

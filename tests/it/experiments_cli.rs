@@ -90,6 +90,7 @@ fn bad_flags_are_named() {
         (vec!["em", "--profile", "medium"], "--profile"),
         (vec!["em", "--profile", "tiny", "--shard", "3/2"], "--shard"),
         (vec!["em", "--profile", "tiny", "--seeds", "0"], "--seeds"),
+        (vec!["em", "--profile", "tiny", "--jobs", "0"], "--jobs"),
         (
             vec!["em", "--profile", "tiny", "--dataset", "imagenet"],
             "dataset",
@@ -152,4 +153,58 @@ fn parallel_shard_processes_lose_no_row() {
     cells.dedup();
     assert_eq!(cells.len(), n);
     assert!(!dir.path().join("tiny/em.csv.lock").exists());
+}
+
+/// `--jobs 2` (two one-thread models at a time) writes the rows of `--jobs 1` (one model on
+/// both threads): the same runs in the same order with bit-identical values, except the
+/// wall-clock metrics, which no two runs share.
+#[test]
+fn two_jobs_write_the_rows_of_one_job() {
+    let timing = [
+        "train_s",
+        "step_ms",
+        "images_per_s",
+        "throughput_vs_softmax",
+    ];
+    let run = |jobs: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_gmmseg"))
+            .args(["ablate", "em", "--profile", "tiny", "--seeds", "2"])
+            .args(["--jobs", jobs])
+            .env("GMMSEG_RESULTS_DIR", dir.path())
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("8 models trained"),
+            "--jobs {jobs}: {stdout}"
+        );
+        let rows = gmmseg::experiments::read_rows(&dir.path().join("tiny/em.csv")).unwrap();
+        rows.into_iter()
+            .filter(|r| !timing.contains(&r.metric.as_str()))
+            .map(|r| {
+                let value = r.value.to_bits();
+                (
+                    r.variant,
+                    r.group,
+                    r.param.map(f64::to_bits),
+                    r.seed,
+                    r.metric,
+                    r.hash,
+                    r.model,
+                    value,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let one = run("1");
+    let two = run("2");
+    assert!(one.len() > 8, "{} rows", one.len());
+    assert_eq!(one, two);
 }
