@@ -44,20 +44,41 @@ pub struct EStepStats {
 impl EStepStats {
     /// The statistics of soft responsibilities `resp` (n, M).
     pub fn of(resp: ArrayView2<'_, f32>, sinkhorn_iterations: usize) -> Self {
+        const ROWS: usize = 4096;
         let (n, m) = resp.dim();
         if n == 0 || m == 0 {
             return Self::default();
         }
+        // per chunk of rows: the column masses and the sum of row maxima, in f64, added in
+        // chunk order (the same for any thread count)
+        let partials: Vec<(Vec<f64>, f64)> = resp
+            .axis_chunks_iter(Axis(0), ROWS)
+            .into_par_iter()
+            .map(|rows| {
+                let mut masses = vec![0f64; m];
+                let mut max_sum = 0f64;
+                for row in rows.axis_iter(Axis(0)) {
+                    let mut max = f32::NEG_INFINITY;
+                    for (a, &v) in masses.iter_mut().zip(row.iter()) {
+                        *a += v as f64;
+                        max = max.max(v);
+                    }
+                    max_sum += max as f64;
+                }
+                (masses, max_sum)
+            })
+            .collect();
+        let mut masses = vec![0f64; m];
+        let mut max_sum = 0f64;
+        for (pm, ps) in partials {
+            masses.iter_mut().zip(pm).for_each(|(a, b)| *a += b);
+            max_sum += ps;
+        }
         let target = n as f64 / m as f64;
-        let masses = resp.map(|&v| v as f64).sum_axis(Axis(0));
         let max_marginal_error = masses
             .iter()
             .map(|&c| ((c - target) / target).abs())
             .fold(0.0, f64::max);
-        let max_sum: f64 = resp
-            .axis_iter(Axis(0))
-            .map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64)
-            .sum();
         EStepStats {
             pixels: n,
             max_marginal_error,

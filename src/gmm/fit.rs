@@ -181,8 +181,11 @@ pub fn fit_with_progress(
                 matches!(cfg.e_step, EStep::Vanilla),
                 cfg.mean_estimator,
             );
-            for (row, &i) in resp.axis_iter(Axis(0)).zip(&labels.per_class[c]) {
-                resp_all.row_mut(i).assign(&row);
+            // only the last E-step's responsibilities are reported
+            if history.len() + 1 == opts.iterations {
+                for (row, &i) in resp.axis_iter(Axis(0)).zip(&labels.per_class[c]) {
+                    resp_all.row_mut(i).assign(&row);
+                }
             }
         }
         if !(params.variances.iter().all(|v| v.is_finite())
@@ -232,12 +235,26 @@ pub fn e_step_blocks(
     cfg: &ValidGmmConfig,
 ) -> (Array2<f32>, f64, EStepStats) {
     let ll = own_class_ll_blocks(blocks, params, c);
-    let ll_sum: f64 = ll
-        .axis_iter(Axis(0))
-        .map(|row| super::params::logsumexp(row) as f64)
-        .sum();
+    let ll_sum = sum_of_row_logsumexps(ll.view());
     let (resp, stats) = responsibilities(ll.view(), cfg);
     (resp, ll_sum, stats)
+}
+
+/// `Σ_n log Σ_m exp(ll_nm)` over fixed chunks of rows in parallel, the chunks' f64 sums
+/// added in order (the same total for any thread count).
+fn sum_of_row_logsumexps(ll: ArrayView2<'_, f32>) -> f64 {
+    use ndarray::parallel::prelude::*;
+    const ROWS: usize = 4096;
+    let partials: Vec<f64> = ll
+        .axis_chunks_iter(Axis(0), ROWS)
+        .into_par_iter()
+        .map(|rows| {
+            rows.axis_iter(Axis(0))
+                .map(|row| super::params::logsumexp(row) as f64)
+                .sum()
+        })
+        .collect();
+    partials.iter().sum()
 }
 
 /// The responsibilities of [`e_step_blocks`] alone, without the log-likelihood total (a

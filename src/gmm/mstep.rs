@@ -296,4 +296,44 @@ mod tests {
         assert!((p.means[[0, 0, 0]] - 1.0).abs() < 1e-6);
         assert!((p.variances[[0, 0, 0]] - 1.0).abs() < 1e-6); // 0.5·1 + 0.5·(0 + 1)
     }
+
+    /// The chunked, vectorised sums equal a plain f64 loop to 10⁻⁵ (relative) on
+    /// network-like data: 20,000 rows of ReLU features, offset from the shift in some
+    /// channels, soft responsibilities with exact zeros.
+    #[test]
+    fn chunked_moments_match_a_plain_f64_loop_on_realistic_data() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (n, m, d) = (20_000, 5, 64);
+        let x = Array2::from_shape_fn((n, d), |(_, k)| {
+            let v: f32 = rng.gen_range(-1.0..3.0) + (k % 4) as f32 * 2.0;
+            v.max(0.0)
+        });
+        let r = Array2::from_shape_fn((n, m), |_| {
+            let v: f32 = rng.gen();
+            if v < 0.2 {
+                0.0
+            } else {
+                v
+            }
+        });
+        let shift = Array2::from_shape_fn((m, d), |(j, k)| 0.3 * j as f32 + (k % 3) as f32);
+        let got = Moments::accumulate(x.view(), r.view(), shift.view());
+        for j in 0..m {
+            let mass: f64 = (0..n).map(|i| r[[i, j]] as f64).sum();
+            assert!((got.mass[j] - mass).abs() <= 1e-5 * mass);
+            for k in 0..d {
+                let s = shift[[j, k]] as f64;
+                let (mut f, mut s2) = (0f64, 0f64);
+                for i in 0..n {
+                    let diff = x[[i, k]] as f64 - s;
+                    f += r[[i, j]] as f64 * diff;
+                    s2 += r[[i, j]] as f64 * diff * diff;
+                }
+                let scale = s2.max(f.abs()).max(1.0);
+                assert!((got.first[[j, k]] - f).abs() <= 1e-5 * scale, "{j} {k}");
+                assert!((got.second[[j, k]] - s2).abs() <= 1e-5 * s2, "{j} {k}");
+            }
+        }
+    }
 }

@@ -4,15 +4,19 @@
 //! maximises `⟨P, S⟩ + ε H(P)` subject to every pixel having mass 1/n and every component
 //! mass 1/M, where `S_jm = log π_m N(x_j; μ_m, σ_m)` (the negative cost). Its solution is
 //! `P = diag(e^u) exp(S/ε) diag(e^v)`, found by Sinkhorn–Knopp iterations on the potentials
-//! u, v, which stay **in the log domain** (f64), so that S/ε, which reaches 10⁴ for raw costs
-//! and ε = 0.05, never overflows — the reference code exponentiates directly, which
-//! overflows in f16 and divides by zero when max|S| = 0.
+//! u, v. The potentials stay **in the log domain** (f64), so that S/ε, which reaches 10⁴ for
+//! raw costs and ε = 0.05, never overflows — the reference code exponentiates directly,
+//! which overflows in f16 and divides by zero when max|S| = 0.
 //!
 //! The first component step is a log-sum-exp over each column. After it, one row-softmax
 //! pass `Q = softmax_m(S/ε + v)` serves both the pixel step of an iteration and the component
-//! step of the next (`P = Q/n`, and the column log-sum-exp is `−v_m − ln n + ln Σ_j Q_jm`), so
-//! T iterations cost T + 1 exponentials per entry instead of 2T + 2, and the last pass's Q
-//! is the answer.
+//! step of the next (`P = Q/n`, and the column log-sum-exp is `−v_m − ln n + ln Σ_j Q_jm`).
+//! Because Q does not change when a row of S/ε is shifted, the passes run on
+//! `K = exp(S/ε − row max)`, computed once, whenever every row's spread is small enough for K
+//! to stay far from underflow (always with rescaled costs, where it is at most 2/ε): a pass
+//! is then two multiply-adds per entry instead of an exponential, and only the last pass
+//! writes Q. Raw costs with larger spreads run the passes on S/ε itself, one exponential
+//! per entry; both give the same plan to rounding (a test compares them).
 //!
 //! Each iteration first normalises the components, then the pixels, as the reference code
 //! does, so every returned row sums to 1 (responsibilities are `n·P`); the component
@@ -55,29 +59,43 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
     if cfg.rescale_cost {
         // The reference code divides S by max|S| (one scalar per class); guard the zero case
         // its NaN check misses.
-        let max_abs = own_ll
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(0f64, |a, &v| a.max((v as f64).abs()));
+        let own = own_ll.as_standard_layout();
+        let max_abs = own
+            .as_slice()
+            .expect("standard layout")
+            .par_chunks(CHUNK * m)
+            .map(|c| {
+                c.iter()
+                    .filter(|v| v.is_finite())
+                    .fold(0f64, |a, &v| a.max((v as f64).abs()))
+            })
+            .reduce(|| 0.0, f64::max);
         if max_abs > 0.0 {
             scale /= max_abs;
         }
     }
-    let log_k: Vec<f64> = own_ll
-        .iter()
-        .map(|&v| {
-            if v.is_finite() {
-                v as f64 * scale
-            } else {
-                f64::NEG_INFINITY
+    let own = own_ll.as_standard_layout();
+    let mut log_k = vec![0f64; n * m];
+    log_k
+        .par_chunks_mut(CHUNK * m)
+        .zip(
+            own.as_slice()
+                .expect("standard layout")
+                .par_chunks(CHUNK * m),
+        )
+        .for_each(|(k, s)| {
+            for (kv, &sv) in k.iter_mut().zip(s) {
+                *kv = if sv.is_finite() {
+                    sv as f64 * scale
+                } else {
+                    f64::NEG_INFINITY
+                };
             }
-        })
-        .collect();
-    let log_a = -(n as f64).ln();
+        });
     let log_b = -(m as f64).ln();
     // Iteration 1's component step, from u = 0.
     let col_lse = column_logsumexp(&log_k, m);
-    let mut v: Vec<f64> = col_lse
+    let v: Vec<f64> = col_lse
         .iter()
         .map(|&l| {
             if l == f64::NEG_INFINITY {
@@ -87,12 +105,42 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
             }
         })
         .collect();
-    let mut iterations = 0;
+    if max_row_spread(&log_k, m) <= EXP_DOMAIN_MAX_ROW_SPREAD {
+        exp_domain(&log_k, v, n, m, cfg)
+    } else {
+        log_domain(&log_k, v, 0, n, m, cfg)
+    }
+}
+
+/// Largest spread of a row of log K (over its finite entries) for which the iterations run
+/// on K itself: every entry of a row, divided by the row's largest, is then at least
+/// e^−200 ≈ 10^−87, far above f64's smallest normal number (10^−308). With rescaled costs
+/// the spread is at most 2/ε (40 at the default ε = 0.05), so the default always qualifies.
+const EXP_DOMAIN_MAX_ROW_SPREAD: f64 = 200.0;
+
+/// Largest spread of the component potentials v for which the exponential domain goes on:
+/// with entries ≥ e^−200 and column scales ≥ e^−400, a row's sum stays above 10^−260.
+const EXP_DOMAIN_MAX_V_SPREAD: f64 = 400.0;
+
+/// Sinkhorn–Knopp in the log domain from component potentials `v` after `done` iterations:
+/// one row-softmax pass per iteration. Exact for any costs; each pass takes n·M
+/// exponentials.
+fn log_domain(
+    log_k: &[f64],
+    mut v: Vec<f64>,
+    done: usize,
+    n: usize,
+    m: usize,
+    cfg: &SinkhornConfig,
+) -> SinkhornOutput {
+    let log_a = -(n as f64).ln();
+    let log_b = -(m as f64).ln();
+    let mut iterations = done;
     loop {
         // Iteration t's pixel step and iteration t+1's component step share one pass:
         // Q = rowsoftmax(logK + v) gives u_j = log a − LSE_m(logK_jm + v_m), the plan
         // P = a·Q, and LSE_j(logK_jm + u_j) = log a − v_m + ln Σ_j Q_jm.
-        let pass = row_softmax(&log_k, &v, m);
+        let pass = row_softmax(log_k, &v, m);
         iterations += 1;
         let err = marginal_error(&pass.column_sums, n);
         let stop = cfg.tolerance.is_some_and(|tol| err <= tol);
@@ -115,6 +163,167 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
             };
         }
     }
+}
+
+/// The same iterations on `K = exp(log K − row max)` (the row scale cancels in Q): an
+/// iteration is then two multiply-adds per entry and one division per row instead of an
+/// exponential per entry, and only the last one writes Q. K is stored chunk by chunk
+/// ([`CHUNK`] rows), each chunk column by column, so that both passes of an iteration run
+/// over contiguous columns and vectorise. The potentials stay in the log domain (M
+/// numbers); if their spread ever leaves [`EXP_DOMAIN_MAX_V_SPREAD`], the solve continues
+/// in [`log_domain`] from the same potentials.
+fn exp_domain(
+    log_k: &[f64],
+    mut v: Vec<f64>,
+    n: usize,
+    m: usize,
+    cfg: &SinkhornConfig,
+) -> SinkhornOutput {
+    let mut k = vec![0f64; n * m];
+    k.par_chunks_mut(CHUNK * m)
+        .zip(log_k.par_chunks(CHUNK * m))
+        .for_each(|(kc, lc)| {
+            let rows = lc.len() / m;
+            for (j, row) in lc.chunks_exact(m).enumerate() {
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                for (c, &x) in row.iter().enumerate() {
+                    // a row with no finite entry stays −∞: K = 0, Q = 0
+                    kc[c * rows + j] = if max > f64::NEG_INFINITY {
+                        x - max
+                    } else {
+                        f64::NEG_INFINITY
+                    };
+                }
+            }
+            exp_nonpositive_in_place(kc);
+        });
+    let target = n as f64 / m as f64;
+    let mut iterations = 0;
+    loop {
+        let v_max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if v.iter().any(|&x| x - v_max < -EXP_DOMAIN_MAX_V_SPREAD) {
+            return log_domain(log_k, v, iterations, n, m, cfg);
+        }
+        let b: Vec<f64> = v.iter().map(|&x| (x - v_max).exp()).collect();
+        let column_sums = scaled_column_sums(&k, &b, m);
+        iterations += 1;
+        let err = marginal_error(&column_sums, n);
+        let stop = cfg.tolerance.is_some_and(|tol| err <= tol);
+        if iterations >= cfg.iterations.max(1) || stop {
+            return SinkhornOutput {
+                responsibilities: scaled_plan(&k, &b, n, m),
+                iterations,
+                max_marginal_error: err,
+            };
+        }
+        // v_m ← log b − (log a − v_m + ln Σ_j Q_jm), as in the log domain
+        for (vj, &sum) in v.iter_mut().zip(&column_sums) {
+            *vj = if sum > 0.0 {
+                *vj + (target / sum).ln()
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// `1 / Σ_m K_jm b_m` for each row j of one column-major chunk of K (0 for a row of zeros).
+fn inverse_row_sums(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) {
+    let rows = kc.len() / b.len();
+    inv.clear();
+    inv.resize(rows, 0.0);
+    for (col, &bm) in kc.chunks_exact(rows).zip(b) {
+        for (r, &kv) in inv.iter_mut().zip(col) {
+            *r += kv * bm;
+        }
+    }
+    for r in inv.iter_mut() {
+        *r = if *r > 0.0 { 1.0 / *r } else { 0.0 };
+    }
+}
+
+/// `Σ_j x_j y_j` over eight partial sums (a single running sum would not vectorise).
+#[inline]
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0f64; LANES];
+    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (xs, ys) in xc.zip(yc) {
+        for l in 0..LANES {
+            acc[l] += xs[l] * ys[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `Σ_j Q_jm` for `Q_jm = K_jm b_m / Σ_m' K_jm' b_m'` (K chunked column-major, see
+/// [`exp_domain`]), the chunks' sums added in order (the same for any thread count).
+fn scaled_column_sums(k: &[f64], b: &[f64], m: usize) -> Vec<f64> {
+    let partials: Vec<Vec<f64>> = k
+        .par_chunks(CHUNK * m)
+        .map_init(Vec::new, |inv, kc| {
+            inverse_row_sums(kc, b, inv);
+            kc.chunks_exact(inv.len())
+                .map(|col| dot(col, inv))
+                .collect()
+        })
+        .collect();
+    let mut sums = vec![0f64; m];
+    for p in partials {
+        for (s, x) in sums.iter_mut().zip(p) {
+            *s += x;
+        }
+    }
+    sums.iter_mut().zip(b).for_each(|(s, bv)| *s *= bv);
+    sums
+}
+
+/// The responsibilities `Q_jm = K_jm b_m / Σ_m' K_jm' b_m'` as f32, row-major (rows of
+/// zeros stay 0).
+fn scaled_plan(k: &[f64], b: &[f64], n: usize, m: usize) -> Array2<f32> {
+    let mut q = vec![0f32; n * m];
+    q.par_chunks_mut(CHUNK * m)
+        .zip(k.par_chunks(CHUNK * m))
+        .for_each_init(Vec::new, |inv, (qc, kc)| {
+            inverse_row_sums(kc, b, inv);
+            for (c, (col, &bm)) in kc.chunks_exact(inv.len()).zip(b).enumerate() {
+                for (j, (&kv, &iv)) in col.iter().zip(inv.iter()).enumerate() {
+                    qc[j * m + c] = (kv * bm * iv) as f32;
+                }
+            }
+        });
+    Array2::from_shape_vec((n, m), q).expect("shape matches")
+}
+
+/// The largest spread `max − min` of a row's finite entries (0 for rows with fewer than
+/// two).
+fn max_row_spread(log_k: &[f64], m: usize) -> f64 {
+    log_k
+        .par_chunks(CHUNK * m)
+        .map(|kc| {
+            kc.chunks(m)
+                .map(|row| {
+                    let (lo, hi) = row
+                        .iter()
+                        .filter(|x| x.is_finite())
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                            (lo.min(x), hi.max(x))
+                        });
+                    if hi >= lo {
+                        hi - lo
+                    } else {
+                        0.0
+                    }
+                })
+                .fold(0.0, f64::max)
+        })
+        .reduce(|| 0.0, f64::max)
 }
 
 /// One row-softmax pass: Q (n, M) as f32 responsibilities and Σ_j Q_jm in f64.
@@ -383,5 +592,83 @@ mod tests {
             },
         );
         assert!(out.responsibilities.iter().all(|v| (v - 0.5).abs() < 1e-6));
+    }
+
+    /// log K and the first component potentials of `s`, as [`sinkhorn`] builds them.
+    fn start(s: &Array2<f32>, cfg: &SinkhornConfig) -> (Vec<f64>, Vec<f64>) {
+        let m = s.ncols() as f64;
+        let scale = if cfg.rescale_cost {
+            let max_abs = s.iter().fold(0f64, |a, &v| a.max((v as f64).abs()));
+            1.0 / cfg.epsilon as f64 / max_abs
+        } else {
+            1.0 / cfg.epsilon as f64
+        };
+        let log_k: Vec<f64> = s.iter().map(|&v| v as f64 * scale).collect();
+        let v = column_logsumexp(&log_k, s.ncols())
+            .iter()
+            .map(|&l| {
+                if l == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    -m.ln() - l
+                }
+            })
+            .collect();
+        (log_k, v)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Both domains run the same iterations: the same count to the tolerance and the same
+        /// plan to rounding, on rescaled costs of network-like spread.
+        #[test]
+        fn exp_and_log_domains_agree(
+            n in 1usize..2000,
+            m in 2usize..8,
+            spread in 0.1f32..300.0,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let s = Array2::from_shape_fn((n, m), |_| -spread * rng.gen::<f32>() - 10.0);
+            let cfg = SinkhornConfig::default();
+            let (log_k, v) = start(&s, &cfg);
+            let (n, m) = s.dim();
+            let e = exp_domain(&log_k, v.clone(), n, m, &cfg);
+            let l = log_domain(&log_k, v, 0, n, m, &cfg);
+            proptest::prop_assert_eq!(e.iterations, l.iterations);
+            proptest::prop_assert!((e.max_marginal_error - l.max_marginal_error).abs() < 1e-9);
+            for (a, b) in e.responsibilities.iter().zip(l.responsibilities.iter()) {
+                proptest::prop_assert!((a - b).abs() < 1e-6, "{} vs {}", a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn exp_domain_hands_over_to_the_log_domain_when_potentials_spread() {
+        // Raw costs near −50 at ε = 0.05 put log K near −1000 (a small row spread), so the
+        // first potentials are near +1000 — except the impossible column's, which is 0.
+        let s = Array2::from_shape_fn((40, 3), |(i, j)| {
+            if j == 2 {
+                f32::NEG_INFINITY
+            } else {
+                -50.0 - (i % 7) as f32 * 0.01 * (j + 1) as f32
+            }
+        });
+        let cfg = SinkhornConfig {
+            epsilon: 0.05,
+            iterations: 20,
+            rescale_cost: false,
+            tolerance: None,
+        };
+        let (log_k, v) = start(&s, &cfg);
+        assert!(max_row_spread(&log_k, 3) < EXP_DOMAIN_MAX_ROW_SPREAD);
+        let spread = v.iter().fold(0f64, |a, &x| a.max(x)) - v.iter().fold(0f64, |a, &x| a.min(x));
+        assert!(spread > EXP_DOMAIN_MAX_V_SPREAD, "{v:?}");
+        let got = sinkhorn(s.view(), &cfg);
+        let want = log_domain(&log_k, v, 0, 40, 3, &cfg);
+        assert_eq!(got.iterations, 20);
+        assert_eq!(got.responsibilities, want.responsibilities);
+        assert!(got.responsibilities.iter().all(|q| q.is_finite()));
     }
 }
