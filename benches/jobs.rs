@@ -3,8 +3,10 @@
 //! model at a time on every thread, once one model per thread; the rows are checked equal
 //! (wall-clock metrics aside) before the ratio is printed.
 //!
-//! Run: `cargo bench --bench jobs` (about 5 minutes on two cores). Options as environment
-//! variables: `GMMSEG_BENCH_STUDIES` (comma-separated, default `em,components`),
+//! Run: `cargo bench --bench jobs` (about 7 minutes on two cores). Under `cargo test
+//! --all-targets` (no `--bench` argument) it runs the `tiny` profile with one seed instead,
+//! so that the code and the equality check run without training quick models in a debug
+//! build. Options as environment variables: `GMMSEG_BENCH_STUDIES` (comma-separated, default `em,components`),
 //! `GMMSEG_BENCH_SEEDS` (default 2), `GMMSEG_BENCH_DATASET` (default `synthscapes`).
 
 use std::time::Instant;
@@ -20,9 +22,15 @@ const WALL_CLOCK: [&str; 4] = [
 
 /// Trains `studies` from an empty results folder with `jobs` models at once; returns
 /// (models trained, seconds, the rows without wall-clock metrics).
-fn train(studies: &[Study], dataset: &str, seeds: usize, jobs: usize) -> (usize, f64, Vec<RunRow>) {
+fn train(
+    profile: &ExperimentProfile,
+    studies: &[Study],
+    dataset: &str,
+    seeds: usize,
+    jobs: usize,
+) -> (usize, f64, Vec<RunRow>) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    let profile = ExperimentProfile::quick().check().expect("quick profile");
+    let profile = profile.clone().check().expect("valid profile");
     let mut runner = ExperimentRunner::new(profile, dataset)
         .and_then(|r| r.with_seeds(seeds))
         .and_then(|r| r.with_jobs(jobs))
@@ -46,17 +54,23 @@ fn main() {
         .split(',')
         .map(|s| Study::parse(s.trim()).expect("GMMSEG_BENCH_STUDIES: a study name"))
         .collect();
-    let seeds: usize = var("GMMSEG_BENCH_SEEDS", "2")
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let (profile, name, default_seeds) = if bench_mode {
+        (ExperimentProfile::quick(), "quick", "2")
+    } else {
+        (ExperimentProfile::tiny(), "tiny (test mode)", "1")
+    };
+    let seeds: usize = var("GMMSEG_BENCH_SEEDS", default_seeds)
         .parse()
         .expect("GMMSEG_BENCH_SEEDS");
     let dataset = var("GMMSEG_BENCH_DATASET", "synthscapes");
     let threads = rayon::current_num_threads();
     let jobs = default_jobs().max(2);
-    println!("quick profile, {dataset}, studies {studies:?}, {seeds} seeds, {threads} threads");
-    let (n1, s1, rows1) = train(&studies, &dataset, seeds, 1);
+    println!("{name} profile, {dataset}, studies {studies:?}, {seeds} seeds, {threads} threads");
+    let (n1, s1, rows1) = train(&profile, &studies, &dataset, seeds, 1);
     let per_hour_1 = n1 as f64 / s1 * 3600.0;
     println!("--jobs 1: {n1} models in {s1:.1} s = {per_hour_1:.0} models/h");
-    let (nj, sj, rowsj) = train(&studies, &dataset, seeds, jobs);
+    let (nj, sj, rowsj) = train(&profile, &studies, &dataset, seeds, jobs);
     let per_hour_j = nj as f64 / sj * 3600.0;
     println!("--jobs {jobs}: {nj} models in {sj:.1} s = {per_hour_j:.0} models/h");
     let same = rows1.len() == rowsj.len()

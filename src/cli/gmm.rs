@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use std::time::Instant;
 
 use crate::error::{GmmSegError, Result};
 use crate::gmm::{
@@ -244,8 +245,23 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
         seed: args.seed,
         init,
     };
-    let (params, report) = fit_with_progress(x.view(), &index, &cfg, &opts, &mut |_, _| bar.inc(1))
-        .map_err(|e| name_inputs(e, &args))?;
+    // wall time at the end of each iteration, so that benchmarks can time one iteration
+    // without the loading and validation around it
+    let started = Instant::now();
+    let mut ends = Vec::with_capacity(args.iters.min(1 << 16));
+    let (params, report) = fit_with_progress(x.view(), &index, &cfg, &opts, &mut |_, _| {
+        ends.push(started.elapsed().as_secs_f64());
+        bar.inc(1)
+    })
+    .map_err(|e| name_inputs(e, &args))?;
+    let iteration_seconds: Vec<f64> = ends
+        .iter()
+        .scan(0.0, |last, &t| {
+            let d = t - *last;
+            *last = t;
+            Some(d)
+        })
+        .collect();
     bar.finish_and_clear();
     // both outputs written in full before either replaces an existing file
     let staged_params = params.stage_npz(&args.out)?;
@@ -270,6 +286,8 @@ pub fn fit_gmm(args: FitGmmArgs) -> Result<()> {
             "class_counts": counts,
             "iterations": args.iters,
             "em": format!("{:?}", args.em).to_lowercase(),
+            // the first also holds validation and the per-class gather
+            "iteration_seconds": iteration_seconds,
             "mean_log_likelihood": history,
             "final_mean_log_likelihood": history.last(),
             "e_step": {

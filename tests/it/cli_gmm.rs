@@ -76,6 +76,10 @@ fn fit_then_score() {
     assert_eq!(summary["classes"], 3);
     assert_eq!(summary["ignored"], 2);
     assert_eq!(summary["mean_log_likelihood"].as_array().unwrap().len(), 10);
+    // one wall time per iteration, for benchmarks that time an iteration without loading
+    let secs = summary["iteration_seconds"].as_array().unwrap();
+    assert_eq!(secs.len(), 10);
+    assert!(secs.iter().all(|s| s.as_f64().is_some_and(|s| s >= 0.0)));
     let params = GmmParams::load_npz(&dir.path().join("params.npz")).unwrap();
     assert_eq!(params.means.dim(), (3, 2, 3));
     let r: Array2<f32> = ndarray_npy::read_npy(dir.path().join("r.npy")).unwrap();
