@@ -6,8 +6,9 @@
 //! Run: `cargo bench --bench jobs` (about 7 minutes on two cores). Under `cargo test
 //! --all-targets` (no `--bench` argument) it runs the `tiny` profile with one seed instead,
 //! so that the code and the equality check run without training quick models in a debug
-//! build. Options as environment variables: `GMMSEG_BENCH_STUDIES` (comma-separated, default `em,components`),
-//! `GMMSEG_BENCH_SEEDS` (default 2), `GMMSEG_BENCH_DATASET` (default `synthscapes`).
+//! build. Options as environment variables: `GMMSEG_BENCH_STUDIES` (comma-separated,
+//! default `em,components`), `GMMSEG_BENCH_SEEDS` (default 2; 1 in test mode),
+//! `GMMSEG_BENCH_DATASET` (default `synthscapes`).
 
 use std::time::Instant;
 

@@ -33,9 +33,10 @@ pub struct AblateArgs {
     /// A study (main_results, anomaly, online_vs_posthoc, gen_vs_disc, em, components,
     /// calibration, flavours, runtime) or `all`.
     pub study: String,
-    /// Profile: quick (5–6 minutes per dataset on 2 cores with the default `--jobs`) or full (the reproduction, 5
-    /// seeds; measured with the former code at 3 seeds, about an hour for SynthScapes and
-    /// five for DigitScenes on 2 cores — `--shard K/N` and scripts/slurm/ spread it).
+    /// Profile: quick (5–6 minutes per dataset on 2 cores with the default `--jobs`) or full
+    /// (the reproduction, 5 seeds; measured with the former code at 3 seeds, about an hour for
+    /// SynthScapes and five for DigitScenes on 2 cores — `--shard K/N` and scripts/slurm/
+    /// spread it).
     /// `tiny` (seconds, meaningless numbers) exists for tests.
     #[arg(long, default_value = "quick")]
     pub profile: String,
