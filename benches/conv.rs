@@ -16,9 +16,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dfdx::prelude::*;
-use gemm::Parallelism;
 use gmmseg::nn::conv2d::{Conv2d, ConvSpec};
 use gmmseg::nn::{Act, Dev};
+use gmmseg::ops::gemm::{matmul, MatMut, MatRef, Order, Parallelism};
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -38,46 +38,24 @@ fn matmul_step(a: &Tensor<(usize, Const<576>), f32, Cpu>, w: &Tensor<Rank2<576, 
     std::hint::black_box(g);
 }
 
-/// One product `dst (m×n) = a (m×k) · b (k×n)` through the `gemm` crate with every thread,
-/// each of the three matrices stored row- or column-major as `layout` says (bit 0: dst,
-/// bit 1: a, bit 2: b; set = column-major).
+/// One product `dst (m×n) = a (m×k) · b (k×n)` through the crate's GEMM entry with every
+/// thread, each of the three matrices stored row- or column-major as `layout` says (bit 0:
+/// dst, bit 1: a, bit 2: b; set = column-major).
 fn gemm_layout(m: usize, n: usize, k: usize, layout: u8, dst: &mut [f32], a: &[f32], b: &[f32]) {
-    assert!(dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    let strides = |rows: usize, cols: usize, col_major: bool| -> (isize, isize) {
-        // (column stride, row stride)
-        if col_major {
-            (rows as isize, 1)
+    let order = |bit: u8| {
+        if layout & bit != 0 {
+            Order::ColMajor
         } else {
-            (1, cols as isize)
+            Order::RowMajor
         }
     };
-    let (d_cs, d_rs) = strides(m, n, layout & 1 != 0);
-    let (a_cs, a_rs) = strides(m, k, layout & 2 != 0);
-    let (b_cs, b_rs) = strides(k, n, layout & 4 != 0);
-    // SAFETY: the assert bounds every index these dense strides reach; dst does not alias.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            d_cs,
-            d_rs,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::Rayon(rayon::current_num_threads()),
-        )
-    }
+    matmul(
+        MatMut::new(dst, m, n, order(1)),
+        false,
+        MatRef::new(a, m, k, order(2)),
+        MatRef::new(b, k, n, order(4)),
+        Parallelism::Rayon(rayon::current_num_threads()),
+    );
 }
 
 /// The floor for a convolution's forward + backward: its three products over the whole batch
@@ -246,12 +224,8 @@ fn bench(c: &mut Criterion) {
     }
     println!("per layer shape of the default network (quick profile, 64x64 input, batch {B}):");
     let pw = |cin, cout, stride| ConvSpec {
-        cin,
-        cout,
-        kernel: 1,
         stride,
-        padding: 0,
-        dilation: 1,
+        ..ConvSpec::pointwise(cin, cout)
     };
     // every convolution of the default network, in forward order (input side in pixels)
     let shapes: [(&str, ConvSpec, usize); 19] = [

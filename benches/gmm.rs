@@ -15,7 +15,8 @@ use dfdx::prelude::*;
 use gmmseg::gmm::likelihood::own_class_log_likelihood;
 use gmmseg::gmm::mstep::Moments;
 use gmmseg::gmm::sinkhorn::sinkhorn;
-use gmmseg::gmm::{fit, tape, ClassIndex, EStep, FitOptions, GmmConfig, GmmParams, LogLikTable};
+use gmmseg::gmm::{fit, ClassIndex, EStep, FitOptions, GmmConfig, GmmParams};
+use gmmseg::ops::loglik::log_likelihood;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,7 +59,7 @@ fn main() {
     let n = 262_144;
     let p = params(&mut rng);
     let x = features(n, &mut rng);
-    let table = Arc::new(LogLikTable::new(&p));
+    let table = Arc::new(p.loglik_table());
     let dev: Cpu = Default::default();
     let a: Tensor<(usize, usize), f32, Cpu> =
         dev.tensor_from_vec(vec![0.5f32; n * 2 * D], (n, 2 * D));
@@ -72,7 +73,7 @@ fn main() {
         bch.iter(|| black_box(table.compute(x.view())))
     });
     group.bench_function("gmm_loglik_tensor_op", |bch| {
-        bch.iter(|| black_box(tape::log_likelihood(xt.clone(), &table).unwrap()))
+        bch.iter(|| black_box(log_likelihood(xt.clone(), &table).unwrap()))
     });
     group.bench_function("dfdx_matmul_same_flops", |bch| {
         bch.iter(|| black_box(a.clone().matmul(b.clone())))
@@ -112,7 +113,7 @@ fn main() {
         black_box(table.compute(x.view()));
     });
     let t_op = median(7, || {
-        black_box(tape::log_likelihood(xt.clone(), &table).unwrap());
+        black_box(log_likelihood(xt.clone(), &table).unwrap());
     });
     let t_mm = median(7, || {
         black_box(a.clone().matmul(b.clone()));

@@ -16,9 +16,8 @@
 use std::time::Instant;
 
 use dfdx::prelude::HasShape;
+use gmmseg::data::batch::{batch_plan, make_batch};
 use gmmseg::data::{open_dataset, DatasetOptions};
-use gmmseg::gmm::LogLikTable;
-use gmmseg::train::batch::{batch_plan, make_batch};
 use gmmseg::train::config::{HeadKind, TrainConfig};
 use gmmseg::train::trainer::Trainer;
 
@@ -117,12 +116,12 @@ fn main() {
     let (b, d, h, w) = *feats.shape();
     let rows = ndarray::Array2::from_shape_vec(
         (b * h * w, d),
-        gmmseg::nn::ops::nchw_to_rows(&feats.as_vec(), (b, d, h, w)),
+        gmmseg::ops::layout::nchw_to_rows(&feats.as_vec(), (b, d, h, w)),
     )
     .expect("rows");
     let params = trainers[1].model.head.mixture().expect("GMM head").clone();
     let (c, m, _) = params.means.dim();
-    let table = LogLikTable::new(&params);
+    let table = params.loglik_table();
     let gemm: Vec<f64> = (0..reps.max(1) + 3)
         .map(|_| {
             let start = Instant::now();

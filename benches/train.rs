@@ -8,11 +8,11 @@
 
 use std::time::Instant;
 
+use gmmseg::data::batch::{batch_plan, make_batch};
+use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::data::Dataset;
-use gmmseg::nn::conv2d::profile;
-use gmmseg::train::batch::{batch_plan, make_batch};
+use gmmseg::ops::conv::profile;
 use gmmseg::train::config::TrainConfig;
-use gmmseg::train::toy::{ToyShapes, ToySplit};
 use gmmseg::train::trainer::Trainer;
 
 fn vm_hwm_mib() -> Option<f64> {

@@ -7,10 +7,10 @@
 
 use std::time::Instant;
 
+use gmmseg::data::batch::{batch_plan, make_batch};
+use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::data::Dataset;
-use gmmseg::train::batch::{batch_plan, make_batch};
 use gmmseg::train::config::TrainConfig;
-use gmmseg::train::toy::{ToyShapes, ToySplit};
 use gmmseg::train::trainer::Trainer;
 
 fn median(mut v: Vec<f64>) -> f64 {

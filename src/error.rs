@@ -74,6 +74,15 @@ pub enum GmmSegError {
 /// The crate's result type.
 pub type Result<T, E = GmmSegError> = std::result::Result<T, E>;
 
+/// A failed dfdx call on the CPU device (allocation, or a size dfdx rejects).
+impl From<dfdx::tensor::CpuError> for GmmSegError {
+    fn from(e: dfdx::tensor::CpuError) -> Self {
+        GmmSegError::Device {
+            detail: format!("{e:?}"),
+        }
+    }
+}
+
 impl GmmSegError {
     /// Shorthand for [`GmmSegError::InvalidConfig`].
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {

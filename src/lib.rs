@@ -6,6 +6,8 @@
 //! the paper, as a library, a command-line tool and evcxr notebooks.
 //!
 //! The modules read like the pipeline:
+//! - [`ops`]: the numerical floor: dfdx tape plumbing, the one GEMM, convolution and the
+//!   likelihood ops with their backward passes (below both `gmm` and `nn`).
 //! - [`gmm`]: the class-conditional diagonal GMM (likelihood, E-steps, M-step, memory).
 //! - [`metrics`]: segmentation, anomaly and calibration metrics (streaming).
 //! - [`plot`]: figures on plotters.
@@ -24,6 +26,7 @@ pub mod gmm;
 pub mod io;
 pub mod metrics;
 pub mod nn;
+pub mod ops;
 pub mod plot;
 pub mod train;
 

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::data::toy::{ToyShapes, ToySplit};
 use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::train::config::{EmKind, HeadKind, SamplerKind, TrainConfig};
 use crate::train::posthoc::{prepare_for_eval, PosthocConfig};
-use crate::train::toy::{ToyShapes, ToySplit};
 use crate::train::trainer::Trainer;
 
 /// Arguments of `gmmseg train`.

@@ -5,8 +5,9 @@
 //! - [`synthscapes`]: procedural street scenes (built in, no files), with anomaly splits.
 //! - [`digitscenes`]: canvases of real MNIST digits, Fashion-MNIST items as anomalies.
 //! - [`folder`]: the user's own data (images + label PNGs), Cityscapes / ADE20K mappings.
-//! - [`loader`], [`augment`], [`sampler`]: batches for training (augmented, optionally
-//!   class-balanced) and for evaluation (fixed order).
+//! - [`toy`]: coloured shapes, a tiny dataset for tests and examples.
+//! - [`batch`]: the one pipeline from a dataset to a network's input (sampler, flips,
+//!   normalisation, stacking), used by training, evaluation, benchmarks and tests.
 //! - [`open_dataset`]: a dataset from a name such as `synthscapes` or `folder:/path`.
 
 use std::path::PathBuf;
@@ -15,18 +16,17 @@ use ndarray::{Array2, Array3, Array4};
 
 use crate::error::{GmmSegError, Result};
 
-pub mod augment;
+pub mod batch;
 pub mod digitscenes;
 pub mod folder;
 pub mod idx;
-pub mod loader;
 pub mod palette;
 pub mod preview;
-pub mod sampler;
 pub mod stats;
 pub mod synthscapes;
+pub mod toy;
 
-pub use loader::{EvalLoader, Loader, LoaderConfig, ValidLoaderConfig};
+pub use batch::{make_batch, Sampler, SamplerKind};
 pub use synthscapes::{SynthScapes, SynthScapesConfig, SynthSplit};
 
 /// The label value that marks a pixel to be ignored by losses and metrics.
@@ -35,7 +35,7 @@ pub const IGNORE_LABEL: u8 = 255;
 /// One image with its labels.
 ///
 /// # Shapes
-/// - `image`: (3, H, W), RGB in [0, 1] (not normalised; normalisation is the loader's job).
+/// - `image`: (3, H, W), RGB in [0, 1] (not normalised; normalisation is [`batch`]'s job).
 /// - `label`: (H, W), class ids `0..num_classes`, or [`IGNORE_LABEL`].
 /// - `anomaly`: (H, W) on anomaly splits: 1 = anomaly, 0 = in-distribution, 255 = ignore.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,7 +94,7 @@ impl Sample {
 }
 
 /// A finite, indexable split of a dataset. `get` is deterministic: the same index gives the
-/// same sample every time (random augmentation happens in the loader, with its own seed).
+/// same sample every time (random flips happen in [`batch`], with their own seed).
 pub trait Dataset: Send + Sync {
     /// Number of samples in this split.
     fn len(&self) -> usize;
@@ -121,7 +121,7 @@ pub trait Dataset: Send + Sync {
 /// A mini-batch ready for a network: images normalised, all the same size.
 ///
 /// # Shapes
-/// - `images`: (B, 3, H, W), normalised with the loader's mean and standard deviation.
+/// - `images`: (B, 3, H, W), normalised with [`batch::MEAN`] and [`batch::STD`].
 /// - `labels`: (B, H, W), class ids or [`IGNORE_LABEL`].
 /// - `anomaly`: (B, H, W) on anomaly splits (1 anomaly, 0 in-distribution, 255 ignore).
 #[derive(Clone, Debug, PartialEq)]

@@ -21,10 +21,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{open_split, EvalSettings, ValidProfile};
+use crate::data::batch::make_batch;
 use crate::data::{Batch, Dataset};
 use crate::error::Result;
 use crate::metrics::temperature::fit_temperature;
-use crate::train::batch::make_batch;
 use crate::train::config::{HeadKind, TrainConfig};
 use crate::train::eval::{collect_logits, evaluate_with, EvalOptions, EvalReport};
 use crate::train::posthoc::{

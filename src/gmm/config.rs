@@ -9,15 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GmmSegError, Result};
 
-/// How a class score is reduced from its M component log-likelihoods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reduction {
-    /// Winner-take-all: `max_m (log π_cm + log N(x; μ_cm, σ_cm))` (the paper and its code).
-    Max,
-    /// The exact mixture: `logsumexp_m (log π_cm + log N(x; μ_cm, σ_cm))`.
-    LogSumExp,
-}
+pub use crate::ops::loglik::Reduction;
 
 /// Options of the Sinkhorn E-step (entropic optimal transport with equipartition).
 ///

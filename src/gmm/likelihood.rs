@@ -1,19 +1,11 @@
-//! Log-likelihood of N features under all C·M components, in GEMM form.
+//! Class scores, posterior and anomaly score from component log-likelihoods, and the exact
+//! own-class log-likelihood the EM steps use.
 //!
-//! With w = 1/σ² (per component and dimension),
-//!
-//! ```text
-//! log π_k N(x; μ_k, σ_k) = b_k + Σ_d x_d² (−½ w_kd) + Σ_d x_d (μ_kd w_kd)
-//! b_k = log π_k − ½ Σ_d [log(2π σ²_kd) + μ_kd² w_kd]
-//! ```
-//!
-//! so the whole (N, C·M) table is one matrix product `[x⊙x, x] · R` with R of shape
-//! (2D, C·M), plus a per-component bias. The product goes to the `gemm` crate (the one dfdx
-//! uses on the CPU), row-chunked to bound the temporary `[x⊙x, x]` and run in parallel.
-//!
-//! The GEMM form loses precision when |μ| ≫ σ and x ≈ μ (catastrophic cancellation between
-//! the three terms): for features of norm ~1, as in the paper, this is ~1e-6 relative. The EM
-//! steps therefore use the direct form `Σ_d (x_d − μ_d)² w_d` for a class's own components
+//! The (N, C·M) component table itself is one GEMM ([`LogLikTable`], in
+//! [`crate::ops::loglik`], where its differentiable twins live too). That form loses
+//! precision when |μ| ≫ σ and x ≈ μ (catastrophic cancellation between its three terms): for
+//! features of norm ~1, as in the paper, this is ~1e-6 relative. The EM steps therefore use
+//! the direct form `Σ_d (x_d − μ_d)² w_d` for a class's own components
 //! ([`own_class_log_likelihood`]), which is exact and costs only N·M·D.
 
 use ndarray::parallel::prelude::*;
@@ -23,223 +15,9 @@ use rayon::prelude::*;
 use super::config::Reduction;
 use super::params::GmmParams;
 use super::simd::avx2_dispatch;
-
-const LN_2PI: f32 = 1.837_877_1;
-
-/// Rows per GEMM chunk: bounds the `[x⊙x, x]` temporary to `ROW_CHUNK · 2D` floats.
-const ROW_CHUNK: usize = 16_384;
-
-/// Rows below which a pass runs on one thread: waking the pool for a few thousand rows costs
-/// more than it saves (measured: the thread hand-offs were most of a 2,048-pixel inference).
-pub(crate) const PAR_MIN_ROWS: usize = 4_096;
-
-/// Multiply–adds below which the likelihood GEMM runs on one thread, for the same reason.
-pub(crate) const PAR_MIN_MACS: usize = 1 << 24;
-
-/// The GEMM crate's parallelism for an (m × k) · (k × n) product.
-pub(crate) fn gemm_parallelism(m: usize, k: usize, n: usize) -> gemm::Parallelism {
-    if m.saturating_mul(k).saturating_mul(n) < PAR_MIN_MACS {
-        gemm::Parallelism::None
-    } else {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    }
-}
-
-/// Precomputed GEMM operands for evaluating log π_k N(x; μ_k, σ_k) for all k = (c, m).
-#[derive(Clone, Debug)]
-pub struct LogLikTable {
-    /// (2D, K) row-major: rows `0..D` hold −½w, rows `D..2D` hold μ⊙w.
-    rhs: Vec<f32>,
-    /// (K,) the constant b_k.
-    bias: Vec<f32>,
-    dim: usize,
-    num_classes: usize,
-    components: usize,
-}
-
-impl LogLikTable {
-    /// Precomputes the operands of the GEMM form from `params`.
-    pub fn new(params: &GmmParams) -> Self {
-        let (c, m, d) = params.means.dim();
-        let k = c * m;
-        let mut rhs = vec![0f32; 2 * d * k];
-        let mut bias = vec![0f32; k];
-        for ci in 0..c {
-            for mi in 0..m {
-                let col = ci * m + mi;
-                let mut b = params.log_weights[[ci, mi]];
-                for di in 0..d {
-                    let var = params.variances[[ci, mi, di]];
-                    let mu = params.means[[ci, mi, di]];
-                    let w = 1.0 / var;
-                    rhs[di * k + col] = -0.5 * w;
-                    rhs[(d + di) * k + col] = mu * w;
-                    b -= 0.5 * (LN_2PI + var.ln() + mu * mu * w);
-                }
-                bias[col] = b;
-            }
-        }
-        Self {
-            rhs,
-            bias,
-            dim: d,
-            num_classes: c,
-            components: m,
-        }
-    }
-
-    /// Feature dimension D.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    /// Number of classes C.
-    pub fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-
-    /// Components per class M.
-    pub fn components(&self) -> usize {
-        self.components
-    }
-
-    /// The (2D, C·M) row-major right-hand operand (−½w rows, then μ⊙w rows).
-    pub(crate) fn rhs(&self) -> &[f32] {
-        &self.rhs
-    }
-
-    /// `out[n, k] = log π_k N(x_n; μ_k, σ_k)` for `x` row-major (N, D) and `out` (N, C·M).
-    ///
-    /// # Panics
-    /// If `x.len() != n·D` or `out.len() != n·C·M` (callers check shapes first).
-    pub fn compute_into(&self, x: &[f32], out: &mut [f32]) {
-        let d = self.dim;
-        let k = self.bias.len();
-        assert_eq!(x.len() % d, 0, "feature buffer is not a multiple of D");
-        let n = x.len() / d;
-        assert_eq!(out.len(), n * k, "output buffer has the wrong length");
-        let mut lhs = vec![0f32; ROW_CHUNK.min(n.max(1)) * 2 * d];
-        for (x_chunk, out_chunk) in x.chunks(ROW_CHUNK * d).zip(out.chunks_mut(ROW_CHUNK * k)) {
-            let rows = x_chunk.len() / d;
-            let lhs = &mut lhs[..rows * 2 * d];
-            lhs.par_chunks_mut(2 * d)
-                .zip(x_chunk.par_chunks(d))
-                .with_min_len(PAR_MIN_ROWS)
-                .for_each(|(l, xr)| {
-                    for (i, &v) in xr.iter().enumerate() {
-                        l[i] = v * v;
-                        l[d + i] = v;
-                    }
-                });
-            self.gemm_into(lhs, out_chunk);
-        }
-    }
-
-    /// [`LogLikTable::compute`] on a channel-major (B, D, H, W) feature map, as a network
-    /// produces it: the GEMM operand is built straight from it, skipping the (B·H·W, D) copy.
-    /// Rows of the (B·H·W, C·M) result are pixels in the order `(b·H + y)·W + x`.
-    ///
-    /// # Panics
-    /// If `values.len() != B·D·H·W` or D is not the table's.
-    pub fn compute_nchw(
-        &self,
-        values: &[f32],
-        (b, d, h, w): (usize, usize, usize, usize),
-    ) -> Array2<f32> {
-        assert_eq!(
-            d, self.dim,
-            "feature map has D = {d}, the GMM has D = {}",
-            self.dim
-        );
-        assert_eq!(values.len(), b * d * h * w, "buffer is not (B, D, H, W)");
-        const PIXEL_BLOCK: usize = 64;
-        let hw = h * w;
-        let k = self.bias.len();
-        let mut out = vec![0f32; b * hw * k];
-        let mut lhs = vec![0f32; ROW_CHUNK.min(hw.max(1)) * 2 * d];
-        for (image, out_image) in values.chunks(d * hw.max(1)).zip(out.chunks_mut(hw * k)) {
-            for (start, out_chunk) in (0..hw)
-                .step_by(ROW_CHUNK)
-                .zip(out_image.chunks_mut(ROW_CHUNK * k))
-            {
-                let rows = out_chunk.len() / k.max(1);
-                let lhs = &mut lhs[..rows * 2 * d];
-                // Blocks of pixels in parallel; within one, channel by channel so that the
-                // reads of the channel-major map are contiguous.
-                lhs.par_chunks_mut(2 * d * PIXEL_BLOCK)
-                    .enumerate()
-                    .with_min_len(PAR_MIN_ROWS / PIXEL_BLOCK)
-                    .for_each(|(blk, l)| {
-                        let first = start + blk * PIXEL_BLOCK;
-                        for c in 0..d {
-                            let src = &image[c * hw + first..c * hw + first + l.len() / (2 * d)];
-                            for (row, &v) in l.chunks_exact_mut(2 * d).zip(src) {
-                                row[c] = v * v;
-                                row[d + c] = v;
-                            }
-                        }
-                    });
-                self.gemm_into(lhs, out_chunk);
-            }
-        }
-        Array2::from_shape_vec((b * hw, k), out).expect("shape matches")
-    }
-
-    /// `out = bias + lhs · rhs` for `lhs` (rows, 2D) = `[x⊙x, x]` and `out` (rows, K).
-    fn gemm_into(&self, lhs: &[f32], out_chunk: &mut [f32]) {
-        let d = self.dim;
-        let k = self.bias.len();
-        let rows = lhs.len() / (2 * d);
-        out_chunk
-            .par_chunks_mut(k)
-            .with_min_len(PAR_MIN_ROWS)
-            .for_each(|row| row.copy_from_slice(&self.bias));
-        // SAFETY: all pointers cover exactly the (rows × 2D), (2D × K) and (rows × K)
-        // row-major matrices described by the strides; the buffers outlive the call.
-        unsafe {
-            gemm::gemm(
-                rows,
-                k,
-                2 * d,
-                out_chunk.as_mut_ptr(),
-                1,
-                k as isize,
-                true,
-                lhs.as_ptr(),
-                1,
-                (2 * d) as isize,
-                self.rhs.as_ptr(),
-                1,
-                k as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm_parallelism(rows, 2 * d, k),
-            );
-        }
-    }
-
-    /// `log π_k N(x_n; μ_k, σ_k)` for all n and k = c·M + m, shape (N, C·M).
-    ///
-    /// # Panics
-    /// If `x` has not D columns.
-    pub fn compute(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        assert_eq!(
-            x.ncols(),
-            self.dim,
-            "features have {} columns, the GMM has D = {}",
-            x.ncols(),
-            self.dim
-        );
-        let x = x.as_standard_layout();
-        let n = x.nrows();
-        let mut out = vec![0f32; n * self.bias.len()];
-        self.compute_into(x.as_slice().expect("standard layout"), &mut out);
-        Array2::from_shape_vec((n, self.bias.len()), out).expect("shape matches")
-    }
-}
+use crate::ops::gemm::PAR_MIN_ROWS;
+pub use crate::ops::loglik::LogLikTable;
+use crate::ops::loglik::LN_2PI;
 
 /// Reduces (N, C·M) component log-likelihoods to (N, C) class log-likelihoods log p(x|c).
 pub fn class_scores(
@@ -336,7 +114,7 @@ pub fn score_features(
         ));
     }
     crate::error::check_finite(what, x.iter())?;
-    let ll = LogLikTable::new(params).compute(x);
+    let ll = params.loglik_table().compute(x);
     let class_loglik = class_scores(ll.view(), params.components(), reduction);
     let predicted = class_loglik
         .axis_iter(Axis(0))
@@ -431,6 +209,7 @@ fn own_class_rows_generic(out: &mut [f32], xs: &[f32], mu: &[f32], inv: &[f32], 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::loglik::ROW_CHUNK;
     use ndarray::{array, Array3};
 
     fn params_2x2() -> GmmParams {
@@ -450,8 +229,8 @@ mod tests {
         let values: Vec<f32> = (0..b * d * h * w)
             .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
             .collect();
-        let table = LogLikTable::new(&params_2x2());
-        let rows = crate::nn::ops::nchw_to_rows(&values, (b, d, h, w));
+        let table = params_2x2().loglik_table();
+        let rows = crate::ops::layout::nchw_to_rows(&values, (b, d, h, w));
         let want = table.compute(ArrayView2::from_shape((b * h * w, d), &rows).unwrap());
         let got = table.compute_nchw(&values, (b, d, h, w));
         assert_eq!(got.dim(), want.dim());
@@ -464,7 +243,7 @@ mod tests {
     fn gemm_form_matches_the_density_by_hand() {
         let p = params_2x2();
         let x = array![[0.5f32, -1.0], [2.0, 2.0], [0.0, 0.0]];
-        let ll = LogLikTable::new(&p).compute(x.view());
+        let ll = p.loglik_table().compute(x.view());
         for n in 0..3 {
             for c in 0..2 {
                 for m in 0..2 {
@@ -494,7 +273,7 @@ mod tests {
     fn hand_computed_standard_normal() {
         // log N(0; 0, 1) in 2-D = −log(2π) = −1.8378771
         let p = GmmParams::standard(1, 1, 2);
-        let ll = LogLikTable::new(&p).compute(array![[0f32, 0.]].view());
+        let ll = p.loglik_table().compute(array![[0f32, 0.]].view());
         assert!((ll[[0, 0]] + 1.837_877_1).abs() < 1e-6);
     }
 
@@ -516,8 +295,8 @@ mod tests {
         let p = params_2x2();
         let n = ROW_CHUNK + 37;
         let x = Array2::from_shape_fn((n, 2), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.3 - 1.5);
-        let ll = LogLikTable::new(&p).compute(x.view());
-        let single = LogLikTable::new(&p).compute(x.slice(ndarray::s![n - 1.., ..]));
+        let ll = p.loglik_table().compute(x.view());
+        let single = p.loglik_table().compute(x.slice(ndarray::s![n - 1.., ..]));
         for k in 0..4 {
             assert!((ll[[n - 1, k]] - single[[0, k]]).abs() < 1e-5);
         }
@@ -528,7 +307,7 @@ mod tests {
         let p = params_2x2();
         let x = array![[0.1f32, -0.2], [3.0, 2.5], [-1.0, 4.0]];
         let s = score_features(&p, x.view(), Reduction::Max, "x").unwrap();
-        let ll = LogLikTable::new(&p).compute(x.view());
+        let ll = p.loglik_table().compute(x.view());
         let cls = class_scores(ll.view(), p.components(), Reduction::Max);
         assert_eq!(s.class_loglik, cls);
         for (n, row) in cls.axis_iter(Axis(0)).enumerate() {

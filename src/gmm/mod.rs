@@ -22,8 +22,8 @@
 //! # Modules
 //! - [`config`]: validated configuration and the paper / reference-code presets.
 //! - [`params`]: the fitted state and its `.npz` form.
-//! - [`likelihood`]: log-likelihoods in GEMM form, class scores, posterior, anomaly score.
-//! - [`tape`]: the same, differentiable with respect to the features (dfdx).
+//! - [`likelihood`]: class scores, posterior, anomaly score, exact own-class likelihood; the
+//!   GEMM-form table and its differentiable ops are in [`crate::ops::loglik`].
 //! - [`estep`], [`sinkhorn`]: the two E-steps; [`mstep`]: weighted moments and momentum.
 //! - [`fit()`]: batch EM (`gmmseg fit-gmm`, post-hoc GMM); [`online`] + [`memory`]: online EM.
 //!
@@ -43,7 +43,6 @@ pub mod online;
 pub mod params;
 mod simd;
 pub mod sinkhorn;
-pub mod tape;
 pub mod vexp;
 
 pub use config::{

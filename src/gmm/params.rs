@@ -13,6 +13,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::{GmmSegError, Result};
+use crate::ops::loglik::LogLikTable;
 
 /// Parameters φ = {μ, σ², π} of C class-conditional mixtures of M diagonal Gaussians in R^D.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +27,15 @@ pub struct GmmParams {
 }
 
 impl GmmParams {
+    /// The GEMM operands that evaluate every component's log-likelihood at once.
+    pub fn loglik_table(&self) -> LogLikTable {
+        LogLikTable::new(
+            self.means.view(),
+            self.variances.view(),
+            self.log_weights.view(),
+        )
+    }
+
     /// Number of classes C.
     pub fn num_classes(&self) -> usize {
         self.means.shape()[0]

@@ -11,9 +11,9 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::activation::{add, relu};
 use super::conv2d::{Conv2d, ConvSpec};
 use super::norm::BatchNorm2d;
-use super::ops::{add, relu};
 use super::{fork, Act, AnyTape, Ctx, Dev, Param, Params};
 use crate::error::{GmmSegError, Result};
 
@@ -161,12 +161,8 @@ impl BasicBlock {
     ) -> Self {
         let shortcut = (cin != cout || stride != 1).then(|| {
             let spec = ConvSpec {
-                cin,
-                cout,
-                kernel: 1,
                 stride,
-                padding: 0,
-                dilation: 1,
+                ..ConvSpec::pointwise(cin, cout)
             };
             ConvBn::new(dev, &format!("{name}.shortcut"), spec, false, rng)
         });

@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 
 use super::head::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
 use super::loss::cross_entropy;
-use super::ops::{accumulate_param, from_pixels, to_pixels};
 use super::resample::resize_bilinear;
 use super::rowops::{cross_entropy_rows, l2_normalize_rows, layer_norm_rows, Rows};
 use super::{Act, Dev, Param, ParamKind, Params, Scalar, Tp};
@@ -35,6 +34,9 @@ use crate::error::{GmmSegError, Result};
 use crate::gmm::{
     class_scores, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm, Reduction,
 };
+use crate::ops::layout::{from_pixels, nchw_to_rows, rows_to_nchw, to_pixels};
+use crate::ops::loglik::{class_log_likelihood_nchw, log_likelihood};
+use crate::ops::tape::accumulate_param;
 
 /// LayerNorm ε (the reference code's, PyTorch's default).
 const LN_EPS: f32 = 1e-5;
@@ -165,7 +167,7 @@ fn l2_rows(x: &mut Array2<f32>) {
 
 pub(crate) fn act_to_rows(x: &Act) -> Array2<f32> {
     let (b, d, h, w) = *x.shape();
-    let rows = crate::nn::ops::nchw_to_rows(&crate::nn::to_host(x), (b, d, h, w));
+    let rows = nchw_to_rows(&crate::nn::to_host(x), (b, d, h, w));
     Array2::from_shape_vec((b * h * w, d), rows).expect("shape matches")
 }
 
@@ -173,7 +175,7 @@ pub(crate) fn rows_to_act(dev: &Dev, x: &Array2<f32>, b: usize, h: usize, w: usi
     let k = x.ncols();
     debug_assert_eq!(x.nrows(), b * h * w);
     let x = x.as_standard_layout();
-    let out = crate::nn::ops::rows_to_nchw(x.as_slice().expect("standard layout"), (b, k, h, w));
+    let out = rows_to_nchw(x.as_slice().expect("standard layout"), (b, k, h, w));
     dev.tensor_from_vec(out, (b, k, h, w))
 }
 
@@ -229,7 +231,7 @@ impl GmmHead {
         let params = GmmParams::random_unit(g.num_classes, g.components, g.dim, rng);
         let seed: u64 = rng.gen();
         let gmm = OnlineGmm::new(config.online.clone(), params, seed)?;
-        let table = Arc::new(LogLikTable::new(&gmm.params));
+        let table = Arc::new(gmm.params.loglik_table());
         let feat_norm = config
             .feature_norm
             .then(|| Affine::new(dev, "head.feat_norm", g.dim));
@@ -308,13 +310,9 @@ impl GmmHead {
     }
 
     /// The plain head's logits (B, C, H, W) from the feature map on the tape, without pixel
-    /// rows or a component tensor (see [`crate::gmm::tape::class_log_likelihood_nchw`]).
+    /// rows or a component tensor (see [`crate::ops::loglik::class_log_likelihood_nchw`]).
     fn fused_logits<T: Tape<f32, Cpu>>(&self, feats: Act<T>) -> Result<Act<T>> {
-        crate::gmm::tape::class_log_likelihood_nchw(
-            feats,
-            &self.table,
-            self.gmm.gmm_config().reduction,
-        )
+        class_log_likelihood_nchw(feats, &self.table, self.gmm.gmm_config().reduction)
     }
 
     fn logits_rows<T: Tape<f32, Cpu>>(&self, ll: Rows<T>) -> Result<Rows<T>> {
@@ -380,7 +378,7 @@ impl Head for GmmHead {
         }
         let (b, _, h, w) = *feats.shape();
         let rows = self.transform_tape(to_pixels(feats)?)?;
-        let ll = crate::gmm::tape::log_likelihood(rows, &self.table)?;
+        let ll = log_likelihood(rows, &self.table)?;
         from_pixels(self.logits_rows(ll)?, b, h, w)
     }
 
@@ -393,7 +391,7 @@ impl Head for GmmHead {
         }
         let (b, _, h, w) = *feats.shape();
         let (rows, rows_twin) = fork_rows(self.transform_tape(to_pixels(feats)?)?);
-        let ll = crate::gmm::tape::log_likelihood(rows, &self.table)?;
+        let ll = log_likelihood(rows, &self.table)?;
         let (ll, ll_twin) = fork_rows(ll);
         let logits = from_pixels(self.logits_rows(ll)?, b, h, w)?;
         let seg = cross_entropy(resize_bilinear(logits, lh, lw)?, target.labels)?;
@@ -444,7 +442,7 @@ impl Head for GmmHead {
             pixels_per_image: step.pixels_per_image,
             correct: correct.as_deref(),
         })?;
-        self.table = Arc::new(LogLikTable::new(&self.gmm.params));
+        self.table = Arc::new(self.gmm.params.loglik_table());
         Ok(())
     }
 
@@ -576,7 +574,7 @@ impl Head for GmmHead {
         let pos = (0..8).fold(0u128, |acc, i| acc | ((counters[i] as u128) << (16 * i)));
         gmm.set_rng_position(pos);
         gmm.iteration = (0..4).fold(0u64, |acc, i| acc | ((counters[8 + i] as u64) << (16 * i)));
-        self.table = Arc::new(LogLikTable::new(&gmm.params));
+        self.table = Arc::new(gmm.params.loglik_table());
         self.gmm = gmm;
         Ok(())
     }
@@ -650,7 +648,7 @@ impl DiscGmmHead {
 
     /// log π_k N(x; μ_k, σ_k) on the tape, with gradients to x, μ and log σ.
     fn log_likelihood<T: Tape<f32, Cpu>>(&self, x: Rows<T>) -> Result<Rows<T>> {
-        let table = LogLikTable::new(&self.params());
+        let table = self.params().loglik_table();
         let (n, d) = *x.shape();
         if d != self.dim {
             return Err(GmmSegError::shape(
@@ -750,7 +748,9 @@ impl Head for DiscGmmHead {
     }
     fn infer(&self, feats: Act) -> Result<HeadOutput> {
         let (b, d, h, w) = *feats.shape();
-        let ll = LogLikTable::new(&self.params())
+        let ll = self
+            .params()
+            .loglik_table()
             .compute_nchw(&crate::nn::to_host(&feats), (b, d, h, w));
         let class_ll = class_scores(ll.view(), self.components, self.reduction);
         Ok(density_output(&self.dev, &class_ll, &class_ll, (b, h, w)))

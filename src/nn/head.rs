@@ -8,7 +8,7 @@
 //!    resolution and at feature resolution; returns the scalar loss on the same tape. The
 //!    default is cross-entropy on [`Head::logits_train`] up-sampled to label resolution; a GMM
 //!    head can override it (e.g. add the reference code's component-level loss, computed on
-//!    `feats` flattened with [`crate::nn::ops::to_pixels`]).
+//!    `feats` flattened with [`crate::ops::layout::to_pixels`]).
 //! 2. `after_step(step)` — called after the optimiser step, without gradient, with the
 //!    detached features of that step as (N, D) rows and their labels at feature resolution:
 //!    where EM (E-step, M-step, memory update) runs. A head that declares
@@ -172,14 +172,7 @@ impl SoftmaxHead {
                 format!("needs ≥ 1 class and feature dim, got C={classes}, D={dim}"),
             ));
         }
-        let spec = ConvSpec {
-            cin: dim,
-            cout: classes,
-            kernel: 1,
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-        };
+        let spec = ConvSpec::pointwise(dim, classes);
         let mut classifier = Conv2d::new(dev, &format!("{name}.classifier"), spec, true, rng);
         // mmseg initialises conv_seg with N(0, 0.01): start from near-uniform posteriors.
         let w: Vec<f32> = classifier

@@ -12,10 +12,10 @@
 use dfdx::prelude::*;
 use ndarray::Array3;
 
-use super::ops::unary_op;
 use super::{to_host, Act, Scalar};
 use crate::data::IGNORE_LABEL;
 use crate::error::{GmmSegError, Result};
+use crate::ops::tape::unary_op;
 
 /// Cross-entropy of per-pixel class scores against labels, ignoring label 255.
 ///

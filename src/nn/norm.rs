@@ -11,9 +11,9 @@
 
 use dfdx::prelude::*;
 
-use super::ops::{accumulate_param, expect_channels, grad_of, param_handle};
 use super::{to_host, Act, Ctx, Dev, Param, ParamKind, Params};
 use crate::error::Result;
+use crate::ops::tape::{accumulate_param, expect_channels, grad_of, param_handle};
 
 /// Batch norm over channels of an NCHW map.
 #[derive(Clone, Debug)]

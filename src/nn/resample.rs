@@ -9,9 +9,9 @@
 use dfdx::prelude::*;
 use ndarray::Array3;
 
-use super::ops::unary_op;
 use super::{to_host, Act};
 use crate::error::{GmmSegError, Result};
+use crate::ops::tape::unary_op;
 
 /// Interpolation taps along one axis: `(i0, i1, λ)` per output index.
 fn taps(inp: usize, out: usize) -> Vec<(usize, usize, f32)> {

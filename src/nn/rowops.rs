@@ -1,13 +1,13 @@
 //! Custom ops on pixel rows (N, K) used by the GMM heads: layer normalisation with a learnable
 //! affine, L2 normalisation, and a cross-entropy with per-row optional targets.
 //!
-//! Same recipe as [`super::ops`]: compute on host slices, record a backward closure.
+//! Same recipe as [`crate::ops::tape`]: compute on host slices, record a backward closure.
 
 use dfdx::prelude::*;
 
-use super::ops::{accumulate_param, unary_op};
 use super::{Param, Scalar};
 use crate::error::{GmmSegError, Result};
+use crate::ops::tape::{accumulate_param, unary_op};
 
 /// Rows of features, (N, K).
 pub type Rows<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;

@@ -8,11 +8,11 @@ use dfdx::shapes::HasShape;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::activation::dropout2d;
 use super::backbone::{Backbone, BackboneConfig, ConvBn};
 use super::conv2d::ConvSpec;
 use super::decoder::{Decoder, DecoderConfig};
 use super::head::Head;
-use super::ops::dropout2d;
 use super::{Act, AnyTape, Ctx, Dev, Param, Params};
 use crate::error::{GmmSegError, Result};
 
@@ -101,14 +101,7 @@ impl SegNet {
             backbone.out_channels(),
             rng,
         )?;
-        let spec = ConvSpec {
-            cin: config.decoder.channels,
-            cout: config.feature_dim,
-            kernel: 1,
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-        };
+        let spec = ConvSpec::pointwise(config.decoder.channels, config.feature_dim);
         let projection = ConvBn::new(dev, "projection", spec, true, rng);
         Ok(SegNet {
             config: config.clone(),

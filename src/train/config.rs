@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::data::batch::SamplerKind;
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::nn::segnet::NetConfig;
@@ -37,16 +38,6 @@ impl std::fmt::Display for HeadKind {
             HeadKind::DiscGmm => "disc-gmm",
         })
     }
-}
-
-/// How training images are drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum SamplerKind {
-    /// Epoch-wise shuffling (mmseg's non-distributed default).
-    Shuffle,
-    /// Class-balanced image sampling (the reference code's `sampler_mode='gmmseg'`).
-    ClassBalanced,
 }
 
 /// E-step of the GMM heads (command-line `--em`).
@@ -313,7 +304,7 @@ pub struct TrainConfig {
     pub flip: bool,
     /// Image sampling (default shuffle; class-balanced is optional, as in the issue).
     pub sampler: SamplerKind,
-    /// Seed of initialisation, data order, augmentation and dropout (default 0).
+    /// Seed of initialisation, data order, flips and dropout (default 0).
     pub seed: u64,
     /// Evaluate every this many steps, 0 = only at the end (quick 100, full 500).
     pub eval_every: usize,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use ndarray::{Array2, Array3, ArrayView4};
 
-use super::batch::{make_batch, MEAN, STD};
+use crate::data::batch::{denormalise, make_batch};
 use crate::data::Batch;
 use crate::data::Dataset;
 use crate::error::{GmmSegError, Result};
@@ -530,9 +530,8 @@ pub fn predict(
         let (_, _, h, w) = d.dims;
         let image = b.images.index_axis(ndarray::Axis(0), 0).to_owned();
         // undo the batcher's normalisation so that figures show the picture as it is
-        let image = Array3::from_shape_fn(image.dim(), |(ch, y, x)| {
-            (image[[ch, y, x]] * STD[ch] + MEAN[ch]).clamp(0.0, 1.0)
-        });
+        let image =
+            Array3::from_shape_fn(image.dim(), |(ch, y, x)| denormalise(image[[ch, y, x]], ch));
         let grid = |v: &[f32]| Array2::from_shape_vec((h, w), v.to_vec()).expect("(H, W)");
         let pred = Array2::from_shape_vec((h, w), d.pred.clone()).expect("(H, W)");
         let confidence = Array2::from_shape_fn((h, w), |(y, x)| {
@@ -614,7 +613,7 @@ mod tests {
     use super::*;
 
     /// Two toy sets of different image sizes behind one `Dataset`.
-    struct Mixed(crate::train::toy::ToyShapes, crate::train::toy::ToyShapes);
+    struct Mixed(crate::data::toy::ToyShapes, crate::data::toy::ToyShapes);
     impl Dataset for Mixed {
         fn len(&self) -> usize {
             4
@@ -639,8 +638,8 @@ mod tests {
 
     #[test]
     fn evaluates_mixed_image_sizes_and_reports_anomaly_metrics() {
+        use crate::data::toy::{ToyShapes, ToySplit};
         use crate::train::config::TrainConfig;
-        use crate::train::toy::{ToyShapes, ToySplit};
         use crate::train::trainer::Trainer;
         let ds = Mixed(
             ToyShapes::new(ToySplit::Anomaly, 2, 32, 0).unwrap(),
@@ -661,9 +660,9 @@ mod tests {
 
     #[test]
     fn predictions_and_curves_match_the_evaluation() {
+        use crate::data::toy::{ToyShapes, ToySplit};
         use crate::train::config::{HeadKind, TrainConfig};
         use crate::train::posthoc::{mixture_sample, PosthocConfig};
-        use crate::train::toy::{ToyShapes, ToySplit};
         use crate::train::trainer::Trainer;
         let ds = ToyShapes::new(ToySplit::Anomaly, 4, 32, 0).unwrap();
         let mut t = Trainer::new(TrainConfig::quick().check().unwrap(), 4).unwrap();

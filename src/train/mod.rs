@@ -1,10 +1,11 @@
-//! Training: configuration and profiles ([`config`]), the deterministic batcher ([`batch`]),
-//! optimisers with serialisable state ([`optim`]), checkpoints ([`checkpoint`]), evaluation
-//! ([`eval`]), the loop itself ([`trainer`]) and a small synthetic dataset ([`toy`]).
+//! Training: configuration and profiles ([`config`]), optimisers with serialisable state
+//! ([`optim`]), checkpoints ([`checkpoint`]), evaluation ([`eval`]) and the loop itself
+//! ([`trainer`]). Batches come from [`crate::data::batch`].
 //!
 //! Typical use (the command line's `gmmseg train` does exactly this):
 //! ```no_run
-//! use gmmseg::train::{config::TrainConfig, toy::{ToyShapes, ToySplit}, trainer::{Trainer, print_every}};
+//! use gmmseg::data::toy::{ToyShapes, ToySplit};
+//! use gmmseg::train::{config::TrainConfig, trainer::{Trainer, print_every}};
 //! let cfg = TrainConfig::quick().check()?;
 //! let train = ToyShapes::new(ToySplit::Train, 512, 64, 0)?;
 //! let val = ToyShapes::new(ToySplit::Val, 64, 64, 0)?;
@@ -13,11 +14,9 @@
 //! # Ok::<(), gmmseg::GmmSegError>(())
 //! ```
 
-pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod optim;
 pub mod posthoc;
-pub mod toy;
 pub mod trainer;

@@ -10,7 +10,7 @@
 use dfdx::shapes::HasShape;
 use ndarray::{Array1, Array2, Axis};
 
-use super::batch::make_batch;
+use crate::data::batch::make_batch;
 use crate::data::{Dataset, IGNORE_LABEL};
 use crate::error::{GmmSegError, Result};
 use crate::gmm::{
@@ -318,7 +318,7 @@ pub struct PosthocGmmHead {
 impl PosthocGmmHead {
     /// Wraps fitted parameters.
     pub fn new(params: GmmParams, reduction: Reduction) -> Self {
-        let table = LogLikTable::new(&params);
+        let table = params.loglik_table();
         PosthocGmmHead {
             params,
             table,

@@ -1,8 +1,7 @@
 //! The training loop.
 //!
 //! # One iteration, in order (the only place this order is written down)
-//! 1. Batch of step t: a pure function of (seed, t) ([`super::batch::batch_plan`], or
-//!    [`super::batch::balanced_plan`] with the class-balanced sampler).
+//! 1. Batch of step t: a pure function of (seed, t) ([`crate::data::batch::Sampler`]).
 //! 2. Forward with tape: `feats = net.features(images)` (dropout seeded by (seed, t)); the
 //!    detached copy of `feats` and the labels down-sampled to feature resolution (nearest)
 //!    are kept for step 6.
@@ -29,11 +28,11 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::batch::{balanced_plan, batch_plan, class_index, make_batch};
 use super::checkpoint;
-use super::config::{learning_rate, EmKind, HeadKind, SamplerKind, TrainConfig, ValidTrainConfig};
+use super::config::{learning_rate, EmKind, HeadKind, TrainConfig, ValidTrainConfig};
 use super::eval::{evaluate, evaluate_with, EvalOptions, EvalReport};
 use super::optim::Optimizer;
+use crate::data::batch::{make_batch, Sampler};
 use crate::data::{Batch, Dataset};
 use crate::error::{GmmSegError, Result};
 use crate::gmm::EStep;
@@ -335,7 +334,7 @@ impl Trainer {
         let hw = h * w;
         let rows = Array2::from_shape_vec(
             (b * hw, d),
-            crate::nn::ops::nchw_to_rows(&to_host(&twin), (b, d, h, w)),
+            crate::ops::layout::nchw_to_rows(&to_host(&twin), (b, d, h, w)),
         )
         .expect("shape matches");
         let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();
@@ -414,16 +413,9 @@ impl Trainer {
         }
         let start = Instant::now();
         let mut first_batch = true;
-        let index = match cfg.sampler {
-            SamplerKind::Shuffle => None,
-            SamplerKind::ClassBalanced => Some(class_index(train)?),
-        };
+        let sampler = Sampler::new(train, cfg.sampler, cfg.batch_size, cfg.seed, cfg.flip)?;
         while self.step < cfg.steps {
-            let plan = match &index {
-                None => batch_plan(train.len(), cfg.batch_size, cfg.seed, self.step, cfg.flip),
-                Some(index) => balanced_plan(index, cfg.batch_size, cfg.seed, self.step, cfg.flip)?,
-            };
-            let batch = make_batch(train, &plan)?;
+            let batch = make_batch(train, &sampler.plan(self.step)?)?;
             // a first batch without a labelled pixel: is there one anywhere? (scanned only
             // then, so an ordinary run reads nothing extra)
             if std::mem::take(&mut first_batch)

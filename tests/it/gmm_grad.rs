@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use dfdx::prelude::*;
-use gmmseg::gmm::tape::{class_log_likelihood_nchw, log_likelihood};
 use gmmseg::gmm::{GmmParams, LogLikTable, Reduction};
-use gmmseg::nn::ops::{from_pixels, to_pixels};
+use gmmseg::ops::layout::{from_pixels, to_pixels};
+use gmmseg::ops::loglik::{class_log_likelihood_nchw, log_likelihood};
 use ndarray::{Array2, Array3};
 
 fn params() -> GmmParams {
@@ -55,7 +55,7 @@ fn feature_gradient_matches_finite_differences() {
         .collect();
     let dev: Cpu = Default::default();
     let x: Tensor<(usize, usize), f32, Cpu> = dev.tensor_from_vec(xs.clone(), (n, d));
-    let table = Arc::new(LogLikTable::new(&p));
+    let table = Arc::new(p.loglik_table());
     let out = log_likelihood(x.leaky_trace(), &table).unwrap();
     let c: Tensor<(usize, usize), f32, Cpu> = dev.tensor_from_vec(coef.clone(), (n, k));
     let loss = (out * c).sum();
@@ -84,7 +84,7 @@ fn forward_on_a_tape_equals_the_plain_table_and_rejects_wrong_d() {
     let dev: Cpu = Default::default();
     let xs: Vec<f32> = (0..8).map(|i| i as f32 * 0.1).collect();
     let x: Tensor<(usize, usize), f32, Cpu> = dev.tensor_from_vec(xs.clone(), (2, 4));
-    let table = Arc::new(LogLikTable::new(&p));
+    let table = Arc::new(p.loglik_table());
     let out = log_likelihood(x.clone(), &table).unwrap().as_vec();
     let plain = table.compute(ndarray::ArrayView2::from_shape((2, 4), &xs).unwrap());
     assert_eq!(out, plain.iter().copied().collect::<Vec<_>>());
@@ -99,7 +99,7 @@ fn winner_take_all_gradient_reaches_only_the_winning_component() {
     let dev: Cpu = Default::default();
     let mu: Vec<f32> = (0..4).map(|k| p.means[[0, 0, k]]).collect();
     let x: Tensor<(usize, usize), f32, Cpu> = dev.tensor_from_vec(mu, (1, 4));
-    let table = Arc::new(LogLikTable::new(&p));
+    let table = Arc::new(p.loglik_table());
     let ll = log_likelihood(x.leaky_trace(), &table).unwrap();
     let ll3 = ll.reshape_like(&(1usize, 3usize, 2usize));
     let pick: Tensor<(usize, usize), f32, Cpu> = dev.tensor_from_vec(vec![1.0, 0.0, 0.0], (1, 3));
@@ -144,7 +144,7 @@ fn map_and_coef() -> (Vec<f32>, Vec<f32>, (usize, usize, usize, usize)) {
 #[test]
 fn fused_class_scores_equal_the_unfused_path_forward_and_backward() {
     let p = params();
-    let table = Arc::new(LogLikTable::new(&p));
+    let table = Arc::new(p.loglik_table());
     let dev: Cpu = Default::default();
     let (xs, coef, shape) = map_and_coef();
     for reduction in [Reduction::Max, Reduction::LogSumExp] {
@@ -219,7 +219,7 @@ fn fused_logsumexp_gradient_matches_finite_differences() {
         total
     }
     let p = params();
-    let table = Arc::new(LogLikTable::new(&p));
+    let table = Arc::new(p.loglik_table());
     let dev: Cpu = Default::default();
     let (xs, coef, shape) = map_and_coef();
     let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.tensor_from_vec(xs.clone(), shape);
@@ -247,7 +247,7 @@ fn fused_logsumexp_gradient_matches_finite_differences() {
 
 #[test]
 fn fused_op_rejects_a_feature_map_of_the_wrong_depth() {
-    let table = Arc::new(LogLikTable::new(&params()));
+    let table = Arc::new(params().loglik_table());
     let dev: Cpu = Default::default();
     let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.zeros_like(&(1, 3, 2, 2));
     let err = class_log_likelihood_nchw(x, &table, Reduction::Max).unwrap_err();

@@ -2,13 +2,13 @@
 //! discriminative head's parameter gradients, and the likelihood anomaly score.
 
 use dfdx::prelude::*;
+use gmmseg::data::batch::make_batch;
+use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::nn::gmm_head::{DiscGmmHead, GmmHead, GmmHeadConfig};
 use gmmseg::nn::head::{Head, StepFeatures};
 use gmmseg::nn::{Dev, Params};
-use gmmseg::train::batch::make_batch;
 use gmmseg::train::config::{HeadKind, TrainConfig};
 use gmmseg::train::eval::evaluate;
-use gmmseg::train::toy::{ToyShapes, ToySplit};
 use gmmseg::train::trainer::Trainer;
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};

@@ -2,7 +2,7 @@
 
 use gmmseg::gmm::estep::vanilla_responsibilities;
 use gmmseg::gmm::mstep::{estimate, Moments};
-use gmmseg::gmm::{GmmParams, LogLikTable, MeanEstimator};
+use gmmseg::gmm::{GmmParams, MeanEstimator};
 use ndarray::{Array2, Array3, Axis};
 use proptest::prelude::*;
 
@@ -65,7 +65,7 @@ proptest! {
             log_weights: Array2::from_elem((c, m), -(m as f32).ln()),
         };
         let x = Array2::from_shape_fn((n, d), |(i, k)| 2.0 * f(i * 13 + k + 999));
-        let ll = LogLikTable::new(&p).compute(x.view());
+        let ll = p.loglik_table().compute(x.view());
         for class in 0..c {
             let direct = gmmseg::gmm::likelihood::own_class_log_likelihood(x.view(), &p, class);
             for i in 0..n {

@@ -4,11 +4,11 @@
 
 mod bad_input_corpus;
 mod cli_gmm;
+mod data_batch;
 mod data_cli;
 mod data_digitscenes;
 mod data_folder;
 mod data_learnability;
-mod data_loader;
 mod data_synthscapes;
 mod data_tune_split;
 mod experiments_cli;

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dfdx::prelude::*;
+use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::nn::head::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
-use gmmseg::nn::ops::{from_pixels, to_pixels};
 use gmmseg::nn::{Act, Param, Params, Scalar, Tp};
+use gmmseg::ops::layout::{from_pixels, to_pixels};
 use gmmseg::train::checkpoint;
 use gmmseg::train::config::TrainConfig;
-use gmmseg::train::toy::{ToyShapes, ToySplit};
 use gmmseg::train::trainer::Trainer;
 use gmmseg::Result;
 

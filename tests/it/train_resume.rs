@@ -2,12 +2,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use gmmseg::data::batch::{batch_plan, make_batch};
+use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::data::{Dataset, Sample};
 use gmmseg::nn::Params;
-use gmmseg::train::batch::{batch_plan, make_batch};
 use gmmseg::train::checkpoint;
 use gmmseg::train::config::{OptimizerKind, TrainConfig};
-use gmmseg::train::toy::{ToyShapes, ToySplit};
 use gmmseg::train::trainer::Trainer;
 use gmmseg::{GmmSegError, Result};
 

@@ -1,9 +1,9 @@
 //! The softmax baseline learns the toy set, and training is deterministic for a seed.
 
+use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::nn::decoder::DecoderKind;
 use gmmseg::nn::Params;
 use gmmseg::train::config::TrainConfig;
-use gmmseg::train::toy::{ToyShapes, ToySplit};
 use gmmseg::train::trainer::Trainer;
 
 fn run(decoder: DecoderKind, steps: usize) -> (f64, f32, Vec<f32>) {

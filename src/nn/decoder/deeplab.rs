@@ -10,9 +10,9 @@ use rand::Rng;
 
 use super::DecoderConfig;
 use crate::error::Result;
+use crate::nn::activation::concat_channels;
 use crate::nn::backbone::{BackboneOut, ConvBn};
 use crate::nn::conv2d::ConvSpec;
-use crate::nn::ops::concat_channels;
 use crate::nn::resample::{global_avg_pool, resize_bilinear};
 use crate::nn::{fork, Act, AnyTape, Ctx, Dev, Param, Params};
 use dfdx::shapes::HasShape;
@@ -47,14 +47,7 @@ impl DeepLabLite {
         rng: &mut impl Rng,
     ) -> Self {
         let a = cfg.aspp_channels;
-        let pw = |cin, cout| ConvSpec {
-            cin,
-            cout,
-            kernel: 1,
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-        };
+        let pw = ConvSpec::pointwise;
         let branches = 2 + cfg.aspp_rates.len();
         DeepLabLite {
             aspp_1x1: ConvBn::new(dev, &format!("{name}.aspp.b0"), pw(high_in, a), true, rng),

@@ -1,23 +1,112 @@
-//! A minimal deterministic batcher over any [`Dataset`]: which images (and flips) make up the
-//! batch of step t is a pure function of (seed, t), so a resumed run sees exactly the batches
-//! an uninterrupted run would have seen.
+//! The one data pipeline from a [`Dataset`] to a network's input: which images make up
+//! the batch of step t ([`Sampler`]), and how they are loaded, flipped, normalised and
+//! stacked ([`make_batch`]). Training, evaluation, the post-hoc fits, the benchmarks and the
+//! tests all batch through here, so they see one normalisation and one anomaly-mask rule.
 //!
-//! Sampling: epoch-wise shuffling without replacement (a fresh permutation per epoch, seeded
-//! by (seed, epoch)). Normalisation: per channel `(x − 0.5)/0.25`, a fixed stand-in until the
-//! data module's loader (with dataset statistics) replaces it.
+//! Determinism: the plan of step t is a pure function of (seed, t), so a resumed run sees
+//! exactly the batches an uninterrupted run would have seen.
+//!
+//! Sampling ([`SamplerKind`]): epoch-wise shuffling without replacement (a fresh permutation
+//! per epoch, seeded by (seed, epoch)), or the reference code's class-balanced draw.
+//! Normalisation: per channel `(x − 0.5)/0.25` ([`MEAN`], [`STD`]): fixed rather than
+//! dataset statistics, so that a model means the same thing on every dataset and split.
+//! No other augmentation than horizontal flips: the paper's scale jitter and crops buy
+//! little at 64×64 and were never part of these studies.
 
 use ndarray::{s, Array3, Array4};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::data::{Batch, Dataset};
+use super::{Batch, Dataset};
 use crate::error::{GmmSegError, Result};
 
-/// Per-channel mean subtracted from images.
+/// Per-channel mean subtracted from images (in [0, 1]).
 pub const MEAN: [f32; 3] = [0.5, 0.5, 0.5];
 /// Per-channel standard deviation images are divided by.
 pub const STD: [f32; 3] = [0.25, 0.25, 0.25];
+
+/// How training images are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Epoch-wise shuffling (mmseg's non-distributed default).
+    Shuffle,
+    /// Class-balanced image sampling (the reference code's `sampler_mode='gmmseg'`).
+    ClassBalanced,
+}
+
+/// The training batches of one run: `plan(step)` names the images (and flips) of step t.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    len: usize,
+    batch: usize,
+    seed: u64,
+    flip: bool,
+    /// Per class, the images containing it ([`class_index`]); `None` when shuffling.
+    index: Option<Vec<Vec<usize>>>,
+}
+
+impl Sampler {
+    /// A sampler over `ds` (the class-balanced kind reads every label once, here).
+    ///
+    /// # Errors
+    /// Errors of [`Dataset::get`] while indexing classes.
+    pub fn new(
+        ds: &dyn Dataset,
+        kind: SamplerKind,
+        batch: usize,
+        seed: u64,
+        flip: bool,
+    ) -> Result<Self> {
+        let index = match kind {
+            SamplerKind::Shuffle => None,
+            SamplerKind::ClassBalanced => Some(class_index(ds)?),
+        };
+        Ok(Sampler {
+            len: ds.len(),
+            batch,
+            seed,
+            flip,
+            index,
+        })
+    }
+
+    /// Dataset indices and horizontal flips of the batch at `step`.
+    ///
+    /// # Errors
+    /// [`GmmSegError::Empty`] when class-balanced and no class occurs in any image.
+    pub fn plan(&self, step: usize) -> Result<Vec<(usize, bool)>> {
+        match &self.index {
+            None => Ok(batch_plan(self.len, self.batch, self.seed, step, self.flip)),
+            Some(index) => balanced_plan(index, self.batch, self.seed, step, self.flip),
+        }
+    }
+}
+
+impl Batch {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.dim().0
+    }
+
+    /// Whether the batch holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (height, width) of the batch's images.
+    pub fn hw(&self) -> (usize, usize) {
+        let (_, _, h, w) = self.images.dim();
+        (h, w)
+    }
+}
+
+/// The displayable value (in [0, 1]) of a normalised value of channel `ch`.
+pub fn denormalise(value: f32, ch: usize) -> f32 {
+    (value * STD[ch] + MEAN[ch]).clamp(0.0, 1.0)
+}
 
 /// Dataset indices and horizontal flips of the batch at `step` (empty for an empty dataset).
 pub fn batch_plan(
@@ -108,11 +197,12 @@ pub fn balanced_plan(
         .collect())
 }
 
-/// Loads, optionally flips, normalises and stacks the given samples.
+/// Loads, optionally flips, normalises and stacks the given samples. The batch keeps
+/// anomaly masks only when every sample has one (an anomaly split).
 ///
 /// # Errors
-/// Errors of [`Dataset::get`]; [`GmmSegError::Shape`] when images differ in size or are not
-/// 3-channel.
+/// Errors of [`Dataset::get`]; [`GmmSegError::Shape`] when images differ in size, are not
+/// 3-channel, or a label or anomaly mask differs from its image in size.
 pub fn make_batch(ds: &dyn Dataset, plan: &[(usize, bool)]) -> Result<Batch> {
     if plan.is_empty() {
         return Err(GmmSegError::empty("batch", "no samples requested"));
@@ -163,6 +253,19 @@ pub fn make_batch(ds: &dyn Dataset, plan: &[(usize, bool)]) -> Result<Batch> {
         }
         labels.slice_mut(s![n, .., ..]).assign(&s.label);
         if let (Some(a), Some(src)) = (anomaly.as_mut(), s.anomaly.as_ref()) {
+            if src.dim() != (h, w) {
+                let name = ds
+                    .source(plan[n].0)
+                    .unwrap_or_else(|| format!("image {}", plan[n].0));
+                return Err(GmmSegError::shape(
+                    ds.name(),
+                    format!(
+                        "{name}: anomaly mask is {}×{} but the image is {w}×{h}",
+                        src.dim().1,
+                        src.dim().0
+                    ),
+                ));
+            }
             a.slice_mut(s![n, .., ..]).assign(src);
         }
     }
@@ -190,6 +293,27 @@ mod tests {
             batch_plan(10, 4, 3, 5, false),
             batch_plan(10, 4, 4, 5, false)
         );
+    }
+
+    #[test]
+    fn sampler_follows_its_kind() {
+        let ds =
+            crate::data::toy::ToyShapes::new(crate::data::toy::ToySplit::Train, 12, 16, 0).unwrap();
+        let shuffle = Sampler::new(&ds, SamplerKind::Shuffle, 4, 3, true).unwrap();
+        assert_eq!(shuffle.plan(5).unwrap(), batch_plan(12, 4, 3, 5, true));
+        let balanced = Sampler::new(&ds, SamplerKind::ClassBalanced, 4, 3, true).unwrap();
+        let index = class_index(&ds).unwrap();
+        assert_eq!(
+            balanced.plan(5).unwrap(),
+            balanced_plan(&index, 4, 3, 5, true).unwrap()
+        );
+    }
+
+    #[test]
+    fn denormalise_inverts_the_normalisation() {
+        for v in [0.0f32, 0.3, 1.0] {
+            assert!((denormalise((v - MEAN[1]) / STD[1], 1) - v).abs() < 1e-6);
+        }
     }
 
     #[test]

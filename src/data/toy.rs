@@ -1,5 +1,5 @@
-//! A small self-contained synthetic dataset for tests and for the trainer until the real
-//! datasets land: coloured shapes on a textured background.
+//! A small self-contained synthetic dataset for tests, benchmarks and examples: coloured
+//! shapes on a textured background.
 //!
 //! Classes: 0 background, 1 rectangle, 2 disc, 3 bar. Every class has two appearance modes
 //! (two base colours), so class densities are bimodal, and pixels carry Gaussian colour noise.
