@@ -332,7 +332,7 @@ NOTEBOOKS = {
             "step gives exactly the reference preset)."
         ),
         code(
-            "use gmmseg::nn::gmm_head::GmmHeadConfig;\n"
+            "use gmmseg::nn::head::GmmHeadConfig;\n"
             "{\n"
             "    let (classes, m, d) = (8, 5, 32);\n"
             '    println!("paper flavour:\\n{:#?}\\n", GmmHeadConfig::paper(classes, m, d));\n'

@@ -25,11 +25,10 @@ use crate::data::batch::make_batch;
 use crate::data::{Batch, Dataset};
 use crate::error::Result;
 use crate::metrics::temperature::fit_temperature;
+use crate::nn::head::{Mahalanobis, PosthocGmmHead, WithMahalanobis};
 use crate::train::config::{HeadKind, TrainConfig};
 use crate::train::eval::{collect_logits, evaluate_with, EvalOptions, EvalReport};
-use crate::train::posthoc::{
-    collect_features, fit_posthoc_gmm, Mahalanobis, PosthocConfig, PosthocGmmHead, WithMahalanobis,
-};
+use crate::train::posthoc::{collect_features, fit_posthoc_gmm, PosthocConfig};
 use crate::train::trainer::Trainer;
 
 /// One bin of the validation reliability diagram (serialisable twin of

@@ -15,14 +15,13 @@
 //! Module map: [`conv2d`] (the convolution layer), [`norm`] (batch norm), [`resample`]
 //! (bilinear up-sampling, global average pooling), [`activation`] (ReLU, add, concat,
 //! dropout), [`rowops`] (per-pixel normalisations and cross-entropy), [`backbone`],
-//! [`decoder`], [`head`], [`gmm_head`], [`loss`], [`segnet`] (the whole network and its
-//! config).
+//! [`decoder`], [`head`] (every classification head: softmax, generative and discriminative
+//! GMM, post-hoc GMM, Mahalanobis), [`loss`], [`segnet`] (the whole network and its config).
 
 pub mod activation;
 pub mod backbone;
 pub mod conv2d;
 pub mod decoder;
-pub mod gmm_head;
 pub mod head;
 pub mod loss;
 pub mod norm;

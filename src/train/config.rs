@@ -138,13 +138,13 @@ impl FlavourOverrides {
     }
 
     /// Applies the set knobs, with their companions, to a head configuration.
-    pub fn apply(&self, g: &mut crate::nn::gmm_head::GmmHeadConfig) {
+    pub fn apply(&self, g: &mut crate::nn::head::GmmHeadConfig) {
         use crate::gmm::{
             Assignment, EStep, EmSource, MeanEstimator, MemoryInit, OnlineConfig, SinkhornConfig,
         };
         let classes = g.online.gmm.num_classes;
-        let reference = crate::nn::gmm_head::GmmHeadConfig::reference_code(classes, 1, 1);
-        let paper = crate::nn::gmm_head::GmmHeadConfig::paper(classes, 1, 1);
+        let reference = crate::nn::head::GmmHeadConfig::reference_code(classes, 1, 1);
+        let paper = crate::nn::head::GmmHeadConfig::paper(classes, 1, 1);
         if let Some(on) = self.feature_norm {
             g.feature_norm = on;
             g.online.gmm.mean_estimator = if on {
@@ -686,7 +686,7 @@ mod tests {
     #[test]
     fn flavour_overrides_are_left_out_when_unset_and_switch_one_knob_each() {
         use crate::gmm::{Assignment, EStep, EmSource, MeanEstimator};
-        use crate::nn::gmm_head::GmmHeadConfig;
+        use crate::nn::head::GmmHeadConfig;
         // unset knobs leave the serialised config (and so every cache hash) unchanged
         let json = serde_json::to_string(&GmmOptions::default()).unwrap();
         assert!(!json.contains("overrides"), "{json}");

@@ -36,8 +36,9 @@ use crate::data::batch::{make_batch, Sampler};
 use crate::data::{Batch, Dataset};
 use crate::error::{GmmSegError, Result};
 use crate::gmm::EStep;
-use crate::nn::gmm_head::{DiscGmmHead, GmmHead, GmmHeadConfig};
-use crate::nn::head::{Head, HeadTarget, SoftmaxHead, StepFeatures};
+use crate::nn::head::{
+    DiscGmmHead, GmmHead, GmmHeadConfig, Head, HeadTarget, SoftmaxHead, StepFeatures,
+};
 use crate::nn::resample::resize_labels_nearest;
 use crate::nn::segnet::{SegModel, SegNet};
 use crate::nn::{act_from_array, to_host, Ctx, Dev};

@@ -4,8 +4,7 @@
 use dfdx::prelude::*;
 use gmmseg::data::batch::make_batch;
 use gmmseg::data::toy::{ToyShapes, ToySplit};
-use gmmseg::nn::gmm_head::{DiscGmmHead, GmmHead, GmmHeadConfig};
-use gmmseg::nn::head::{Head, StepFeatures};
+use gmmseg::nn::head::{DiscGmmHead, GmmHead, GmmHeadConfig, Head, StepFeatures};
 use gmmseg::nn::{Dev, Params};
 use gmmseg::train::config::{HeadKind, TrainConfig};
 use gmmseg::train::eval::evaluate;

@@ -1,5 +1,4 @@
-//! GMMSeg heads: the generative GMM head (paper and reference-code flavours) and the
-//! discriminative GMM head of the paper's Table 4.
+//! The generative GMM head of GMMSeg (paper and reference-code flavours).
 //!
 //! # The generative head, one training iteration
 //! 1. `loss`: features (B, D, h, w) → pixel rows → [reference flavour: LayerNorm(D) with a
@@ -12,31 +11,24 @@
 //! 2. The trainer's optimiser step updates the network (and the LayerNorm affines).
 //! 3. `after_step`, without gradient: the same feature transform on the step's detached
 //!    features, then [`OnlineGmm::update`] (E-step, memory, M-step — its docs state the order).
-//!
-//! # The discriminative head
-//! The same mixture, but μ and log σ are trainable parameters updated by SGD together with
-//! the network from the cross-entropy alone; no EM, no memory.
 
 use std::sync::Arc;
 
 use dfdx::prelude::*;
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::head::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
-use super::loss::cross_entropy;
-use super::resample::resize_bilinear;
-use super::rowops::{cross_entropy_rows, l2_normalize_rows, layer_norm_rows, Rows};
-use super::{Act, Dev, Param, ParamKind, Params, Scalar, Tp};
+use super::density::{act_to_rows, density_output, reduce_components};
+use super::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
 use crate::error::{GmmSegError, Result};
-use crate::gmm::{
-    class_scores, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm, Reduction,
-};
-use crate::ops::layout::{from_pixels, nchw_to_rows, rows_to_nchw, to_pixels};
+use crate::gmm::{class_scores, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm};
+use crate::nn::loss::cross_entropy;
+use crate::nn::resample::resize_bilinear;
+use crate::nn::rowops::{cross_entropy_rows, l2_normalize_rows, layer_norm_rows, Rows};
+use crate::nn::{Act, Dev, Param, ParamKind, Params, Scalar, Tp};
+use crate::ops::layout::{from_pixels, to_pixels};
 use crate::ops::loglik::{class_log_likelihood_nchw, log_likelihood};
-use crate::ops::tape::accumulate_param;
 
 /// LayerNorm ε (the reference code's, PyTorch's default).
 const LN_EPS: f32 = 1e-5;
@@ -165,41 +157,12 @@ fn l2_rows(x: &mut Array2<f32>) {
     }
 }
 
-pub(crate) fn act_to_rows(x: &Act) -> Array2<f32> {
-    let (b, d, h, w) = *x.shape();
-    let rows = nchw_to_rows(&crate::nn::to_host(x), (b, d, h, w));
-    Array2::from_shape_vec((b * h * w, d), rows).expect("shape matches")
-}
-
-pub(crate) fn rows_to_act(dev: &Dev, x: &Array2<f32>, b: usize, h: usize, w: usize) -> Act {
-    let k = x.ncols();
-    debug_assert_eq!(x.nrows(), b * h * w);
-    let x = x.as_standard_layout();
-    let out = rows_to_nchw(x.as_slice().expect("standard layout"), (b, k, h, w));
-    dev.tensor_from_vec(out, (b, k, h, w))
-}
-
 /// Splits rows into a tape-carrying continuation and a plain twin with the same id (see
 /// [`super::fork`]).
 fn fork_rows<T: Tape<f32, Cpu>>(x: Rows<T>) -> (Rows<T>, Rows) {
     let (x, tape) = x.split_tape();
     let twin = x.clone();
     (x.put_tape(tape), twin)
-}
-
-/// Reduces (N, C·M) component scores on a tape to (N, C) class scores.
-fn reduce_components<T: Tape<f32, Cpu>>(
-    ll: Rows<T>,
-    c: usize,
-    m: usize,
-    reduction: Reduction,
-) -> Rows<T> {
-    let n = ll.shape().0;
-    let ll3 = ll.reshape_like(&(n, c, m));
-    match reduction {
-        Reduction::Max => ll3.max::<(usize, usize), dfdx::shapes::Axis<2>>(),
-        Reduction::LogSumExp => ll3.logsumexp::<(usize, usize), dfdx::shapes::Axis<2>>(),
-    }
 }
 
 /// The generative GMM head.
@@ -577,202 +540,5 @@ impl Head for GmmHead {
         self.table = Arc::new(gmm.params.loglik_table());
         self.gmm = gmm;
         Ok(())
-    }
-}
-
-/// The discriminative GMM head (Table 4): the same mixture, μ and log σ learned by SGD from
-/// the cross-entropy together with the network; uniform weights, no EM.
-pub struct DiscGmmHead {
-    means: Param,
-    log_std: Param,
-    classes: usize,
-    components: usize,
-    dim: usize,
-    reduction: Reduction,
-    dev: Dev,
-}
-
-impl DiscGmmHead {
-    /// Means N(0, 1)/√D-scaled, σ = 1 (so initial scores are ~ −½‖x − μ‖²).
-    ///
-    /// # Errors
-    /// [`GmmSegError::InvalidConfig`] for zero sizes.
-    pub fn new(
-        dev: &Dev,
-        classes: usize,
-        components: usize,
-        dim: usize,
-        rng: &mut impl Rng,
-    ) -> Result<Self> {
-        if classes == 0 || components == 0 || dim == 0 {
-            return Err(GmmSegError::config(
-                "head",
-                format!("needs C, M, D ≥ 1, got {classes}, {components}, {dim}"),
-            ));
-        }
-        let k = classes * components;
-        let means: Vec<f32> = (0..k * dim).map(|_| StandardNormal.sample(rng)).collect();
-        Ok(DiscGmmHead {
-            means: Param::new(dev, "head.means", &[k, dim], means, ParamKind::NoDecay),
-            log_std: Param::new(
-                dev,
-                "head.log_std",
-                &[k, dim],
-                vec![0.0; k * dim],
-                ParamKind::NoDecay,
-            ),
-            classes,
-            components,
-            dim,
-            reduction: Reduction::Max,
-            dev: dev.clone(),
-        })
-    }
-
-    fn params(&self) -> GmmParams {
-        let (c, m, d) = (self.classes, self.components, self.dim);
-        GmmParams {
-            means: ndarray::Array3::from_shape_vec((c, m, d), self.means.to_vec()).expect("shape"),
-            variances: ndarray::Array3::from_shape_vec(
-                (c, m, d),
-                self.log_std
-                    .to_vec()
-                    .iter()
-                    .map(|s| (2.0 * s).exp())
-                    .collect(),
-            )
-            .expect("shape"),
-            log_weights: Array2::from_elem((c, m), -(m as f32).ln()),
-        }
-    }
-
-    /// log π_k N(x; μ_k, σ_k) on the tape, with gradients to x, μ and log σ.
-    fn log_likelihood<T: Tape<f32, Cpu>>(&self, x: Rows<T>) -> Result<Rows<T>> {
-        let table = self.params().loglik_table();
-        let (n, d) = *x.shape();
-        if d != self.dim {
-            return Err(GmmSegError::shape(
-                "features",
-                format!("D = {d}, head has D = {}", self.dim),
-            ));
-        }
-        let k = self.classes * self.components;
-        let (x, mut tape) = x.split_tape();
-        let xs = crate::nn::to_host(&x);
-        let mut out = vec![0f32; n * k];
-        table.compute_into(&xs, &mut out);
-        let y = x.device().try_tensor_from_vec(out, (n, k))?;
-        if T::OWNS_TAPE {
-            let y_id = y.clone();
-            let mu = self.means.to_vec();
-            let logs = self.log_std.to_vec();
-            let (mu_t, logs_t) = (self.means.value.clone(), self.log_std.value.clone());
-            tape.add_backward_op(move |grads| {
-                grads.try_alloc_for(&x)?;
-                grads.try_alloc_for(&y_id)?;
-                let g = crate::nn::to_host(&grads.get(&y_id));
-                let mut dx = vec![0f32; n * d];
-                let mut gx = vec![0f64; k * d];
-                let mut gx2 = vec![0f64; k * d];
-                let mut gsum = vec![0f64; k];
-                for r in 0..n {
-                    let xr = &xs[r * d..(r + 1) * d];
-                    for j in 0..k {
-                        let gj = g[r * k + j];
-                        if gj == 0.0 {
-                            continue;
-                        }
-                        gsum[j] += gj as f64;
-                        for t in 0..d {
-                            let w = (-2.0 * logs[j * d + t]).exp();
-                            dx[r * d + t] += gj * (mu[j * d + t] - xr[t]) * w;
-                            gx[j * d + t] += (gj * xr[t]) as f64;
-                            gx2[j * d + t] += (gj * xr[t] * xr[t]) as f64;
-                        }
-                    }
-                }
-                let mut dmu = vec![0f32; k * d];
-                let mut dlogs = vec![0f32; k * d];
-                for (j, &gs) in gsum.iter().enumerate() {
-                    for t in 0..d {
-                        let i = j * d + t;
-                        let w = (-2.0 * logs[i] as f64).exp();
-                        let m = mu[i] as f64;
-                        dmu[i] = (w * (gx[i] - m * gs)) as f32;
-                        dlogs[i] = (w * (gx2[i] - 2.0 * m * gx[i] + m * m * gs) - gs) as f32;
-                    }
-                }
-                let gxs = grads.get_or_alloc_mut(&x)?;
-                for (a, v) in gxs.iter_mut().zip(dx) {
-                    *a += v;
-                }
-                accumulate_param(grads, &mu_t, &dmu)?;
-                accumulate_param(grads, &logs_t, &dlogs)?;
-                Ok(())
-            });
-        }
-        Ok(y.put_tape(tape))
-    }
-}
-
-impl Params for DiscGmmHead {
-    fn visit(&self, f: &mut dyn FnMut(&Param)) {
-        f(&self.means);
-        f(&self.log_std);
-    }
-    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
-        f(&mut self.means);
-        f(&mut self.log_std);
-    }
-}
-
-impl Head for DiscGmmHead {
-    fn kind(&self) -> &'static str {
-        "disc-gmm"
-    }
-    fn num_classes(&self) -> usize {
-        self.classes
-    }
-    fn feature_dim(&self) -> usize {
-        self.dim
-    }
-    fn logits_train(&mut self, feats: Act<Tp>) -> Result<Act<Tp>> {
-        let (b, _, h, w) = *feats.shape();
-        let ll = self.log_likelihood(to_pixels(feats)?)?;
-        from_pixels(
-            reduce_components(ll, self.classes, self.components, self.reduction),
-            b,
-            h,
-            w,
-        )
-    }
-    fn infer(&self, feats: Act) -> Result<HeadOutput> {
-        let (b, d, h, w) = *feats.shape();
-        let ll = self
-            .params()
-            .loglik_table()
-            .compute_nchw(&crate::nn::to_host(&feats), (b, d, h, w));
-        let class_ll = class_scores(ll.view(), self.components, self.reduction);
-        Ok(density_output(&self.dev, &class_ll, &class_ll, (b, h, w)))
-    }
-}
-
-/// The evaluation output of a density head from pixel rows: `logits` (N, C) as the class
-/// scores and `likelihood` = −max_c log p(x|c) from `class_ll` (N, C) as its anomaly map.
-pub(crate) fn density_output(
-    dev: &Dev,
-    logits: &Array2<f32>,
-    class_ll: &Array2<f32>,
-    (b, h, w): (usize, usize, usize),
-) -> HeadOutput {
-    let anomaly = class_ll
-        .map_axis(Axis(1), |r| {
-            -r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-        })
-        .into_shape_with_order((b * h * w, 1))
-        .expect("one score per pixel");
-    HeadOutput {
-        logits: rows_to_act(dev, logits, b, h, w),
-        anomaly: vec![("likelihood".into(), rows_to_act(dev, &anomaly, b, h, w))],
     }
 }
