@@ -22,10 +22,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use super::{
-    model, model_key, specs_for, ExperimentRunner, PlannedRun, RunProgress, Study, TrainConfig,
-};
+use super::runner::PlannedRun;
+use super::{model, model_key, specs_for, ExperimentRunner, RunProgress, Study};
 use crate::error::{GmmSegError, Result};
+use crate::train::config::TrainConfig;
 
 /// The number of models to train at once when the user does not say: one per thread of the
 /// global rayon pool (the cores, or `RAYON_NUM_THREADS`), each model in a one-thread pool.

@@ -8,11 +8,90 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{anomaly_splits, BinRecord, ModelRecord};
-use super::{Study, ValidProfile};
-use crate::error::Result;
+use super::ValidProfile;
+use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::train::config::{EmKind, FlavourOverrides, HeadKind, TrainConfig};
 use crate::train::eval::EvalReport;
+
+/// One ablation study of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Study {
+    /// Table 1: softmax vs GMMSeg mIoU with FCN and DeepLabV3+-lite.
+    MainResults,
+    /// Table 2: anomaly scores (MSP, entropy, max-logit, Mahalanobis vs GMMSeg likelihood).
+    Anomaly,
+    /// Table 3: GMMSeg vs a post-hoc GMM on the softmax model's features.
+    OnlineVsPosthoc,
+    /// Table 4: generative (EM) vs discriminative (SGD) GMM head.
+    GenVsDisc,
+    /// Table 5a: vanilla vs Sinkhorn EM, 1/5/10 EM loops per iteration.
+    Em,
+    /// Table 5b: components per class M.
+    Components,
+    /// Fig. 5: reliability diagrams and ECE.
+    Calibration,
+    /// Paper flavour vs reference-code flavour (DESIGN §1).
+    Flavours,
+    /// §4.3: train-step time and inference throughput.
+    Runtime,
+}
+
+impl Study {
+    /// Every study, in the order `ablate all` runs them (cheapest shared models first).
+    pub const ALL: [Study; 9] = [
+        Study::MainResults,
+        Study::Anomaly,
+        Study::OnlineVsPosthoc,
+        Study::GenVsDisc,
+        Study::Calibration,
+        Study::Runtime,
+        Study::Flavours,
+        Study::Em,
+        Study::Components,
+    ];
+
+    /// The name used on the command line and for the CSV file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Study::MainResults => "main_results",
+            Study::Anomaly => "anomaly",
+            Study::OnlineVsPosthoc => "online_vs_posthoc",
+            Study::GenVsDisc => "gen_vs_disc",
+            Study::Em => "em",
+            Study::Components => "components",
+            Study::Calibration => "calibration",
+            Study::Flavours => "flavours",
+            Study::Runtime => "runtime",
+        }
+    }
+
+    /// Parses a study name (`main_results`, … or with dashes).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming `study` and listing the valid names.
+    pub fn parse(name: &str) -> Result<Study> {
+        let n = name.replace('-', "_");
+        Study::ALL
+            .into_iter()
+            .find(|s| s.name() == n)
+            .ok_or_else(|| {
+                GmmSegError::input(
+                    "study",
+                    format!(
+                        "unknown study `{name}`; expected all or one of {}",
+                        Study::ALL.map(|s| s.name()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Study {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// One trained configuration of a study (crossed with seeds by the runner).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
