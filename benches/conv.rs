@@ -14,6 +14,10 @@
 //! Run: `cargo bench --bench conv` (under `cargo test --all-targets` it runs each criterion
 //! function once and skips the summary).
 
+// `criterion_group!` defines an undocumented `pub fn`; the crate-wide `missing_docs` is
+// for the library.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use dfdx::prelude::*;
 use gmmseg::nn::conv2d::{Conv2d, ConvSpec};

@@ -10,6 +10,10 @@
 //! were of a loader with scale jitter and colour augmentation that training never used; it
 //! was removed, so they are not repeated here.)
 
+// `criterion_group!` defines an undocumented `pub fn`; the crate-wide `missing_docs` is
+// for the library.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};

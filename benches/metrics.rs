@@ -5,6 +5,10 @@
 //! Run: `cargo bench --bench metrics`. Sample sizes are small (10) so that the whole bench
 //! takes about a minute; the inputs are built once, outside the timed code.
 
+// `criterion_group!` defines an undocumented `pub fn`; the crate-wide `missing_docs` is
+// for the library.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

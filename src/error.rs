@@ -11,64 +11,123 @@ use std::path::PathBuf;
 pub enum GmmSegError {
     /// A configuration field is out of its valid range.
     #[error("invalid configuration: `{field}` {reason}")]
-    InvalidConfig { field: String, reason: String },
+    InvalidConfig {
+        /// The field (or, from the command line, the flag) as the user wrote it.
+        field: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
 
     /// An argument (array, tensor, option) is invalid for a reason not covered below.
     #[error("invalid input `{what}`: {reason}")]
-    InvalidInput { what: String, reason: String },
+    InvalidInput {
+        /// The argument.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// Two inputs disagree in shape, or one input has the wrong number of dimensions.
     #[error("shape mismatch in `{what}`: {detail}")]
-    Shape { what: String, detail: String },
+    Shape {
+        /// The input whose shape is wrong.
+        what: String,
+        /// The shapes found and expected.
+        detail: String,
+    },
 
     /// An input holds NaN or ±inf.
     #[error("`{what}` holds a non-finite value (NaN or inf) at flat index {index}")]
-    NonFinite { what: String, index: usize },
+    NonFinite {
+        /// The input.
+        what: String,
+        /// Flat (row-major) index of the first non-finite value.
+        index: usize,
+    },
 
     /// A label is neither a valid class id nor the ignore value 255.
     #[error("`{what}` holds label {label} at flat index {index}, but there are {classes} classes: valid labels are 0..={}{}", .classes.saturating_sub(1), if *.label == 255 { " (255 = ignore is not accepted here)" } else { ", or 255 = ignore" })]
     LabelOutOfRange {
+        /// The label input.
         what: String,
+        /// The offending label.
         label: i64,
+        /// Flat index of its first occurrence.
         index: usize,
+        /// Number of classes.
         classes: usize,
     },
 
     /// An input that must not be empty is empty (no pixels, no valid labels, ...).
     #[error("`{what}` is empty: {detail}")]
-    Empty { what: String, detail: String },
+    Empty {
+        /// The empty input.
+        what: String,
+        /// Why it counts as empty.
+        detail: String,
+    },
 
     /// A quantity is mathematically undefined for the given input (e.g. AUROC with one class).
     #[error("{what} is undefined: {reason}")]
-    Undefined { what: String, reason: String },
+    Undefined {
+        /// The quantity.
+        what: String,
+        /// Why it is undefined here.
+        reason: String,
+    },
 
     /// Reading or writing a file failed at the operating-system level.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// A file exists but its contents are corrupt, truncated or of an unsupported kind.
     #[error("{}: {detail}", path.display())]
-    File { path: PathBuf, detail: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        detail: String,
+    },
 
     /// A checkpoint or results cache does not belong to the requested configuration.
     #[error("{}: {detail}", path.display())]
-    Mismatch { path: PathBuf, detail: String },
+    Mismatch {
+        /// The checkpoint or cache.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
 
     /// Drawing a figure failed (backend or font error, or a file that cannot be written).
     #[error("cannot draw figure `{what}`: {detail}")]
-    Plot { what: String, detail: String },
+    Plot {
+        /// The figure.
+        what: String,
+        /// The backend's error.
+        detail: String,
+    },
 
     /// The tensor device failed (out of memory, or an internal size mismatch in dfdx).
     #[error("tensor device error: {detail}")]
-    Device { detail: String },
+    Device {
+        /// The device's error.
+        detail: String,
+    },
 
     /// Training diverged (NaN or inf loss).
     #[error("training diverged at step {step}: {detail}")]
-    Diverged { step: usize, detail: String },
+    Diverged {
+        /// The optimiser step at which the loss became non-finite.
+        step: usize,
+        /// The loss and where it came from.
+        detail: String,
+    },
 }
 
 /// The crate's result type.

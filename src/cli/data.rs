@@ -39,6 +39,7 @@ pub struct DatasetArgs {
 /// Arguments of `gmmseg data export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Which dataset and split.
     #[command(flatten)]
     pub ds: DatasetArgs,
     /// Number of samples to write (the first N of the split).
@@ -56,6 +57,7 @@ pub struct ExportArgs {
 /// Arguments of `gmmseg data stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    /// Which dataset and split.
     #[command(flatten)]
     pub ds: DatasetArgs,
     /// Print JSON instead of a table.
@@ -66,6 +68,7 @@ pub struct StatsArgs {
 /// Arguments of `gmmseg data preview`.
 #[derive(Debug, Args)]
 pub struct PreviewArgs {
+    /// Which dataset and split.
     #[command(flatten)]
     pub ds: DatasetArgs,
     /// Number of samples shown.

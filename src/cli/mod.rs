@@ -19,6 +19,7 @@ pub mod train;
 #[derive(Debug, Parser)]
 #[command(name = "gmmseg", version, about, long_about = None)]
 pub struct Cli {
+    /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
 }

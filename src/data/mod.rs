@@ -40,8 +40,11 @@ pub const IGNORE_LABEL: u8 = 255;
 /// - `anomaly`: (H, W) on anomaly splits: 1 = anomaly, 0 = in-distribution, 255 = ignore.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
+    /// RGB image (3, H, W) in [0, 1].
     pub image: Array3<f32>,
+    /// Class ids (H, W), or [`IGNORE_LABEL`].
     pub label: Array2<u8>,
+    /// Anomaly mask (H, W) on anomaly splits; `None` elsewhere.
     pub anomaly: Option<Array2<u8>>,
 }
 
@@ -126,8 +129,11 @@ pub trait Dataset: Send + Sync {
 /// - `anomaly`: (B, H, W) on anomaly splits (1 anomaly, 0 in-distribution, 255 ignore).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
+    /// Normalised images (B, 3, H, W).
     pub images: Array4<f32>,
+    /// Class ids (B, H, W), or [`IGNORE_LABEL`].
     pub labels: ndarray::Array3<u8>,
+    /// Anomaly masks (B, H, W) when every sample has one.
     pub anomaly: Option<ndarray::Array3<u8>>,
 }
 

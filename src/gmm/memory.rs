@@ -36,10 +36,16 @@ pub enum MemoryLayout {
 pub enum Sampling {
     /// Up to `per_image` uniformly random pixels of each class present in each image
     /// (the paper: 100).
-    RandomPerImage { per_image: usize },
+    RandomPerImage {
+        /// Pixels per class per image.
+        per_image: usize,
+    },
     /// Up to `max_per_slot` correctly classified pixels per (class, component) per batch,
     /// evenly spaced in pixel order (the reference code: 20, deterministic).
-    CorrectEvenlySpaced { max_per_slot: usize },
+    CorrectEvenlySpaced {
+        /// Pixels per (class, component) per batch.
+        max_per_slot: usize,
+    },
 }
 
 /// How empty queues start.

@@ -2,6 +2,7 @@
 //! so the suite links dfdx, polars and the library once instead of once per file. Run one
 //! module with `cargo test --test it <module>::`.
 
+mod architecture;
 mod bad_input_corpus;
 mod cli_gmm;
 mod data_batch;
