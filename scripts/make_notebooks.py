@@ -309,7 +309,7 @@ NOTEBOOKS = {
     "07-paper-vs-reference-code": [
         md(
             "# 07 — The paper's GMMSeg vs the authors' released code\n\n"
-            "The released code differs from the paper in several places (DESIGN §1): it "
+            "The released code differs from the paper in several places: it "
             "LayerNorm-s and L2-normalises the features, LayerNorm-s the class scores, uses hard "
             "Sinkhorn assignments with per-component queues, adds a 0.01-weighted "
             "component-level loss, and runs EM from its queues every 5 iterations with momentum "
@@ -494,8 +494,8 @@ def your_data():
             '    let xv = read_matrix(&root.join("val_features.npy")).expect("features");\n'
             '    let yv = read_labels(&root.join("val_labels.npy")).expect("labels");\n'
             '    let s = score_features(&params, xv.view(), Reduction::Max, "val_features.npy").expect("scores");\n'
-            "    let correct = s.predicted.iter().zip(yv.iter()).filter(|(p, y)| **p as i64 == **y).count();\n"
-            '    println!("held-out pixels classified by the fitted GMM: {:.3} accuracy ({} pixels)", correct as f64 / yv.len() as f64, yv.len());\n'
+            '    let m = gmmseg::metrics::segmentation::segmentation_metrics(&s.predicted, yv.as_slice().expect("labels"), classes).expect("metrics");\n'
+            '    println!("held-out pixels classified by the fitted GMM: {:.3} accuracy, mIoU {:.3} ({} pixels)", m.acc, m.miou, m.pixels);\n'
             "}"
         ),
         md("Clean up the temporary folder."),

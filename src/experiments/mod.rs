@@ -13,7 +13,7 @@
 //! | `em` | Table 5a | vanilla vs Sinkhorn EM at 1, 5, 10 EM loops per iteration |
 //! | `components` | Table 5b | M components per class |
 //! | `calibration` | Fig. 5 | reliability bins and ECE, softmax vs GMMSeg |
-//! | `flavours` | DESIGN §1 | paper flavour vs reference-code flavour (and the paper's τ) |
+//! | `flavours` | released code | paper flavour vs reference-code flavour (and the paper's τ) |
 //! | `runtime` | §4.3 | train-step time and inference images/s, softmax vs GMMSeg |
 //!
 //! # How a study runs

@@ -31,7 +31,7 @@ pub enum Study {
     Components,
     /// Fig. 5: reliability diagrams and ECE.
     Calibration,
-    /// Paper flavour vs reference-code flavour (DESIGN §1).
+    /// Paper flavour vs reference-code flavour (the released code's departures).
     Flavours,
     /// §4.3: train-step time and inference throughput.
     Runtime,

@@ -327,8 +327,8 @@ fn t(
     }
 }
 
-/// The paper's claims for `study` (DESIGN §3), instantiated for the groups and parameters
-/// present in `rows`.
+/// The paper's claims for `study` (README, "Which of the paper's claims reproduce"),
+/// instantiated for the groups and parameters present in `rows`.
 fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
     use ClaimKind::*;
     let groups: BTreeSet<&str> = rows.iter().map(|r| r.group.as_str()).collect();

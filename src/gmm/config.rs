@@ -136,7 +136,7 @@ impl Default for GmmConfig {
 }
 
 impl GmmConfig {
-    /// The paper's flavour (DESIGN §1): soft Sinkhorn EM reaching equipartition, momentum 0.999 on means
+    /// The paper's flavour: soft Sinkhorn EM reaching equipartition, momentum 0.999 on means
     /// and variances, Euclidean means, M = 5, D = 64.
     pub fn paper(num_classes: usize) -> Self {
         Self {
@@ -154,7 +154,7 @@ impl GmmConfig {
         }
     }
 
-    /// The released code's flavour (DESIGN §1, the authors' `gmmseg_head.py`): Sinkhorn on
+    /// The released code's flavour (the authors' `gmmseg_head.py`): Sinkhorn on
     /// costs rescaled by their max, 3 iterations, hard argmax; mean directions with momentum
     /// 0.999; variances replaced outright (+0.01).
     pub fn reference_code(num_classes: usize) -> Self {

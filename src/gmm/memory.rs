@@ -55,7 +55,7 @@ pub enum MemoryInit {
     /// Empty: only real features are ever used.
     Empty,
     /// Full of random unit vectors, as the reference code (they dilute rare classes' estimates
-    /// until overwritten — documented in notes/reference-code.md).
+    /// until overwritten; README, "Paper flavour vs reference-code flavour").
     RandomUnit,
 }
 

@@ -1,6 +1,6 @@
 //! The plumbing every custom op shares.
 //!
-//! The recipe (see CONVENTIONS.md, "Custom ops on dfdx 0.13"): split the tape off the input,
+//! The recipe (dfdx 0.13 has no public custom-op API on stable): split the tape off the input,
 //! compute the output on host slices, build it with `try_tensor_from_vec`, register a backward
 //! closure that reads the output gradient with `Gradients::get` and accumulates into the
 //! input's gradient with `get_or_alloc_mut`, and put the tape back on the output. With a

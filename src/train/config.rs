@@ -73,7 +73,8 @@ pub struct GmmOptions {
     pub overrides: FlavourOverrides,
 }
 
-/// The reference code's departures from the paper (DESIGN §1), each settable on its own;
+/// The reference code's departures from the paper (README, "Paper flavour vs reference-code
+/// flavour"), each settable on its own;
 /// `None` keeps the flavour's value. Unset fields are left out of the serialised config.
 ///
 /// Each knob switches on one difference **with the companion settings without which it

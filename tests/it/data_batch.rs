@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gmmseg::data::batch::{batch_plan, denormalise, make_batch, MEAN, STD};
+use gmmseg::data::batch::{denormalise, make_batch, MEAN, STD};
 use gmmseg::data::{open_dataset, Dataset, DatasetOptions, Sampler, SamplerKind, IGNORE_LABEL};
 
 fn synth(split: &str, len: usize) -> Arc<dyn Dataset> {
@@ -126,16 +126,6 @@ fn anomaly_masks_travel_only_when_every_sample_has_one() {
         .unwrap()
         .anomaly
         .is_none());
-}
-
-#[test]
-fn plans_cover_each_epoch_once() {
-    let mut seen: Vec<usize> = (0..5)
-        .flat_map(|t| batch_plan(10, 2, 3, t, false))
-        .map(|p| p.0)
-        .collect();
-    seen.sort();
-    assert_eq!(seen, (0..10).collect::<Vec<_>>());
 }
 
 #[test]

@@ -77,7 +77,8 @@ impl GmmHeadConfig {
         }
     }
 
-    /// The released code's flavour (see `notes/reference-code.md`), with the queue shortened
+    /// The released code's flavour (README, "Paper flavour vs reference-code flavour"), with
+    /// the queue shortened
     /// to 2,000 per component for CPU memory.
     pub fn reference_code(num_classes: usize, components: usize, dim: usize) -> Self {
         let mut online = OnlineConfig::reference_code(num_classes);
