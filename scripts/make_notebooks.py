@@ -7,11 +7,14 @@ The ablation notebooks share one shape: a first cell with the evcxr settings and
 verdicts (decided by the library), then the raw rows. The quickstart, your-data and
 playground notebooks train through `settings.train_config` (GMMSEG_TRAIN_STEPS shortens
 them under the test command). Editing the specs here and rerunning this script keeps the
-notebooks consistent; every algorithm lives in the `gmmseg` crate, never in a cell.
+notebooks consistent; every algorithm lives in the `gmmseg` crate, never in a cell. The code
+cells are regions of the examples `examples/nb_*.rs` (see `cell`), so they are compiled,
+formatted and linted with the crate, and the test command runs each example.
 
-Usage: python3 scripts/make_notebooks.py   (from the repository root)
+Usage: python3 scripts/make_notebooks.py [--check]   (from the repository root)
 """
 import json
+import sys
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -32,16 +35,6 @@ results are **loaded from the cache** in `data/results/<profile>/` (committed wi
 repository, so this takes well under a second); a run that is missing or whose configuration
 changed is trained here. Set `settings.rerun = true` below to retrain everything."""
 
-# `?` in this cell matters: evcxr turns `?` on at its first use, and if that first use is
-# in a cell's final expression it also gives up on the value's `evcxr_display` and prints
-# its Debug text instead (evcxr 0.22, `attempt_to_fix_error`). scripts/check_nb.py fails
-# on such a Debug dump.
-SETTINGS = """use gmmseg::experiments::{report::NotebookSettings, Study};
-let mut settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS
-// settings.rerun = true;                       // retrain every model of the study
-// settings.datasets = vec!["synthscapes".into()]; // or folder:/path/to/your/data
-println!("profile {}, datasets {:?}, rerun {}", settings.profile, settings.datasets, settings.rerun);"""
-
 
 def code(src):
     return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
@@ -51,11 +44,44 @@ def md(src):
     return {"cell_type": "markdown", "metadata": {}, "source": src}
 
 
+EXAMPLES = ROOT / "examples"
+
+
+def cell(example, name, subs=()):
+    """The code cell `name` of `examples/<example>.rs`: the lines between `// cell: <name>`
+    and `// end cell`, dedented, with each (old, new) of `subs` replaced. Every cell is thus
+    compiled, formatted and linted as part of an example (`cargo build --examples`, the test
+    command runs each one on the tiny profile). A cell written `show(EXPR);` becomes `EXPR`:
+    the final expression, which evcxr displays."""
+    lines = (EXAMPLES / f"{example}.rs").read_text().split("\n")
+    start = [i for i, l in enumerate(lines) if l.strip() == f"// cell: {name}"]
+    if len(start) != 1:
+        raise SystemExit(f"examples/{example}.rs: expected one `// cell: {name}`, found {len(start)}")
+    end = next(i for i in range(start[0] + 1, len(lines)) if lines[i].strip() == "// end cell")
+    body = lines[start[0] + 1:end]
+    indent = min(len(l) - len(l.lstrip()) for l in body if l.strip())
+    src = "\n".join(l[indent:] for l in body).strip("\n")
+    # `show(EXPR);` as the cell's last statement: EXPR is what the cell displays
+    head, sep, tail = src.rpartition("\nshow(")
+    if src.startswith("show("):
+        head, sep, tail = "", "show(", src[len("show("):]
+    if sep:
+        if not tail.endswith(");"):
+            raise SystemExit(f"examples/{example}.rs, cell {name}: `show(` must close with `);`")
+        expr = tail[: -len(");")]
+        src = (head + "\n" if head else "") + expr
+    for old, new in subs:
+        if old not in src:
+            raise SystemExit(f"examples/{example}.rs, cell {name}: no `{old}` to replace")
+        src = src.replace(old, new)
+    return code(src)
+
+
 def study_cells(study, metrics, table_md, extra_after_figures=()):
     metric_list = ", ".join(f'"{m}"' for m in metrics)
     return [
         md(SETTINGS_MD),
-        code(SETTINGS),
+        cell("nb_study", "settings"),
         md(
             "## The study\n"
             "One line per trained run (cached runs are reported once), then the result shows "
@@ -68,18 +94,15 @@ def study_cells(study, metrics, table_md, extra_after_figures=()):
             "nearly always does with the quick profile's two seeds (t = 12.7); the full profile "
             "runs five."
         ),
-        code(f"settings.run(Study::{study})?"),
+        cell("nb_study", "study", [("Study::MainResults", f"Study::{study}")]),
         md(table_md),
-        code(
-            f'let results = settings.run(Study::{study})?;\n'
-            f'gmmseg::experiments::report::tables(&results, &[{metric_list}])?'
-        ),
+        cell("nb_study", "tables", [("Study::MainResults", f"Study::{study}"), ('&["miou"]', f"&[{metric_list}]")]),
         md(
             "Every run's raw rows (long format: one row per model, seed and metric) are in "
             "`results[i].runs`, the summary with confidence intervals in `results[i].summary` "
             "(both polars DataFrames); the first rows of the runs:"
         ),
-        code('println!("{}", results[0].runs.select(["variant", "group", "param", "seed", "metric", "value"])?.head(Some(8)));'),
+        cell("nb_study", "rows"),
         *extra_after_figures,
     ]
 
@@ -245,64 +268,13 @@ NOTEBOOKS = {
                     "a minute in `quick`) and looks at the pixels. The softmax model gets a "
                     "Mahalanobis detector fitted on its training features."
                 ),
-                code(
-                    "use gmmseg::data::{open_dataset, Dataset, DatasetOptions};\n"
-                    "use gmmseg::train::config::HeadKind;\n"
-                    "use gmmseg::train::posthoc::{prepare_for_eval, PosthocConfig};\n"
-                    "use gmmseg::train::trainer::{print_every, Trainer};\n"
-                    "let opts = DatasetOptions::default();\n"
-                    'let train = open_dataset("synthscapes", "train", &opts).expect("train split");\n'
-                    'let anomaly = open_dataset("synthscapes", "anomaly", &opts).expect("anomaly split");\n'
-                    "let mut models = Vec::new();\n"
-                    "for head in [HeadKind::Softmax, HeadKind::Gmmseg] {\n"
-                    '    // the studies\' seed-0 configuration (GMMSEG_TRAIN_STEPS shortens it)\n'
-                    '    let cfg = settings.train_config("synthscapes", head).expect("profile");\n'
-                    '    println!("training {head} ({} steps)", cfg.steps);\n'
-                    '    let mut t = Trainer::new(cfg.check().expect("config"), train.num_classes()).expect("trainer");\n'
-                    '    t.fit(train.as_ref(), None, &mut print_every(100)).expect("training");\n'
-                    "    if head == HeadKind::Softmax {\n"
-                    "        let pc = PosthocConfig::new(train.num_classes(), t.model.head.feature_dim());\n"
-                    '        prepare_for_eval(&mut t.model, train.as_ref(), &pc, false, true).expect("Mahalanobis fit");\n'
-                    "    }\n"
-                    "    models.push((head, t));\n"
-                    "};"
-                ),
-                code(
-                    "{\n"
-                    "    use gmmseg::plot::curves::{roc_pr_curves, ScoredMethod};\n"
-                    "    use gmmseg::train::eval::anomaly_curves;\n"
-                    "    let wanted = [(0, \"msp\", \"softmax MSP\"), (0, \"maxlogit\", \"softmax max-logit\"),\n"
-                    "                  (0, \"mahalanobis\", \"softmax Mahalanobis\"), (1, \"likelihood\", \"GMMSeg likelihood\")];\n"
-                    "    let per_model: Vec<_> = models.iter_mut()\n"
-                    '        .map(|(_, t)| anomaly_curves(&mut t.model, anomaly.as_ref(), 64, 400).expect("curves"))\n'
-                    "        .collect();\n"
-                    "    let methods: Vec<ScoredMethod> = wanted.iter()\n"
-                    "        .filter_map(|(m, score, name)| per_model[*m].get(*score)\n"
-                    "            .map(|(metrics, curves)| ScoredMethod { name, metrics, curves }))\n"
-                    "        .collect();\n"
-                    '    gmmseg::plot::inline((1000, 430), |area| roc_pr_curves(area, &methods)).expect("figure").evcxr_display();\n'
-                    "}"
-                ),
+                cell("nb_anomaly", "train"),
+                cell("nb_anomaly", "curves"),
                 md(
                     "Three anomaly images: ground truth, prediction and the anomaly score — the "
                     "softmax model's MSP first, then GMMSeg's likelihood."
                 ),
-                code(
-                    "{\n"
-                    "    use gmmseg::experiments::report::Html;\n"
-                    "    use gmmseg::plot::images::sample_grid;\n"
-                    "    use gmmseg::train::eval::predict;\n"
-                    "    let names = anomaly.class_names();\n"
-                    "    let mut page = Html::default();\n"
-                    '    for ((head, t), score) in models.iter_mut().zip(["msp", "likelihood"]) {\n'
-                    '        let preds = predict(&mut t.model, anomaly.as_ref(), &[0, 1, 2]).expect("predictions");\n'
-                    "        let rows: Vec<_> = preds.iter().map(|p| p.grid_row(score)).collect();\n"
-                    '        page.heading(&format!("{head}: anomaly score = {score}"));\n'
-                    '        page.push(&gmmseg::plot::inline_png((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").html());\n'
-                    "    }\n"
-                    "    page\n"
-                    "}"
-                ),
+                cell("nb_anomaly", "heat-maps"),
             ),
         ),
     ],
@@ -331,14 +303,7 @@ NOTEBOOKS = {
             "with τ = 0.999 at the reference-code flavour itself (a test checks that this last "
             "step gives exactly the reference preset)."
         ),
-        code(
-            "use gmmseg::nn::head::GmmHeadConfig;\n"
-            "{\n"
-            "    let (classes, m, d) = (8, 5, 32);\n"
-            '    println!("paper flavour:\\n{:#?}\\n", GmmHeadConfig::paper(classes, m, d));\n'
-            '    println!("reference-code flavour:\\n{:#?}", GmmHeadConfig::reference_code(classes, m, d));\n'
-            "}"
-        ),
+        cell("nb_flavours", "presets"),
         *study_cells(
             "Flavours",
             ["miou", "ece", "auroc", "fpr95", "em_marginal_error_max", "step_ms"],
@@ -385,74 +350,15 @@ def your_data():
             "So that it runs anywhere, this notebook first *writes* a small folder dataset and "
             "a NumPy export from the built-in data, then reads them back as a user's would be."
         ),
-        code(
-            "use gmmseg::data::{open_dataset, Dataset, DatasetOptions};\n"
-            "use gmmseg::data::folder::FolderWriter;\n"
-            'let root = std::env::temp_dir().join(format!("gmmseg-your-data-{}", std::process::id()));\n'
-            "{\n"
-            "    let opts = DatasetOptions::default();\n"
-            '    for (split, n) in [("train", 240), ("val", 48)] {\n'
-            '        let src = open_dataset("synthscapes", split, &opts).expect("built-in data");\n'
-            '        let w = FolderWriter::create(root.join(split), &src.class_names(), false).expect("folder");\n'
-            "        for i in 0..n {\n"
-            '            w.write(&format!("{i:04}"), &src.get(i).expect("sample")).expect("write");\n'
-            "        }\n"
-            "    }\n"
-            '    std::fs::copy(root.join("train/classes.txt"), root.join("classes.txt")).expect("classes.txt");\n'
-            '    println!("wrote {}", root.display());\n'
-            "}"
-        ),
+        cell("nb_your_data", "write-folder"),
         md("## 1. A folder dataset\nOpened by the spec `folder:PATH`; the first images with their labels."),
-        code(
-            'let spec = format!("folder:{}", root.display());\n'
-            'let train = open_dataset(&spec, "train", &DatasetOptions::default()).expect("folder train");\n'
-            'let val = open_dataset(&spec, "val", &DatasetOptions::default()).expect("folder val");\n'
-            'println!("{} train / {} val images, classes {:?}", train.len(), val.len(), train.class_names());\n'
-            "{\n"
-            "    use gmmseg::plot::images::{segmentation_overlay, OverlayOptions};\n"
-            "    let names = train.class_names();\n"
-            '    let samples: Vec<_> = (0..3).map(|i| train.get(i).expect("sample")).collect();\n'
-            "    gmmseg::plot::inline_png((1050, 330), |area| {\n"
-            "        for (i, (panel, s)) in area.split_evenly((1, 3)).iter().zip(&samples).enumerate() {\n"
-            '            let o = OverlayOptions { title: format!("train image {i}: labels"), ..Default::default() };\n'
-            "            segmentation_overlay(panel, &s.image, &s.label, &names, &o)?;\n"
-            "        }\n"
-            "        Ok(())\n"
-            '    }).expect("figure").evcxr_display();\n'
-            "}"
-        ),
+        cell("nb_your_data", "open-folder"),
         md(
             "Train GMMSeg on it (the profile's schedule), evaluate, and look at the fitted "
             "components of three classes in the first two principal directions of the features."
         ),
-        code(
-            "use gmmseg::experiments::report::NotebookSettings;\n"
-            "use gmmseg::train::config::HeadKind;\n"
-            "use gmmseg::train::trainer::{print_every, Trainer};\n"
-            'let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS\n'
-            '// the profile\'s training recipe, as the studies train (GMMSEG_TRAIN_STEPS shortens it)\n'
-            'let cfg = settings.train_config(&spec, HeadKind::Gmmseg).expect("profile");\n'
-            'println!("training GMMSeg on {spec} ({} steps)", cfg.steps);\n'
-            'let mut gmmseg_model = Trainer::new(cfg.check().expect("config"), train.num_classes()).expect("trainer");\n'
-            'gmmseg_model.fit(train.as_ref(), None, &mut print_every(100)).expect("training");\n'
-            '{\n    let r = gmmseg_model.evaluate(val.as_ref(), 0).expect("evaluation");\n'
-            '    println!("validation mIoU {:.3}, pixel accuracy {:.3}, ECE {:.3}", r.miou, r.acc, r.ece);\n}'
-        ),
-        code(
-            "{\n"
-            "    use gmmseg::plot::gmm_view::{gmm_pca_view, GmmViewData, GmmViewOptions};\n"
-            "    use gmmseg::train::posthoc::{mixture_sample, PosthocConfig};\n"
-            "    let mut pc = PosthocConfig::new(train.num_classes(), gmmseg_model.model.head.feature_dim());\n"
-            "    pc.max_images = 32;\n"
-            "    pc.max_pixels_per_class = 400;\n"
-            '    let s = mixture_sample(&mut gmmseg_model.model, val.as_ref(), &pc).expect("features");\n'
-            "    let names = val.class_names();\n"
-            "    let data = GmmViewData { features: s.data.features.view(), labels: &s.data.labels,\n"
-            "        means: s.params.means.view(), variances: s.params.variances.view(),\n"
-            "        classes: &[0, 1, 3], class_names: &names };\n"
-            '    gmmseg::plot::inline((760, 600), |a| gmm_pca_view(a, &data, &GmmViewOptions::default())).expect("figure").evcxr_display();\n'
-            "}"
-        ),
+        cell("nb_your_data", "train"),
+        cell("nb_your_data", "mixtures"),
         md(
             "## 2. Features from another framework\n"
             "A PyTorch user would save `features.npy` (N, D) and `labels.npy` (N,) from their "
@@ -462,44 +368,10 @@ def your_data():
             "```\ngmmseg fit-gmm --features features.npy --labels labels.npy --components 5 --em sinkhorn --out gmm.npz\n"
             "gmmseg score --params gmm.npz --features new_features.npy --out scores.npz\n```"
         ),
-        code(
-            "{\n"
-            "    use gmmseg::train::posthoc::{collect_features, PosthocConfig};\n"
-            "    use gmmseg::io::npy::write_npy;\n"
-            "    let mut pc = PosthocConfig::new(train.num_classes(), gmmseg_model.model.head.feature_dim());\n"
-            "    pc.max_images = 64;\n"
-            "    pc.max_pixels_per_class = 2000;\n"
-            '    for (name, ds) in [("train", train.as_ref()), ("val", val.as_ref())] {\n'
-            '        let f = collect_features(&mut gmmseg_model.model, ds, &pc).expect("features");\n'
-            '        write_npy(&root.join(format!("{name}_features.npy")), &f.features).expect("npy");\n'
-            "        let labels = gmmseg::ndarray::Array1::from(f.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());\n"
-            '        write_npy(&root.join(format!("{name}_labels.npy")), &labels).expect("npy");\n'
-            '        println!("{name}: {} feature rows of dimension {}", f.labels.len(), f.features.ncols());\n'
-            "    }\n"
-            "}"
-        ),
-        code(
-            "{\n"
-            "    use gmmseg::gmm::{fit, score_features, ClassIndex, FitOptions, GmmConfig, Reduction};\n"
-            "    use gmmseg::io::npy::{read_labels, read_matrix};\n"
-            '    let x = read_matrix(&root.join("train_features.npy")).expect("features");\n'
-            '    let y = read_labels(&root.join("train_labels.npy")).expect("labels");\n'
-            "    let classes = train.num_classes();\n"
-            '    let index = ClassIndex::new(y.iter().copied(), classes, "train_labels.npy").expect("labels");\n'
-            "    let cfg = GmmConfig { dim: x.ncols(), ..GmmConfig::paper(classes) }.check().expect(\"GMM config\");\n"
-            "    let opts = FitOptions { iterations: 20, seed: 0, init: None };\n"
-            '    let (params, report) = fit(x.view(), &index, &cfg, &opts).expect("EM");\n'
-            "    let ll = &report.mean_log_likelihood;\n"
-            '    println!("Sinkhorn EM: mean log p(x|y) {:.2} -> {:.2} over {} iterations", ll[0], ll[ll.len() - 1], ll.len());\n'
-            '    let xv = read_matrix(&root.join("val_features.npy")).expect("features");\n'
-            '    let yv = read_labels(&root.join("val_labels.npy")).expect("labels");\n'
-            '    let s = score_features(&params, xv.view(), Reduction::Max, "val_features.npy").expect("scores");\n'
-            '    let m = gmmseg::metrics::segmentation::segmentation_metrics(&s.predicted, yv.as_slice().expect("labels"), classes).expect("metrics");\n'
-            '    println!("held-out pixels classified by the fitted GMM: {:.3} accuracy, mIoU {:.3} ({} pixels)", m.acc, m.miou, m.pixels);\n'
-            "}"
-        ),
+        cell("nb_your_data", "export-features"),
+        cell("nb_your_data", "fit-and-score"),
         md("Clean up the temporary folder."),
-        code('std::fs::remove_dir_all(&root).expect("remove temporary folder");'),
+        cell("nb_your_data", "clean-up"),
     ]
 
 
@@ -519,85 +391,32 @@ def quickstart():
             "the validation and anomaly splits, looks at predictions and at the fitted mixtures, "
             "and ends with the paper's claims as the library decides them over several seeds."
         ),
-        code(
-            "use gmmseg::data::{open_dataset, Dataset, DatasetOptions};\n"
-            "use gmmseg::experiments::{report::NotebookSettings, Study};\n"
-            "use gmmseg::train::config::HeadKind;\n"
-            "use gmmseg::train::trainer::{print_every, Trainer};\n"
-            'let settings = NotebookSettings::from_env()?; // GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN, GMMSEG_TRAIN_STEPS\n'
-            "let opts = DatasetOptions::default();\n"
-            'let train = open_dataset("synthscapes", "train", &opts).expect("SynthScapes train");\n'
-            'let val = open_dataset("synthscapes", "val", &opts).expect("SynthScapes val");\n'
-            'let anomaly = open_dataset("synthscapes", "anomaly", &opts).expect("SynthScapes anomaly");\n'
-            'println!("profile {}: {} train / {} val / {} anomaly images, {} classes", settings.profile, train.len(), val.len(), anomaly.len(), train.num_classes());'
-        ),
+        cell("nb_quickstart", "setup"),
         md(
             "## Train both heads\n"
             "The configuration is the studies' seed-0 recipe for the profile "
             "(`settings.train_config`), so these are the models behind the first seed of the "
             "tables below. A compact progress line every 100 steps."
         ),
-        code(
-            "let mut models = Vec::new();\n"
-            "for head in [HeadKind::Softmax, HeadKind::Gmmseg] {\n"
-            '    let cfg = settings.train_config("synthscapes", head).expect("profile");\n'
-            '    println!("training {head} ({} steps)", cfg.steps);\n'
-            '    let mut t = Trainer::new(cfg.check().expect("valid config"), train.num_classes()).expect("trainer");\n'
-            '    t.fit(train.as_ref(), None, &mut print_every(100)).expect("training");\n'
-            "    models.push((head, t));\n"
-            "};"
-        ),
+        cell("nb_quickstart", "train"),
         md(
             "## Evaluate\n"
             "mIoU and calibration on the validation split; AUROC / FPR95 of the anomaly scores on "
             "the anomaly split (objects never seen in training lying on the road)."
         ),
-        code(
-            "for (head, t) in models.iter_mut() {\n"
-            '    let v = t.evaluate(val.as_ref(), 0).expect("evaluation");\n'
-            '    let a = t.evaluate(anomaly.as_ref(), 0).expect("evaluation");\n'
-            '    println!("{head:<8} mIoU {:.3}  acc {:.3}  ECE {:.3}  NLL {:.3}", v.miou, v.acc, v.ece, v.nll);\n'
-            "    for (score, m) in a.anomaly.clone().unwrap_or_default() {\n"
-            '        println!("    {score:<11} AUROC {:.3}  AP {:.3}  FPR95 {:.3}", m.auroc, m.ap, m.fpr95);\n'
-            "    }\n"
-            "};"
-        ),
+        cell("nb_quickstart", "evaluate"),
         md(
             "## Look at the predictions\nThree images of the anomaly split (an unknown object "
             "on the road): ground truth, GMMSeg's prediction, and its anomaly score "
             "−max_c log p(x|c), high where no class's mixture explains the pixel."
         ),
-        code(
-            "{\n"
-            "    use gmmseg::plot::images::sample_grid;\n"
-            "    use gmmseg::train::eval::predict;\n"
-            "    let names = anomaly.class_names();\n"
-            '    let preds = predict(&mut models[1].1.model, anomaly.as_ref(), &[0, 1, 2]).expect("predictions");\n'
-            '    let rows: Vec<_> = preds.iter().map(|p| p.grid_row("likelihood")).collect();\n'
-            '    gmmseg::plot::inline_png((900, 760), |area| sample_grid(area, &rows, &names)).expect("figure").evcxr_display();\n'
-            "}"
-        ),
+        cell("nb_quickstart", "predictions"),
         md(
             "## The fitted mixtures\nValidation features of three classes and GMMSeg's "
             "components (means as crosses, 1σ and 2σ ellipses), projected on the first two "
             "principal directions of the features."
         ),
-        code(
-            "{\n"
-            "    use gmmseg::plot::gmm_view::{gmm_pca_view, GmmViewData, GmmViewOptions};\n"
-            "    use gmmseg::train::posthoc::{mixture_sample, PosthocConfig};\n"
-            "    let model = &mut models[1].1.model;\n"
-            "    let mut pc = PosthocConfig::new(val.num_classes(), model.head.feature_dim());\n"
-            "    pc.max_images = 32;\n"
-            "    pc.max_pixels_per_class = 400;\n"
-            '    let s = mixture_sample(model, val.as_ref(), &pc).expect("features");\n'
-            "    let names = val.class_names();\n"
-            "    let data = GmmViewData { features: s.data.features.view(), labels: &s.data.labels,\n"
-            "        means: s.params.means.view(), variances: s.params.variances.view(),\n"
-            "        classes: &[0, 2, 5], class_names: &names };\n"
-            '    gmmseg::plot::inline((760, 600), |a| gmm_pca_view(a, &data, &GmmViewOptions::default())).expect("figure").evcxr_display();\n'
-            "}"
-        ),
+        cell("nb_quickstart", "mixtures"),
         md(
             "## Which claims hold\n"
             "One training run decides nothing. The studies ran the same recipe over several "
@@ -606,8 +425,8 @@ def quickstart():
             "Student-t 95% CI and a verdict (`reproduced`, `contradicted` or `inconclusive`). "
             "First the segmentation claims (Table 1), then the anomaly claims (Table 2)."
         ),
-        code("settings.run(Study::MainResults)?"),
-        code("settings.run(Study::Anomaly)?"),
+        cell("nb_quickstart", "main-results"),
+        cell("nb_quickstart", "anomaly"),
         md(
             "Next: `01`–`08` rerun each ablation of the paper, `09` brings your own data, "
             "`11-playground` tries your own idea against these baselines."
@@ -638,7 +457,7 @@ def playground():
             "large and steady to be decided; `settings.seeds = Some(5)` trains more)."
         ),
         md(SETTINGS_MD),
-        code(SETTINGS),
+        cell("nb_study", "settings"),
         md(
             "## Your idea\n"
             "`settings.idea(name)` starts from the studies' GMMSeg configuration; change any "
@@ -647,19 +466,7 @@ def playground():
             "anything trains, and an error names the field. The example tries three "
             "components per class instead of five; the commented lines are other ideas."
         ),
-        code(
-            'let mut idea = settings.idea("M = 3 components per class").expect("an idea");\n'
-            "idea.config.gmm.components = 3;\n"
-            "// idea.config.gmm.em = gmmseg::train::config::EmKind::Vanilla;      // plain EM E-step\n"
-            "// idea.config.gmm.momentum = Some(0.999);                           // the code's momentum\n"
-            "// idea.config.optim.lr *= 2.0;                                      // a faster learning rate\n"
-            "// idea.config.net.decoder.kind = gmmseg::nn::decoder::DecoderKind::Deeplab;\n"
-            "// idea.config.dataset = \"folder:/path/to/your/data\".into();        // your data (baseline trained too)\n"
-            "// idea.baseline = gmmseg::train::config::HeadKind::Softmax;         // compare with softmax instead\n"
-            'for (field, baseline, mine) in idea.changes(&settings).expect("changes") {\n'
-            '    println!("{field}: {baseline} -> {mine}");\n'
-            "}"
-        ),
+        cell("nb_playground", "idea"),
         md(
             "## Train and compare\n"
             "One line per seed and side (`cached` or `trained`), then the comparison shows "
@@ -670,7 +477,7 @@ def playground():
             "decided: the baseline was timed when the studies trained it, on a machine as "
             "loaded as it was then (`08-runtime` times its pairs back to back)."
         ),
-        code("settings.try_idea(&idea)?"),
+        cell("nb_playground", "try"),
         md(
             "## Going further\n"
             "The comparison is data: `comparison.metrics` holds every paired decision, "
@@ -682,10 +489,7 @@ def playground():
             "and the winner's numbers here are no longer honest; choose on the `tune` split "
             "(as the project's tuning study does), then report the chosen idea once here."
         ),
-        code(
-            'let comparison = settings.try_idea(&idea)?;\n'
-            'println!("{}", comparison.frame()?);'
-        ),
+        cell("nb_playground", "frame"),
     ]
 
 
@@ -708,9 +512,20 @@ def write(name, cells):
         "nbformat_minor": 5,
     }
     path = NB_DIR / f"{name}.ipynb"
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    if CHECK:
+        if not path.exists() or path.read_text() != text:
+            STALE.append(str(path.relative_to(ROOT)))
+        return
+    path.write_text(text)
     print("wrote", path.relative_to(ROOT))
 
+
+# `--check`: write nothing, fail if a committed notebook differs from what its specs and
+# examples give (the test command runs this, so an edited example cannot leave its notebook
+# behind).
+CHECK = "--check" in sys.argv[1:]
+STALE = []
 
 if __name__ == "__main__":
     write("00-quickstart", quickstart())
@@ -718,3 +533,5 @@ if __name__ == "__main__":
         write(name, cells)
     write("09-your-data", your_data())
     write("11-playground", playground())
+    if STALE:
+        sys.exit("out of date (rerun python3 scripts/make_notebooks.py): " + ", ".join(STALE))
