@@ -5,10 +5,9 @@
 //!
 //! `cargo bench --bench data`
 //!
-//! Measured on the 2-core development machine (shared with other builds), release profile:
-//! 2,000 SynthScapes scenes 0.28 s (one scene 0.14 ms). (The batch figures measured before
-//! were of a loader with scale jitter and colour augmentation that training never used; it
-//! was removed, so they are not repeated here.)
+//! Figures: `data/results/benchmarks/data.txt` (2-core development machine, release
+//! profile). The batch figures of earlier versions were of a loader with scale jitter and
+//! colour augmentation that training never used; it was removed.
 
 // `criterion_group!` defines an undocumented `pub fn`; the crate-wide `missing_docs` is
 // for the library.
