@@ -15,14 +15,17 @@ fn main() -> CellResult {
     // the notebook's settings cell (nb_study.rs)
     let settings = gmmseg::experiments::report::NotebookSettings::from_env()?;
 
+    // evcxr keeps a `Box<dyn Dataset>` variable from one cell to the next only with `Dataset`
+    // in scope; the type annotations keep that import used.
     // cell: train
-    use gmmseg::data::{open_dataset, DatasetOptions};
+    use gmmseg::data::{open_dataset, Dataset, DatasetOptions};
     use gmmseg::train::config::HeadKind;
     use gmmseg::train::posthoc::{prepare_for_eval, PosthocConfig};
     use gmmseg::train::trainer::{print_every, Trainer};
     let opts = DatasetOptions::default();
-    let train = open_dataset("synthscapes", "train", &opts).expect("train split");
-    let anomaly = open_dataset("synthscapes", "anomaly", &opts).expect("anomaly split");
+    let train: Box<dyn Dataset> = open_dataset("synthscapes", "train", &opts).expect("train split");
+    let anomaly: Box<dyn Dataset> =
+        open_dataset("synthscapes", "anomaly", &opts).expect("anomaly split");
     let mut models = Vec::new();
     for head in [HeadKind::Softmax, HeadKind::Gmmseg] {
         // the studies' seed-0 configuration (GMMSEG_TRAIN_STEPS shortens it)

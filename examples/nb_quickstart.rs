@@ -12,17 +12,21 @@ type CellResult = Result<(), Box<dyn std::error::Error>>;
 fn show<T>(_value: T) {}
 
 fn main() -> CellResult {
+    // evcxr keeps a `Box<dyn Dataset>` variable from one cell to the next only with `Dataset`
+    // in scope; the type annotations keep that import used.
     // cell: setup
-    use gmmseg::data::{open_dataset, DatasetOptions};
+    use gmmseg::data::{open_dataset, Dataset, DatasetOptions};
     use gmmseg::experiments::{report::NotebookSettings, Study};
     use gmmseg::train::config::HeadKind;
     use gmmseg::train::trainer::{print_every, Trainer};
     // from GMMSEG_PROFILE, GMMSEG_DATASETS, GMMSEG_RERUN and GMMSEG_TRAIN_STEPS
     let settings = NotebookSettings::from_env()?;
     let opts = DatasetOptions::default();
-    let train = open_dataset("synthscapes", "train", &opts).expect("SynthScapes train");
-    let val = open_dataset("synthscapes", "val", &opts).expect("SynthScapes val");
-    let anomaly = open_dataset("synthscapes", "anomaly", &opts).expect("SynthScapes anomaly");
+    let train: Box<dyn Dataset> =
+        open_dataset("synthscapes", "train", &opts).expect("SynthScapes train");
+    let val: Box<dyn Dataset> = open_dataset("synthscapes", "val", &opts).expect("SynthScapes val");
+    let anomaly: Box<dyn Dataset> =
+        open_dataset("synthscapes", "anomaly", &opts).expect("SynthScapes anomaly");
     println!(
         "profile {}: {} train / {} val / {} anomaly images, {} classes",
         settings.profile,

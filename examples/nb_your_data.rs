@@ -8,9 +8,11 @@
 type CellResult = Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> CellResult {
+    // evcxr keeps a `Box<dyn Dataset>` variable from one cell to the next only with `Dataset`
+    // in scope; the type annotations keep that import used.
     // cell: write-folder
     use gmmseg::data::folder::FolderWriter;
-    use gmmseg::data::{open_dataset, DatasetOptions};
+    use gmmseg::data::{open_dataset, Dataset, DatasetOptions};
     let root = std::env::temp_dir().join(format!("gmmseg-your-data-{}", std::process::id()));
     {
         let opts = DatasetOptions::default();
@@ -31,8 +33,10 @@ fn main() -> CellResult {
 
     // cell: open-folder
     let spec = format!("folder:{}", root.display());
-    let train = open_dataset(&spec, "train", &DatasetOptions::default()).expect("folder train");
-    let val = open_dataset(&spec, "val", &DatasetOptions::default()).expect("folder val");
+    let train: Box<dyn Dataset> =
+        open_dataset(&spec, "train", &DatasetOptions::default()).expect("folder train");
+    let val: Box<dyn Dataset> =
+        open_dataset(&spec, "val", &DatasetOptions::default()).expect("folder val");
     println!(
         "{} train / {} val images, classes {:?}",
         train.len(),

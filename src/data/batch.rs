@@ -10,8 +10,8 @@
 //! per epoch, seeded by (seed, epoch)), or the reference code's class-balanced draw.
 //! Normalisation: per channel `(x − 0.5)/0.25` ([`MEAN`], [`STD`]): fixed rather than
 //! dataset statistics, so that a model means the same thing on every dataset and split.
-//! No other augmentation than horizontal flips: the paper's scale jitter and crops buy
-//! little at 64×64 and were never part of these studies.
+//! No other augmentation than horizontal flips: none of these studies used the scale
+//! jitter, crops or colour jitter of mmsegmentation's pipeline.
 
 use ndarray::{s, Array3, Array4};
 use rand::seq::SliceRandom;
