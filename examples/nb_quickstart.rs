@@ -82,29 +82,9 @@ fn main() -> CellResult {
     // end cell
 
     // cell: mixtures
-    {
-        use gmmseg::plot::gmm_view::{gmm_pca_view, GmmViewData, GmmViewOptions};
-        use gmmseg::train::posthoc::{mixture_sample, PosthocConfig};
-        let model = &mut models[1].1.model;
-        let mut pc = PosthocConfig::new(val.num_classes(), model.head.feature_dim());
-        pc.max_images = 32;
-        pc.max_pixels_per_class = 400;
-        let s = mixture_sample(model, val.as_ref(), &pc).expect("features");
-        let names = val.class_names();
-        let data = GmmViewData {
-            features: s.data.features.view(),
-            labels: &s.data.labels,
-            means: s.params.means.view(),
-            variances: s.params.variances.view(),
-            classes: &[0, 2, 5],
-            class_names: &names,
-        };
-        gmmseg::plot::inline((760, 600), |a| {
-            gmm_pca_view(a, &data, &GmmViewOptions::default())
-        })
+    gmmseg::experiments::report::mixture_figure(&mut models[1].1.model, val.as_ref(), &[0, 2, 5])
         .expect("figure")
         .evcxr_display();
-    }
     // end cell
 
     // cell: main-results

@@ -88,28 +88,9 @@ fn main() -> CellResult {
     // end cell
 
     // cell: mixtures
-    {
-        use gmmseg::plot::gmm_view::{gmm_pca_view, GmmViewData, GmmViewOptions};
-        use gmmseg::train::posthoc::{mixture_sample, PosthocConfig};
-        let mut pc = PosthocConfig::new(train.num_classes(), gmmseg_model.model.head.feature_dim());
-        pc.max_images = 32;
-        pc.max_pixels_per_class = 400;
-        let s = mixture_sample(&mut gmmseg_model.model, val.as_ref(), &pc).expect("features");
-        let names = val.class_names();
-        let data = GmmViewData {
-            features: s.data.features.view(),
-            labels: &s.data.labels,
-            means: s.params.means.view(),
-            variances: s.params.variances.view(),
-            classes: &[0, 1, 3],
-            class_names: &names,
-        };
-        gmmseg::plot::inline((760, 600), |a| {
-            gmm_pca_view(a, &data, &GmmViewOptions::default())
-        })
+    gmmseg::experiments::report::mixture_figure(&mut gmmseg_model.model, val.as_ref(), &[0, 1, 3])
         .expect("figure")
         .evcxr_display();
-    }
     // end cell
 
     // cell: export-features

@@ -533,6 +533,39 @@ impl Html {
     }
 }
 
+/// The notebooks' "fitted mixtures" figure: up to 400 evaluation-mode features per class
+/// from the first 32 images of `ds`, mapped into the head's mixture space, with the fitted
+/// components (means, 1σ and 2σ ellipses) of `classes`, projected on the features' first two
+/// principal directions.
+///
+/// # Errors
+/// As [`crate::train::posthoc::mixture_sample`] (a head without a mixture names `model`);
+/// drawing errors.
+pub fn mixture_figure(
+    model: &mut crate::nn::segnet::SegModel,
+    ds: &dyn crate::data::Dataset,
+    classes: &[usize],
+) -> Result<crate::plot::InlineSvg> {
+    use crate::plot::gmm_view::{gmm_pca_view, GmmViewData, GmmViewOptions};
+    use crate::train::posthoc::{mixture_sample, PosthocConfig};
+    let mut pc = PosthocConfig::new(ds.num_classes(), model.head.feature_dim());
+    pc.max_images = 32;
+    pc.max_pixels_per_class = 400;
+    let s = mixture_sample(model, ds, &pc)?;
+    let names = ds.class_names();
+    let data = GmmViewData {
+        features: s.data.features.view(),
+        labels: &s.data.labels,
+        means: s.params.means.view(),
+        variances: s.params.variances.view(),
+        classes,
+        class_names: &names,
+    };
+    crate::plot::inline((760, 600), |a| {
+        gmm_pca_view(a, &data, &GmmViewOptions::default())
+    })
+}
+
 /// The [`StudyResult::table`] of every result, one after the other.
 ///
 /// # Errors
