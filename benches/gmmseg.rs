@@ -18,7 +18,7 @@ use std::time::Instant;
 use dfdx::prelude::HasShape;
 use gmmseg::data::batch::{batch_plan, make_batch};
 use gmmseg::data::{open_dataset, DatasetOptions};
-use gmmseg::train::config::{HeadKind, TrainConfig};
+use gmmseg::train::config::{HeadConfig, HeadKind, TrainConfig};
 use gmmseg::train::trainer::Trainer;
 
 fn median(v: Vec<f64>) -> f64 {
@@ -69,7 +69,7 @@ fn main() {
         .iter()
         .map(|&(name, head)| {
             let mut cfg = TrainConfig::quick();
-            cfg.head = head;
+            cfg.head = HeadConfig::preset(head);
             cfg.dataset = "synthscapes".into();
             let cfg = cfg.check().expect("valid config");
             let mut t = Trainer::new(cfg, train.num_classes()).expect("trainer");

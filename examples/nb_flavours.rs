@@ -11,11 +11,11 @@ fn main() {
         let (classes, m, d) = (8, 5, 32);
         println!(
             "paper flavour:\n{:#?}\n",
-            GmmHeadConfig::paper(classes, m, d)
+            GmmHeadConfig::paper(m).bind(classes, d)
         );
         println!(
             "reference-code flavour:\n{:#?}",
-            GmmHeadConfig::reference_code(classes, m, d)
+            GmmHeadConfig::reference_code(m).bind(classes, d)
         );
     }
     // end cell

@@ -19,9 +19,13 @@ fn main() -> CellResult {
     let mut idea = settings
         .idea("M = 3 components per class")
         .expect("an idea");
-    idea.config.gmm.components = 3;
-    // idea.config.gmm.em = gmmseg::train::config::EmKind::Vanilla; // plain EM E-step
-    // idea.config.gmm.momentum = Some(0.999); // the code's momentum
+    // the head's whole configuration is in the tree: every value of the mixture
+    if let Some(gmm) = idea.config.head.gmm_mut() {
+        gmm.online.gmm.components = 3;
+        // gmm.online.gmm.e_step = gmmseg::gmm::EStep::Vanilla; // plain EM E-step
+        // gmm.set_momentum(0.999); // the code's momentum
+        // gmm.online.gmm.var_reg = 0.5; // a lower variance floor
+    }
     // idea.config.optim.lr *= 2.0; // a faster learning rate
     // idea.config.net.decoder.kind = gmmseg::nn::decoder::DecoderKind::Deeplab;
     // idea.config.dataset = "folder:/path/to/your/data".into(); // your data (baseline trained too)

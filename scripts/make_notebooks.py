@@ -462,7 +462,9 @@ def playground():
             "## Your idea\n"
             "`settings.idea(name)` starts from the studies' GMMSeg configuration; change any "
             "field of `idea.config` (a `TrainConfig`: see its documentation for every field, "
-            "its default and where it comes from). The configuration is checked before "
+            "its default and where it comes from; the head's whole configuration, every value "
+            "of the mixture, is `idea.config.head`, edited through `gmm_mut()`). The "
+            "configuration is checked before "
             "anything trains, and an error names the field. The example tries three "
             "components per class instead of five; the commented lines are other ideas."
         ),

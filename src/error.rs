@@ -143,6 +143,20 @@ impl From<dfdx::tensor::CpuError> for GmmSegError {
 }
 
 impl GmmSegError {
+    /// The same error with `section.` put before an [`GmmSegError::InvalidConfig`]'s field,
+    /// so that a component's own check names the field by its path in the enclosing
+    /// configuration (`mean_momentum` → `head.online.gmm.mean_momentum`). Other errors pass
+    /// unchanged.
+    pub fn within(self, section: &str) -> Self {
+        match self {
+            Self::InvalidConfig { field, reason } => Self::InvalidConfig {
+                field: format!("{section}.{field}"),
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// Shorthand for [`GmmSegError::InvalidConfig`].
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidConfig {

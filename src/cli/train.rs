@@ -21,7 +21,9 @@ use crate::data::toy::{ToyShapes, ToySplit};
 use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
-use crate::train::config::{EmKind, HeadKind, SamplerKind, TrainConfig};
+use crate::train::config::{
+    EmKind, FlavourOverrides, HeadConfig, HeadEdits, HeadKind, SamplerKind, TrainConfig,
+};
 use crate::train::posthoc::{prepare_for_eval, PosthocConfig};
 use crate::train::trainer::Trainer;
 
@@ -166,13 +168,77 @@ fn train_flag(field: &str) -> Option<&'static str> {
         "steps" => "--steps",
         "checkpoint_every" => "--checkpoint-every",
         "extended_from" => "--extend-to",
-        "gmm.components" => "--components",
-        "gmm.em_loops" => "--em-loops",
-        "gmm.momentum" => "--gmm-momentum",
-        "gmm.var_reg" => "--var-reg",
-        "gmm.overrides.component_loss_weight" => "--component-loss",
+        "head.online.gmm.components" | "head.components" => "--components",
+        "head.online.gmm.em_loops" => "--em-loops",
+        "head.online.gmm.mean_momentum" | "head.online.gmm.var_momentum" => "--gmm-momentum",
+        "head.online.gmm.var_reg" => "--var-reg",
+        "head.component_loss_weight" => "--component-loss",
         _ => return None,
     })
+}
+
+/// The head of `gmmseg train`: the preset of `--head` with the head flags written over it
+/// ([`HeadConfig::edit`], the one place that writes them). A flag the head has no setting
+/// for is refused by name, not stored unused.
+fn head_config(args: &TrainArgs) -> Result<HeadConfig> {
+    let knobs = [
+        ("--feature-norm", args.feature_norm.is_some()),
+        ("--class-norm", args.class_norm.is_some()),
+        ("--component-loss", args.component_loss.is_some()),
+        ("--hard-sinkhorn", args.hard_sinkhorn.is_some()),
+        (
+            "--fixed-sinkhorn-iterations",
+            args.fixed_sinkhorn_iterations.is_some(),
+        ),
+        (
+            "--reference-em-schedule",
+            args.reference_em_schedule.is_some(),
+        ),
+        ("--warm-start", args.warm_start.is_some()),
+    ];
+    let edits = HeadEdits {
+        components: args.components,
+        em: args.em,
+        em_loops: args.em_loops,
+        momentum: args.gmm_momentum,
+        var_reg: args.var_reg,
+        knobs: FlavourOverrides {
+            feature_norm: args.feature_norm,
+            class_norm: args.class_norm,
+            component_loss_weight: args.component_loss,
+            hard_assignment: args.hard_sinkhorn,
+            fixed_sinkhorn_iterations: args.fixed_sinkhorn_iterations,
+            reference_memory: args.reference_em_schedule,
+            warm_start: args.warm_start,
+        },
+    };
+    let mut head = HeadConfig::preset(args.head);
+    head.edit(&edits).map_err(|e| match e {
+        GmmSegError::InvalidConfig { field, .. } => {
+            let flag = match field.as_str() {
+                "components" => "--components",
+                "em" => "--em",
+                "em_loops" => "--em-loops",
+                "momentum" => "--gmm-momentum",
+                "var_reg" => "--var-reg",
+                _ => knobs
+                    .iter()
+                    .find(|(_, set)| *set)
+                    .map_or("--head", |(f, _)| f),
+            };
+            let heads = if flag == "--components" {
+                "--head gmmseg, gmmseg-ref or disc-gmm"
+            } else {
+                "--head gmmseg or gmmseg-ref"
+            };
+            GmmSegError::input(
+                flag,
+                format!("applies to {heads} only, not to --head {}", args.head),
+            )
+        }
+        e => e,
+    })?;
+    Ok(head)
 }
 
 /// Runs `gmmseg train`.
@@ -180,63 +246,9 @@ fn train_flag(field: &str) -> Option<&'static str> {
 /// # Errors
 /// Config, dataset, training and I/O errors.
 pub fn train(args: TrainArgs) -> Result<()> {
-    // flags of the GMM heads mean nothing to the softmax head: refused, not silently stored
-    if args.head == crate::train::config::HeadKind::Softmax {
-        let given = [
-            ("--components", args.components.is_some()),
-            ("--em", args.em.is_some()),
-            ("--em-loops", args.em_loops.is_some()),
-            ("--gmm-momentum", args.gmm_momentum.is_some()),
-            ("--var-reg", args.var_reg.is_some()),
-            ("--feature-norm", args.feature_norm.is_some()),
-            ("--class-norm", args.class_norm.is_some()),
-            ("--component-loss", args.component_loss.is_some()),
-            ("--hard-sinkhorn", args.hard_sinkhorn.is_some()),
-            (
-                "--fixed-sinkhorn-iterations",
-                args.fixed_sinkhorn_iterations.is_some(),
-            ),
-            (
-                "--reference-em-schedule",
-                args.reference_em_schedule.is_some(),
-            ),
-            ("--warm-start", args.warm_start.is_some()),
-        ];
-        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
-            return Err(GmmSegError::input(
-                *flag,
-                "applies to the GMM heads only (--head gmmseg, gmmseg-ref or disc-gmm), not to --head softmax",
-            ));
-        }
-    }
     let mut cfg = TrainConfig::profile(&args.profile)?;
     cfg.dataset = args.dataset.clone();
-    cfg.head = args.head;
-    if let Some(m) = args.components {
-        cfg.gmm.components = m;
-    }
-    if let Some(e) = args.em {
-        cfg.gmm.em = e;
-    }
-    if let Some(l) = args.em_loops {
-        cfg.gmm.em_loops = l;
-    }
-    if args.gmm_momentum.is_some() {
-        cfg.gmm.momentum = args.gmm_momentum;
-    }
-    if args.var_reg.is_some() {
-        cfg.gmm.var_reg = args.var_reg;
-    }
-    let o = &mut cfg.gmm.overrides;
-    o.feature_norm = args.feature_norm.or(o.feature_norm);
-    o.class_norm = args.class_norm.or(o.class_norm);
-    o.component_loss_weight = args.component_loss.or(o.component_loss_weight);
-    o.hard_assignment = args.hard_sinkhorn.or(o.hard_assignment);
-    o.fixed_sinkhorn_iterations = args
-        .fixed_sinkhorn_iterations
-        .or(o.fixed_sinkhorn_iterations);
-    o.reference_memory = args.reference_em_schedule.or(o.reference_memory);
-    o.warm_start = args.warm_start.or(o.warm_start);
+    cfg.head = head_config(&args)?;
     if let Some(s) = args.sampler {
         cfg.sampler = s;
     }

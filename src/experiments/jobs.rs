@@ -115,7 +115,7 @@ impl ExperimentRunner {
         let mut keys = HashSet::new();
         for &seed in &self.seeds {
             for spec in &specs {
-                let train = spec.train_config(&base, &self.dataset, seed);
+                let train = spec.train_config(&base, &self.dataset, seed)?;
                 keys.insert(model_key(&self.code, &train, &eval, &self.dataset));
             }
         }

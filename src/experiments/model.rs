@@ -254,7 +254,7 @@ pub(crate) fn train_and_evaluate(
     let images_per_s = throughput(&mut t, splits.val.as_ref(), p.runtime_batches)?;
     let mut anomaly = BTreeMap::new();
     let mut posthoc_val = None;
-    if train.head == HeadKind::Softmax {
+    if train.head.kind() == HeadKind::Softmax {
         let mut pc = PosthocConfig::new(classes, t.model.head.feature_dim());
         pc.max_images = p.posthoc_images;
         pc.max_pixels_per_class = p.posthoc_pixels_per_class;

@@ -15,7 +15,7 @@ use super::profile::{ExperimentProfile, ValidProfile};
 use super::studies::{self, specs_for, Measurement, RunSpec, Study};
 use super::summary::{self, Claim, SummaryRow};
 use crate::error::{GmmSegError, Result};
-use crate::train::config::{HeadKind, TrainConfig};
+use crate::train::config::{HeadConfig, HeadKind, TrainConfig};
 
 /// Warm-up and timed rounds of the runtime study's paired timing
 /// (`model::paired_throughput_ratio`), as in `cargo bench --bench gmmseg`: one batch per
@@ -382,7 +382,7 @@ impl ExperimentRunner {
         train: &TrainConfig,
     ) -> Result<Measurement> {
         let mut softmax = train.clone();
-        softmax.head = HeadKind::Softmax;
+        softmax.head = HeadConfig::Softmax;
         let batches = self.profile.get().runtime_batches;
         let splits = self.splits()?;
         let ratio =
@@ -418,8 +418,11 @@ impl ExperimentRunner {
         let runs: Vec<PlannedRun<'_>> = plan
             .iter()
             .map(|(spec, seed)| {
-                let train =
-                    spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, *seed);
+                let train = spec.train_config(
+                    &self.profile.train_for(&self.dataset),
+                    &self.dataset,
+                    *seed,
+                )?;
                 let id = RunIdentity::new(
                     study,
                     &spec.name,
@@ -431,16 +434,16 @@ impl ExperimentRunner {
                 );
                 let hash = id.hash();
                 let hit = !self.force && cached_hashes.contains(hash.as_str());
-                PlannedRun {
+                Ok(PlannedRun {
                     spec,
                     seed: *seed,
                     train,
                     id,
                     hash,
                     hit,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         // the models the missing runs need, `jobs` at a time (a no-op for one job: the loop
         // below then trains them in turn); the runs whose progress it reported are marked
         let reported = self.train_ahead(study, &runs)?;
@@ -511,7 +514,7 @@ impl ExperimentRunner {
                 .enumerate()
             {
                 let train =
-                    spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, seed);
+                    spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, seed)?;
                 wanted.insert(
                     RunIdentity::new(
                         study,

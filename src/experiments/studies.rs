@@ -11,7 +11,10 @@ use super::model::{anomaly_splits, BinRecord, ModelRecord};
 use super::ValidProfile;
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
-use crate::train::config::{EmKind, FlavourOverrides, HeadKind, TrainConfig};
+use crate::nn::head::GmmHeadConfig;
+use crate::train::config::{
+    EmKind, FlavourOverrides, HeadConfig, HeadEdits, HeadKind, TrainConfig, DEFAULT_COMPONENTS,
+};
 use crate::train::eval::EvalReport;
 
 /// One ablation study of the paper.
@@ -130,31 +133,36 @@ impl RunSpec {
     }
 
     /// The full training configuration of this spec: the profile's base with the spec's
-    /// overrides, `dataset` and `seed`.
-    pub fn train_config(&self, base: &TrainConfig, dataset: &str, seed: u64) -> TrainConfig {
+    /// decoder, `dataset` and `seed`, and the head's preset with the spec's edits
+    /// ([`HeadConfig::edit`]).
+    ///
+    /// # Errors
+    /// [`crate::GmmSegError::InvalidConfig`] naming the spec when it edits a setting its head
+    /// does not have.
+    pub fn train_config(
+        &self,
+        base: &TrainConfig,
+        dataset: &str,
+        seed: u64,
+    ) -> Result<TrainConfig> {
         let mut c = base.clone();
         c.dataset = dataset.to_string();
         c.seed = seed;
-        c.head = self.head;
         if let Some(d) = self.decoder {
             c.net.decoder.kind = d;
         }
-        if let Some(m) = self.components {
-            c.gmm.components = m;
-        }
-        if let Some(e) = self.em {
-            c.gmm.em = e;
-        }
-        if let Some(l) = self.em_loops {
-            c.gmm.em_loops = l;
-        }
-        if self.momentum.is_some() {
-            c.gmm.momentum = self.momentum;
-        }
-        if !self.overrides.is_empty() {
-            c.gmm.overrides = self.overrides.clone();
-        }
-        c
+        let mut head = HeadConfig::preset(self.head);
+        head.edit(&HeadEdits {
+            components: self.components,
+            em: self.em,
+            em_loops: self.em_loops,
+            momentum: self.momentum,
+            var_reg: None,
+            knobs: self.overrides.clone(),
+        })
+        .map_err(|e| e.within(&format!("spec `{}`", self.name)))?;
+        c.head = head;
+        Ok(c)
     }
 }
 
@@ -181,6 +189,9 @@ pub struct Measurement {
 /// an anomaly split.
 pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<Vec<RunSpec>> {
     let p = profile.get();
+    // the GMMSeg preset's own values need no edit: such specs stay the shared `gmmseg` run
+    let preset = GmmHeadConfig::paper(DEFAULT_COMPONENTS).online.gmm;
+    let preset_em = EmKind::of(&preset.e_step);
     let softmax = || RunSpec::new("softmax", HeadKind::Softmax);
     let gmmseg = || RunSpec::new("gmmseg", HeadKind::Gmmseg);
     Ok(match study {
@@ -215,10 +226,10 @@ pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<
                 for &l in &p.em_loops {
                     let mut s = gmmseg();
                     s.name = format!("{}/L={l}", em_name(em));
-                    if em != p.train.gmm.em {
+                    if em != preset_em {
                         s.em = Some(em);
                     }
-                    if l != p.train.gmm.em_loops {
+                    if l != preset.em_loops {
                         s.em_loops = Some(l);
                     }
                     v.push(s);
@@ -232,7 +243,7 @@ pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<
             .map(|&m| {
                 let mut s = gmmseg();
                 s.name = format!("M={m}");
-                if m != p.train.gmm.components {
+                if m != preset.components {
                     s.components = Some(m);
                 }
                 s
@@ -474,14 +485,17 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             }
         }
         Study::Em => {
-            let variant = em_name(r.config.gmm.em);
-            let loops = Some(r.config.gmm.em_loops as f64);
+            let Some(g) = r.config.head.gmm() else {
+                return out;
+            };
+            let variant = em_name(EmKind::of(&g.online.gmm.e_step));
+            let loops = Some(g.online.gmm.em_loops as f64);
             seg_metrics(&mut out, variant, "val", loops, &r.val);
             out.push(m(variant, "val", loops, "step_ms", r.step_ms));
             em_metrics(&mut out, variant, "val", loops, r);
         }
         Study::Components => {
-            let mm = Some(r.config.gmm.components as f64);
+            let mm = r.config.head.components().map(|m| m as f64);
             seg_metrics(&mut out, "gmmseg", "val", mm, &r.val);
             out.push(m("gmmseg", "val", mm, "step_ms", r.step_ms));
             em_metrics(&mut out, "gmmseg", "val", mm, r);

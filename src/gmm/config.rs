@@ -100,12 +100,18 @@ pub enum MeanEstimator {
 /// τ = `mean_momentum` / `var_momentum`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GmmConfig {
-    /// Number of classes C. No default: it comes from the dataset.
+    /// Number of classes C. No default: it comes from the dataset. 0 means *unbound*: a
+    /// training configuration's head leaves C and D to the dataset and the network
+    /// (`GmmHeadConfig::bind`), and an unbound value is left out of the JSON; `check`
+    /// refuses it.
+    #[serde(default, skip_serializing_if = "is_unbound")]
     pub num_classes: usize,
     /// Components per class M. Default 5 (paper; ablated over 1..15). M = 1 is Gaussian
     /// discriminant analysis, estimated in closed form.
     pub components: usize,
-    /// Feature dimension D. Default 64 (the paper's projection width).
+    /// Feature dimension D. Default 64 (the paper's projection width). 0 means unbound, as
+    /// for `num_classes`.
+    #[serde(default, skip_serializing_if = "is_unbound")]
     pub dim: usize,
     /// Class-score reduction over components. Default [`Reduction::Max`] (paper and code).
     pub reduction: Reduction,
@@ -129,6 +135,11 @@ pub struct GmmConfig {
     pub mean_estimator: MeanEstimator,
 }
 
+/// A shape field left for the trainer to bind ([`GmmConfig::num_classes`]).
+fn is_unbound(n: &usize) -> bool {
+    *n == 0
+}
+
 impl Default for GmmConfig {
     fn default() -> Self {
         Self::paper(19)
@@ -136,8 +147,11 @@ impl Default for GmmConfig {
 }
 
 impl GmmConfig {
-    /// The paper's flavour: soft Sinkhorn EM reaching equipartition, momentum 0.999 on means
-    /// and variances, Euclidean means, M = 5, D = 64.
+    /// The paper's published values: soft Sinkhorn EM reaching equipartition, momentum
+    /// 0.999 on means and variances, Euclidean means, M = 5, D = 64 — the starting point of
+    /// the batch and post-hoc fitters. The *trained* heads' flavours (the paper's at CPU
+    /// scale, τ = 0.99, and the reference code's) are written out once each, in
+    /// `nn::head::GmmHeadConfig::paper` and `::reference_code`.
     pub fn paper(num_classes: usize) -> Self {
         Self {
             num_classes,
@@ -151,19 +165,6 @@ impl GmmConfig {
             var_reg: 0.01,
             em_loops: 1,
             mean_estimator: MeanEstimator::Euclidean,
-        }
-    }
-
-    /// The released code's flavour (the authors' `gmmseg_head.py`): Sinkhorn on
-    /// costs rescaled by their max, 3 iterations, hard argmax; mean directions with momentum
-    /// 0.999; variances replaced outright (+0.01).
-    pub fn reference_code(num_classes: usize) -> Self {
-        Self {
-            e_step: EStep::Sinkhorn(SinkhornConfig::reference_code()),
-            assignment: Assignment::Hard,
-            var_momentum: 0.0,
-            mean_estimator: MeanEstimator::Direction,
-            ..Self::paper(num_classes)
         }
     }
 
@@ -272,7 +273,6 @@ mod tests {
     #[test]
     fn presets_are_valid() {
         GmmConfig::paper(19).check().unwrap();
-        GmmConfig::reference_code(150).check().unwrap();
         GmmConfig::batch_vanilla(3, 1, 2).check().unwrap();
     }
 

@@ -71,35 +71,17 @@ pub struct OnlineConfig {
 }
 
 impl OnlineConfig {
-    /// The paper's flavour.
-    pub fn paper(num_classes: usize) -> Self {
-        Self {
-            gmm: GmmConfig::paper(num_classes),
-            memory: MemoryConfig::paper(),
-            em_source: EmSource::BatchAndMemory,
-            update_interval: 1,
-            warm_start: false,
-        }
-    }
-
-    /// The reference code's flavour.
-    pub fn reference_code(num_classes: usize) -> Self {
-        Self {
-            gmm: GmmConfig::reference_code(num_classes),
-            memory: MemoryConfig::reference_code(),
-            em_source: EmSource::MemoryOnly,
-            update_interval: 5,
-            warm_start: false,
-        }
-    }
-
-    /// Validates every field.
+    /// Validates every field; an error names the field by its path in this config
+    /// (`gmm.mean_momentum`, `memory.capacity`, `update_interval`).
+    ///
+    /// The flavours' values are written once, in the head presets
+    /// (`nn::head::GmmHeadConfig::paper` and `::reference_code`).
     pub fn check(&self) -> Result<ValidGmmConfig> {
         self.memory.check()?;
         if self.update_interval == 0 {
             return Err(GmmSegError::config("update_interval", "must be ≥ 1, got 0"));
         }
-        self.gmm.clone().check()
+        self.gmm.clone().check().map_err(|e| e.within("gmm"))
     }
 }
 

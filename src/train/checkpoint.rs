@@ -56,7 +56,9 @@ pub struct CheckpointMeta {
     pub optimizer_t: u64,
     /// [`ValidTrainConfig::hash`] of the run.
     pub config_hash: String,
-    /// The run's configuration.
+    /// The run's configuration (one written before the configuration tree reads as the
+    /// tree: [`TrainConfig::from_json`]).
+    #[serde(deserialize_with = "crate::train::config::deserialize_any_format")]
     pub config: TrainConfig,
     /// Last evaluation before saving, if any.
     pub last_eval: Option<EvalReport>,
@@ -240,7 +242,7 @@ pub fn read(dir: &Path) -> Result<Loaded> {
     let optimizer_t = get("optimizer_t")?
         .parse()
         .map_err(|_| GmmSegError::file(&path, "bad `optimizer_t`"))?;
-    let config: TrainConfig = serde_json::from_str(&get("config")?)
+    let (config, upgraded) = TrainConfig::from_json(&get("config")?)
         .map_err(|e| GmmSegError::file(&path, format!("bad `config`: {e}")))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| GmmSegError::file(&path, format!("corrupt: {e:?}")))?;
@@ -292,7 +294,13 @@ pub fn read(dir: &Path) -> Result<Loaded> {
             });
         }
     }
-    let config_hash = get("config_hash")?;
+    // a configuration from before the tree names the same run in the tree's terms: its hash
+    // is the tree's, so that the same command resumes it
+    let config_hash = if upgraded {
+        crate::train::config::identity_hash(&config)
+    } else {
+        get("config_hash")?
+    };
     Ok(Loaded {
         path,
         step,

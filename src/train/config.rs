@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 
 pub use crate::data::batch::SamplerKind;
 use crate::error::{GmmSegError, Result};
+use crate::gmm::{EStep, SinkhornConfig};
 use crate::nn::decoder::DecoderKind;
+use crate::nn::head::{DiscGmmConfig, GmmHeadConfig};
 use crate::nn::segnet::NetConfig;
 
 /// Most components per class a training run accepts: C · M · D parameters and a memory of
@@ -50,27 +52,215 @@ pub enum EmKind {
     Sinkhorn,
 }
 
-/// Options of the GMM heads (ignored by the softmax head).
+impl EmKind {
+    /// The kind of an E-step configuration.
+    pub fn of(e: &EStep) -> Self {
+        match e {
+            EStep::Vanilla => EmKind::Vanilla,
+            EStep::Sinkhorn(_) => EmKind::Sinkhorn,
+        }
+    }
+}
+
+/// Components per class M of the GMM heads' presets: the paper's 5 (ablated over 1..15).
+pub const DEFAULT_COMPONENTS: usize = 5;
+
+/// The head and its whole configuration — the `model` half of the training tree, as
+/// burn's `TrainingConfig { model, optimizer }`. For the GMM heads it holds every value of
+/// the mixture, its EM and its memory, so that a run's `config.json` (and its cache key)
+/// states what was trained; C and D are left unbound (the dataset and `net.feature_dim`
+/// fix them, [`GmmHeadConfig::bind`]).
+///
+/// Presets: [`HeadConfig::preset`], one per flavour ([`GmmHeadConfig::paper`],
+/// [`GmmHeadConfig::reference_code`]); edits: [`HeadConfig::edit`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GmmOptions {
-    /// Components per class M (default 5, the paper's).
-    pub components: usize,
-    /// E-step (default Sinkhorn).
-    pub em: EmKind,
-    /// EM loops per training iteration (default 1).
-    pub em_loops: usize,
-    /// Momentum τ of means and variances; `None` keeps the flavour's default (paper flavour
-    /// 0.99 at CPU scale, reference code 0.999 on means, 0 on variances).
-    #[serde(default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum HeadConfig {
+    /// Linear 1×1 classifier + softmax (the baseline).
+    Softmax,
+    /// GMMSeg, paper flavour.
+    Gmmseg(GmmHeadConfig),
+    /// GMMSeg, reference-code flavour.
+    GmmsegRef(GmmHeadConfig),
+    /// The same mixture trained discriminatively by SGD, no EM.
+    DiscGmm(DiscGmmConfig),
+}
+
+impl HeadConfig {
+    /// The preset of `kind`, with [`DEFAULT_COMPONENTS`] components for the GMM heads.
+    pub fn preset(kind: HeadKind) -> Self {
+        match kind {
+            HeadKind::Softmax => HeadConfig::Softmax,
+            HeadKind::Gmmseg => HeadConfig::Gmmseg(GmmHeadConfig::paper(DEFAULT_COMPONENTS)),
+            HeadKind::GmmsegRef => {
+                HeadConfig::GmmsegRef(GmmHeadConfig::reference_code(DEFAULT_COMPONENTS))
+            }
+            HeadKind::DiscGmm => HeadConfig::DiscGmm(DiscGmmConfig {
+                components: DEFAULT_COMPONENTS,
+            }),
+        }
+    }
+
+    /// Which head this is.
+    pub fn kind(&self) -> HeadKind {
+        match self {
+            HeadConfig::Softmax => HeadKind::Softmax,
+            HeadConfig::Gmmseg(_) => HeadKind::Gmmseg,
+            HeadConfig::GmmsegRef(_) => HeadKind::GmmsegRef,
+            HeadConfig::DiscGmm(_) => HeadKind::DiscGmm,
+        }
+    }
+
+    /// The generative head's configuration (`gmmseg`, `gmmseg-ref`), else `None`.
+    pub fn gmm(&self) -> Option<&GmmHeadConfig> {
+        match self {
+            HeadConfig::Gmmseg(g) | HeadConfig::GmmsegRef(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The generative head's configuration, to edit (`gmmseg`, `gmmseg-ref`), else `None`.
+    pub fn gmm_mut(&mut self) -> Option<&mut GmmHeadConfig> {
+        match self {
+            HeadConfig::Gmmseg(g) | HeadConfig::GmmsegRef(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Components per class M of a GMM head, `None` for softmax.
+    pub fn components(&self) -> Option<usize> {
+        match self {
+            HeadConfig::Softmax => None,
+            HeadConfig::Gmmseg(g) | HeadConfig::GmmsegRef(g) => Some(g.online.gmm.components),
+            HeadConfig::DiscGmm(d) => Some(d.components),
+        }
+    }
+
+    /// Applies `edits` to this head, in the one order in which an explicit value wins over
+    /// a flavour knob's companion settings: the knobs first, then M, the E-step, the EM
+    /// loops, the variance floor and τ. Each value is written once, here.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] naming the edit (`components`, `em`, …) when this head
+    /// has no such setting: the softmax head has none, the discriminative GMM only M. An
+    /// edit is refused rather than stored unused.
+    pub fn edit(&mut self, edits: &HeadEdits) -> Result<()> {
+        let kind = self.kind();
+        if let Some(name) = edits.first_set(kind) {
+            return Err(GmmSegError::config(
+                name,
+                format!("does not apply to the {kind} head"),
+            ));
+        }
+        match self {
+            HeadConfig::Softmax => {}
+            HeadConfig::DiscGmm(d) => {
+                if let Some(m) = edits.components {
+                    d.components = m;
+                }
+            }
+            HeadConfig::Gmmseg(g) | HeadConfig::GmmsegRef(g) => {
+                edits.knobs.apply(g);
+                let gmm = &mut g.online.gmm;
+                if let Some(m) = edits.components {
+                    gmm.components = m;
+                }
+                match edits.em {
+                    Some(EmKind::Vanilla) => gmm.e_step = EStep::Vanilla,
+                    Some(EmKind::Sinkhorn) if gmm.e_step == EStep::Vanilla => {
+                        gmm.e_step = EStep::Sinkhorn(SinkhornConfig::default())
+                    }
+                    _ => {}
+                }
+                if let Some(l) = edits.em_loops {
+                    gmm.em_loops = l;
+                }
+                if let Some(r) = edits.var_reg {
+                    gmm.var_reg = r;
+                }
+                if let Some(tau) = edits.momentum {
+                    g.set_momentum(tau);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every field of the head for a network of `feature_dim` features; an error
+    /// names the field by its path in the head (`online.gmm.mean_momentum`).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] naming the first bad field.
+    pub fn check(&self, feature_dim: usize) -> Result<()> {
+        let components = |m: usize, field: &str| {
+            if m == 0 || m > MAX_COMPONENTS {
+                return Err(GmmSegError::config(
+                    field,
+                    format!("must be in 1..={MAX_COMPONENTS} (the paper ablates 1..15), got {m}"),
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            HeadConfig::Softmax => Ok(()),
+            HeadConfig::DiscGmm(d) => components(d.components, "components"),
+            HeadConfig::Gmmseg(g) | HeadConfig::GmmsegRef(g) => {
+                let shape = &g.online.gmm;
+                for (field, n) in [("num_classes", shape.num_classes), ("dim", shape.dim)] {
+                    if n != 0 {
+                        return Err(GmmSegError::config(
+                            format!("online.gmm.{field}"),
+                            format!(
+                                "must be left unbound (0) in a training config: the dataset \
+                                 and net.feature_dim set it, got {n}"
+                            ),
+                        ));
+                    }
+                }
+                components(shape.components, "online.gmm.components")?;
+                // any class count checks the hyper-parameters; the trainer binds the real one
+                g.clone().bind(1, feature_dim).check()
+            }
+        }
+    }
+}
+
+/// The edits a command line or a study makes to a head preset ([`HeadConfig::edit`]);
+/// `None` keeps the preset's value. A working set, not part of the saved configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeadEdits {
+    /// Components per class M (`--components`).
+    pub components: Option<usize>,
+    /// E-step (`--em`): `vanilla` replaces the preset's Sinkhorn, `sinkhorn` keeps it.
+    pub em: Option<EmKind>,
+    /// EM loops per training iteration (`--em-loops`).
+    pub em_loops: Option<usize>,
+    /// Momentum τ of means and variances (`--gmm-momentum`).
     pub momentum: Option<f32>,
-    /// Variance regularisation added to every variance; `None` keeps the flavour's default
-    /// (paper flavour 1.0 at CPU scale, reference code 0.01).
-    #[serde(default)]
+    /// Variance regularisation (`--var-reg`).
     pub var_reg: Option<f32>,
-    /// Single differences of the reference code switched on or off in either flavour (the
-    /// `flavours` study turns them on one at a time). Default: none.
-    #[serde(default, skip_serializing_if = "FlavourOverrides::is_empty")]
-    pub overrides: FlavourOverrides,
+    /// Reference-code differences switched on or off one at a time.
+    pub knobs: FlavourOverrides,
+}
+
+impl HeadEdits {
+    /// The first edit set that `kind` has no setting for, by its field name.
+    fn first_set(&self, kind: HeadKind) -> Option<&'static str> {
+        let components = [("components", self.components.is_some())];
+        let em = [
+            ("em", self.em.is_some()),
+            ("em_loops", self.em_loops.is_some()),
+            ("momentum", self.momentum.is_some()),
+            ("var_reg", self.var_reg.is_some()),
+            ("knobs", !self.knobs.is_empty()),
+        ];
+        let refused: Vec<(&'static str, bool)> = match kind {
+            HeadKind::Softmax => components.into_iter().chain(em).collect(),
+            HeadKind::DiscGmm => em.into_iter().collect(),
+            HeadKind::Gmmseg | HeadKind::GmmsegRef => Vec::new(),
+        };
+        refused.into_iter().find(|(_, set)| *set).map(|(n, _)| n)
+    }
 }
 
 /// The reference code's departures from the paper (README, "Paper flavour vs reference-code
@@ -139,13 +329,11 @@ impl FlavourOverrides {
     }
 
     /// Applies the set knobs, with their companions, to a head configuration.
-    pub fn apply(&self, g: &mut crate::nn::head::GmmHeadConfig) {
-        use crate::gmm::{
-            Assignment, EStep, EmSource, MeanEstimator, MemoryInit, OnlineConfig, SinkhornConfig,
-        };
-        let classes = g.online.gmm.num_classes;
-        let reference = crate::nn::head::GmmHeadConfig::reference_code(classes, 1, 1);
-        let paper = crate::nn::head::GmmHeadConfig::paper(classes, 1, 1);
+    pub fn apply(&self, g: &mut GmmHeadConfig) {
+        use crate::gmm::{Assignment, EmSource, MeanEstimator, MemoryInit};
+        let m = g.online.gmm.components;
+        let reference = GmmHeadConfig::reference_code(m);
+        let paper = GmmHeadConfig::paper(m);
         if let Some(on) = self.feature_norm {
             g.feature_norm = on;
             g.online.gmm.mean_estimator = if on {
@@ -184,18 +372,14 @@ impl FlavourOverrides {
             }
         }
         if let Some(on) = self.reference_memory {
-            let src = if on {
-                OnlineConfig::reference_code(classes)
-            } else {
-                OnlineConfig::paper(classes)
-            };
-            g.online.memory = src.memory;
+            let src = if on { &reference } else { &paper };
+            g.online.memory = src.online.memory;
             g.online.em_source = if on {
                 EmSource::MemoryOnly
             } else {
                 EmSource::BatchAndMemory
             };
-            g.online.update_interval = src.update_interval;
+            g.online.update_interval = src.online.update_interval;
             if on {
                 g.online.gmm.var_momentum = 0.0;
             }
@@ -206,19 +390,6 @@ impl FlavourOverrides {
         }
         if let Some(on) = self.warm_start {
             g.online.warm_start = on;
-        }
-    }
-}
-
-impl Default for GmmOptions {
-    fn default() -> Self {
-        GmmOptions {
-            components: 5,
-            em: EmKind::Sinkhorn,
-            em_loops: 1,
-            momentum: None,
-            var_reg: None,
-            overrides: FlavourOverrides::default(),
         }
     }
 }
@@ -290,11 +461,8 @@ pub struct TrainConfig {
     pub dataset: String,
     /// The network.
     pub net: NetConfig,
-    /// The head (default softmax).
-    pub head: HeadKind,
-    /// GMM head options (used by `gmmseg`, `gmmseg-ref`, `disc-gmm`).
-    #[serde(default)]
-    pub gmm: GmmOptions,
+    /// The head and its whole configuration (default softmax; [`HeadConfig::preset`]).
+    pub head: HeadConfig,
     /// Optimiser and schedule.
     pub optim: OptimConfig,
     /// Optimiser steps (quick 300, full 3000).
@@ -326,8 +494,7 @@ impl TrainConfig {
         TrainConfig {
             dataset: "toy".into(),
             net: NetConfig::default(),
-            head: HeadKind::Softmax,
-            gmm: GmmOptions::default(),
+            head: HeadConfig::Softmax,
             optim: OptimConfig::default(),
             steps: 300,
             batch_size: 8,
@@ -402,42 +569,9 @@ impl TrainConfig {
             }
             prev = e;
         }
-        if self.gmm.components == 0 || self.gmm.components > MAX_COMPONENTS {
-            return Err(GmmSegError::config(
-                "gmm.components",
-                format!(
-                    "must be in 1..={MAX_COMPONENTS} (the paper ablates 1..15), got {}",
-                    self.gmm.components
-                ),
-            ));
-        }
-        if let Some(tau) = self.gmm.momentum {
-            if !(0.0..1.0).contains(&tau) {
-                return Err(GmmSegError::config(
-                    "gmm.momentum",
-                    format!("must be in [0, 1), got {tau}"),
-                ));
-            }
-        }
-        if let Some(r) = self.gmm.var_reg {
-            if !(r.is_finite() && r > 0.0) {
-                return Err(GmmSegError::config(
-                    "gmm.var_reg",
-                    format!("must be finite and > 0, got {r}"),
-                ));
-            }
-        }
-        if let Some(w) = self.gmm.overrides.component_loss_weight {
-            if !(w.is_finite() && w >= 0.0) {
-                return Err(GmmSegError::config(
-                    "gmm.overrides.component_loss_weight",
-                    format!("must be finite and ≥ 0, got {w}"),
-                ));
-            }
-        }
-        if self.gmm.em_loops == 0 {
-            return Err(GmmSegError::config("gmm.em_loops", "must be ≥ 1, got 0"));
-        }
+        self.head
+            .check(self.net.feature_dim)
+            .map_err(|e| e.within("head"))?;
         if self.batch_size == 0 {
             return Err(GmmSegError::config("batch_size", "must be ≥ 1, got 0"));
         }
@@ -497,6 +631,97 @@ impl TrainConfig {
         }
         Ok(ValidTrainConfig(self))
     }
+}
+
+impl TrainConfig {
+    /// Reads a configuration from JSON, including one written before the configuration tree
+    /// (up to 3 December 2026: `"head"` a name and the GMM heads' settings as `"gmm"`
+    /// overrides of the flavour's preset). Such a configuration is converted by the same
+    /// [`HeadConfig::edit`] that built its head then, so it describes the same model (a test
+    /// compares every study's heads). The flag says whether it was converted: its
+    /// [`identity_hash`] is then the tree's, not the one its checkpoint recorded.
+    ///
+    /// # Errors
+    /// The JSON error of the current format when neither format parses.
+    pub fn from_json(json: &str) -> std::result::Result<(Self, bool), serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(json)?;
+        Self::from_json_value(value)
+    }
+
+    /// [`TrainConfig::from_json`] of a parsed value.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::from_json`].
+    pub fn from_json_value(
+        mut value: serde_json::Value,
+    ) -> std::result::Result<(Self, bool), serde_json::Error> {
+        let current = serde_json::from_value::<Self>(value.clone());
+        if let Ok(c) = current {
+            return Ok((c, false));
+        }
+        match upgrade_pre_tree(&mut value) {
+            Some(()) => serde_json::from_value(value)
+                .map(|c| (c, true))
+                .or(current.map(|c| (c, false))),
+            None => current.map(|c| (c, false)),
+        }
+    }
+}
+
+/// Deserialises a [`TrainConfig`] field of either format ([`TrainConfig::from_json`]), for
+/// records that embed one (`checkpoint.json`).
+///
+/// # Errors
+/// The current format's error when neither parses.
+pub fn deserialize_any_format<'de, D>(d: D) -> std::result::Result<TrainConfig, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    TrainConfig::from_json_value(value)
+        .map(|(c, _)| c)
+        .map_err(serde::de::Error::custom)
+}
+
+/// The GMM heads' settings of a configuration written before the tree.
+#[derive(Deserialize)]
+struct PreTreeGmmSettings {
+    components: usize,
+    em: EmKind,
+    em_loops: usize,
+    #[serde(default)]
+    momentum: Option<f32>,
+    #[serde(default)]
+    var_reg: Option<f32>,
+    #[serde(default)]
+    overrides: FlavourOverrides,
+}
+
+/// Rewrites a pre-tree configuration's `head` and `gmm` into the tree's `head`; `None` when
+/// `value` is not such a configuration.
+fn upgrade_pre_tree(value: &mut serde_json::Value) -> Option<()> {
+    let obj = value.as_object_mut()?;
+    let kind: HeadKind = serde_json::from_value(obj.get("head")?.clone()).ok()?;
+    let settings: PreTreeGmmSettings = serde_json::from_value(obj.remove("gmm")?).ok()?;
+    let mut head = HeadConfig::preset(kind);
+    // the pre-tree trainer read M for every GMM head and the EM settings for the
+    // generative ones, ignoring the rest: the same subset is carried over
+    let generative = head.gmm().is_some();
+    let edits = HeadEdits {
+        components: (kind != HeadKind::Softmax).then_some(settings.components),
+        em: generative.then_some(settings.em),
+        em_loops: generative.then_some(settings.em_loops),
+        momentum: settings.momentum.filter(|_| generative),
+        var_reg: settings.var_reg.filter(|_| generative),
+        knobs: if generative {
+            settings.overrides
+        } else {
+            FlavourOverrides::default()
+        },
+    };
+    head.edit(&edits).ok()?;
+    obj.insert("head".into(), serde_json::to_value(head).ok()?);
+    Some(())
 }
 
 /// A [`TrainConfig`] that passed [`TrainConfig::check`].
@@ -627,6 +852,162 @@ mod tests {
         assert!(TrainConfig::profile("medium").is_err());
     }
 
+    /// The presets as the layered code built them before the configuration tree (session
+    /// 14: `GmmConfig::paper` → `OnlineConfig::paper` → τ 0.99 and var_reg 1.0 written over
+    /// it; the reference code's GMM from the paper's with four fields changed), written out
+    /// here so that the flat presets are checked to mean the same heads.
+    #[test]
+    fn flat_presets_equal_the_former_layered_ones() {
+        use crate::gmm::{
+            Assignment, EmSource, GmmConfig, MeanEstimator, MemoryConfig, OnlineConfig,
+        };
+        let (c, m, d) = (19, 5, 64);
+        let layered_paper = GmmHeadConfig {
+            online: OnlineConfig {
+                gmm: GmmConfig {
+                    components: m,
+                    dim: d,
+                    mean_momentum: 0.99,
+                    var_momentum: 0.99,
+                    var_reg: 1.0,
+                    ..GmmConfig::paper(c)
+                },
+                memory: MemoryConfig::paper(),
+                em_source: EmSource::BatchAndMemory,
+                update_interval: 1,
+                warm_start: false,
+            },
+            feature_norm: false,
+            class_norm: false,
+            component_loss_weight: 0.0,
+        };
+        assert_eq!(GmmHeadConfig::paper(m).bind(c, d), layered_paper);
+        let layered_reference = GmmHeadConfig {
+            online: OnlineConfig {
+                gmm: GmmConfig {
+                    components: m,
+                    dim: d,
+                    e_step: EStep::Sinkhorn(SinkhornConfig::reference_code()),
+                    assignment: Assignment::Hard,
+                    var_momentum: 0.0,
+                    mean_estimator: MeanEstimator::Direction,
+                    ..GmmConfig::paper(c)
+                },
+                memory: MemoryConfig::reference_code(),
+                em_source: EmSource::MemoryOnly,
+                update_interval: 5,
+                warm_start: false,
+            },
+            feature_norm: true,
+            class_norm: true,
+            component_loss_weight: 0.01,
+        };
+        assert_eq!(
+            GmmHeadConfig::reference_code(m).bind(c, d),
+            layered_reference
+        );
+    }
+
+    #[test]
+    fn head_tree_round_trips_leaves_shapes_unbound_and_edits_in_one_order() {
+        let mut c = TrainConfig::quick();
+        c.head = HeadConfig::preset(HeadKind::Gmmseg);
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            json.contains(r#""head":{"kind":"gmmseg","online""#),
+            "{json}"
+        );
+        assert!(!json.contains("num_classes"), "{json}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), c);
+        let v = c.clone().check().unwrap();
+        // a bound head in a training config is refused: C and D have one source each
+        let mut bound = c.clone();
+        bound.head = HeadConfig::Gmmseg(GmmHeadConfig::paper(5).bind(3, 64));
+        assert!(matches!(bound.check(),
+            Err(GmmSegError::InvalidConfig { field, .. }) if field == "head.online.gmm.num_classes"));
+
+        // an explicit variance floor wins over the feature-norm knob's companion floor
+        let mut head = HeadConfig::preset(HeadKind::Gmmseg);
+        head.edit(&HeadEdits {
+            var_reg: Some(0.5),
+            momentum: Some(0.9),
+            em: Some(EmKind::Vanilla),
+            knobs: FlavourOverrides {
+                feature_norm: Some(true),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let g = head.gmm().unwrap();
+        assert_eq!(g.online.gmm.var_reg, 0.5);
+        assert_eq!(
+            (g.online.gmm.mean_momentum, g.online.gmm.var_momentum),
+            (0.9, 0.9)
+        );
+        assert_eq!(g.online.gmm.e_step, EStep::Vanilla);
+        assert_ne!(identity_hash(&c), {
+            let mut e = c.clone();
+            e.head = head;
+            identity_hash(&e)
+        });
+        assert_eq!(v.get().head.components(), Some(DEFAULT_COMPONENTS));
+
+        // edits a head has no setting for are refused, not stored
+        let tau = HeadEdits {
+            momentum: Some(0.9),
+            ..Default::default()
+        };
+        for kind in [HeadKind::Softmax, HeadKind::DiscGmm] {
+            let err = HeadConfig::preset(kind).edit(&tau).unwrap_err();
+            assert!(
+                matches!(err, GmmSegError::InvalidConfig { ref field, .. } if field == "momentum")
+            );
+        }
+        let mut disc = HeadConfig::preset(HeadKind::DiscGmm);
+        disc.edit(&HeadEdits {
+            components: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(disc.components(), Some(3));
+        assert!(HeadConfig::Softmax
+            .edit(&HeadEdits {
+                components: Some(3),
+                ..Default::default()
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn a_pre_tree_config_reads_as_the_same_head() {
+        // a model record's config as written on 3 December 2026 (abridged to the head part)
+        let mut c = TrainConfig::quick();
+        c.head = HeadConfig::preset(HeadKind::Gmmseg);
+        let mut old = serde_json::to_value(&c).unwrap();
+        old["head"] = serde_json::json!("gmmseg");
+        old["gmm"] = serde_json::json!({
+            "components": 3, "em": "sinkhorn", "em_loops": 10, "momentum": null,
+            "var_reg": 0.5, "overrides": {"hard_assignment": true}
+        });
+        let (read, upgraded) = TrainConfig::from_json(&old.to_string()).unwrap();
+        assert!(upgraded);
+        let g = read.head.gmm().unwrap();
+        assert_eq!(g.online.gmm.components, 3);
+        assert_eq!(g.online.gmm.em_loops, 10);
+        assert_eq!(g.online.gmm.var_reg, 0.5);
+        assert_eq!(g.online.gmm.assignment, crate::gmm::Assignment::Hard);
+        assert_eq!(g.online.gmm.mean_momentum, 0.99);
+        // the softmax head ignored the GMM settings then, and is plain softmax now
+        old["head"] = serde_json::json!("softmax");
+        let (read, _) = TrainConfig::from_json(&old.to_string()).unwrap();
+        assert_eq!(read.head, HeadConfig::Softmax);
+        // the current format reads as itself; garbage is the current format's error
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(TrainConfig::from_json(&json).unwrap(), (c, false));
+        assert!(TrainConfig::from_json(r#"{"head": 3}"#).is_err());
+    }
+
     #[test]
     fn test_invalid_fields() {
         type Edit = Box<dyn Fn(&mut TrainConfig)>;
@@ -658,6 +1039,42 @@ mod tests {
                 Box::new(|c| c.net.backbone.blocks = vec![1]),
             ),
             ("decoder.channels", Box::new(|c| c.net.decoder.channels = 0)),
+            (
+                "head.online.gmm.mean_momentum",
+                Box::new(|c| {
+                    c.head = HeadConfig::preset(HeadKind::Gmmseg);
+                    c.head.gmm_mut().unwrap().set_momentum(1.0)
+                }),
+            ),
+            (
+                "head.online.gmm.components",
+                Box::new(|c| c.head = HeadConfig::Gmmseg(GmmHeadConfig::paper(MAX_COMPONENTS + 1))),
+            ),
+            (
+                "head.online.gmm.var_reg",
+                Box::new(|c| {
+                    c.head = HeadConfig::preset(HeadKind::GmmsegRef);
+                    c.head.gmm_mut().unwrap().online.gmm.var_reg = f32::NAN
+                }),
+            ),
+            (
+                "head.online.memory.capacity",
+                Box::new(|c| {
+                    c.head = HeadConfig::preset(HeadKind::Gmmseg);
+                    c.head.gmm_mut().unwrap().online.memory.capacity = 0
+                }),
+            ),
+            (
+                "head.component_loss_weight",
+                Box::new(|c| {
+                    c.head = HeadConfig::preset(HeadKind::Gmmseg);
+                    c.head.gmm_mut().unwrap().component_loss_weight = -1.0
+                }),
+            ),
+            (
+                "head.components",
+                Box::new(|c| c.head = HeadConfig::DiscGmm(DiscGmmConfig { components: 0 })),
+            ),
         ];
         for (field, f) in bad {
             let mut c = TrainConfig::quick();
@@ -685,17 +1102,10 @@ mod tests {
     }
 
     #[test]
-    fn flavour_overrides_are_left_out_when_unset_and_switch_one_knob_each() {
+    fn flavour_overrides_switch_one_knob_each() {
         use crate::gmm::{Assignment, EStep, EmSource, MeanEstimator};
-        use crate::nn::head::GmmHeadConfig;
-        // unset knobs leave the serialised config (and so every cache hash) unchanged
-        let json = serde_json::to_string(&GmmOptions::default()).unwrap();
-        assert!(!json.contains("overrides"), "{json}");
-        let back: GmmOptions = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, GmmOptions::default());
-
-        let paper = GmmHeadConfig::paper(4, 3, 8);
-        let reference = GmmHeadConfig::reference_code(4, 3, 8);
+        let paper = GmmHeadConfig::paper(3).bind(4, 8);
+        let reference = GmmHeadConfig::reference_code(3).bind(4, 8);
         let with = |o: FlavourOverrides| {
             let mut g = paper.clone();
             o.apply(&mut g);

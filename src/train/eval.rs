@@ -718,7 +718,7 @@ mod tests {
         let cfg = PosthocConfig::new(4, 16);
         assert!(mixture_sample(&mut t.model, &ds, &cfg).is_err());
         let mut c = TrainConfig::quick();
-        c.head = HeadKind::Gmmseg;
+        c.head = crate::train::config::HeadConfig::preset(HeadKind::Gmmseg);
         let mut g = Trainer::new(c.check().unwrap(), 4).unwrap();
         let m = mixture_sample(&mut g.model, &val, &cfg).unwrap();
         assert_eq!(m.data.features.ncols(), m.params.dim());

@@ -29,16 +29,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint;
-use super::config::{learning_rate, EmKind, HeadKind, TrainConfig, ValidTrainConfig};
+use super::config::{learning_rate, HeadConfig, TrainConfig, ValidTrainConfig};
 use super::eval::{evaluate, evaluate_with, EvalOptions, EvalReport};
 use super::optim::Optimizer;
 use crate::data::batch::{make_batch, Sampler};
 use crate::data::{Batch, Dataset};
 use crate::error::{GmmSegError, Result};
-use crate::gmm::EStep;
-use crate::nn::head::{
-    DiscGmmHead, GmmHead, GmmHeadConfig, Head, HeadTarget, SoftmaxHead, StepFeatures,
-};
+use crate::nn::head::{DiscGmmHead, GmmHead, Head, HeadTarget, SoftmaxHead, StepFeatures};
 use crate::nn::resample::resize_labels_nearest;
 use crate::nn::segnet::{SegModel, SegNet};
 use crate::nn::{act_from_array, to_host, Ctx, Dev};
@@ -122,7 +119,7 @@ fn has_labelled_pixel(ds: &dyn Dataset) -> Result<bool> {
     Ok(false)
 }
 
-/// Builds the head named in the config.
+/// Builds the head the config describes, bound to the dataset's C and the network's D.
 fn build_head(
     cfg: &TrainConfig,
     dev: &Dev,
@@ -130,38 +127,21 @@ fn build_head(
     rng: &mut ChaCha8Rng,
 ) -> Result<Box<dyn Head>> {
     let dim = cfg.net.feature_dim;
-    let m = cfg.gmm.components;
-    // the flavour's knobs (with their companions) first, so that an explicit flag wins
-    let with_em = |mut g: GmmHeadConfig| {
-        cfg.gmm.overrides.apply(&mut g);
-        g.online.gmm.em_loops = cfg.gmm.em_loops;
-        if let Some(reg) = cfg.gmm.var_reg {
-            g.online.gmm.var_reg = reg;
-        }
-        if let Some(tau) = cfg.gmm.momentum {
-            g.online.gmm.mean_momentum = tau;
-            g.online.gmm.var_momentum = tau;
-        }
-        if cfg.gmm.em == EmKind::Vanilla {
-            g.online.gmm.e_step = EStep::Vanilla;
-        }
-        g
-    };
-    Ok(match cfg.head {
-        HeadKind::Softmax => Box::new(SoftmaxHead::new(dev, "head", dim, classes, rng)?),
-        HeadKind::Gmmseg => Box::new(GmmHead::new(
+    Ok(match &cfg.head {
+        HeadConfig::Softmax => Box::new(SoftmaxHead::new(dev, "head", dim, classes, rng)?),
+        HeadConfig::Gmmseg(g) => Box::new(GmmHead::new(
             dev,
             "gmmseg",
-            with_em(GmmHeadConfig::paper(classes, m, dim)),
+            g.clone().bind(classes, dim),
             rng,
         )?),
-        HeadKind::GmmsegRef => Box::new(GmmHead::new(
+        HeadConfig::GmmsegRef(g) => Box::new(GmmHead::new(
             dev,
             "gmmseg-ref",
-            with_em(GmmHeadConfig::reference_code(classes, m, dim)),
+            g.clone().bind(classes, dim),
             rng,
         )?),
-        HeadKind::DiscGmm => Box::new(DiscGmmHead::new(dev, classes, m, dim, rng)?),
+        HeadConfig::DiscGmm(d) => Box::new(DiscGmmHead::new(dev, classes, d.components, dim, rng)?),
     })
 }
 
@@ -199,7 +179,7 @@ impl Trainer {
         Self::assemble(config, net, head, dev)
     }
 
-    /// A fresh trainer with a caller-built head (a head type that [`HeadKind`] does not list
+    /// A fresh trainer with a caller-built head (a head type that [`super::config::HeadKind`] does not list
     /// yet, e.g. while developing one). The network is drawn from the config's seed exactly as
     /// in [`Trainer::new`]. Note that the config hash only knows `config.head`, so checkpoints
     /// cannot tell two custom heads apart beyond their parameter names and shapes.

@@ -371,12 +371,12 @@ fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
     let mut r = runner(&dir.path().join("tiny"));
     r.run(Study::MainResults).unwrap();
     let mut idea = settings.idea("M = 2").unwrap();
-    idea.config.gmm.components = 2;
+    idea.config.head.gmm_mut().unwrap().online.gmm.components = 2;
     let changes = idea.changes(&settings).unwrap();
     assert_eq!(
         changes,
         vec![(
-            "gmm.components".to_string(),
+            "head.online.gmm.components".to_string(),
             "5".to_string(),
             "2".to_string()
         )]
@@ -386,8 +386,8 @@ fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
     assert_eq!(c.records.len(), seeds);
     for (seed, base, mine) in &c.records {
         assert_eq!((base.config.seed, mine.config.seed), (*seed, *seed));
-        assert_eq!(mine.config.gmm.components, 2);
-        assert_eq!(base.config.gmm.components, 5);
+        assert_eq!(mine.config.head.components(), Some(2));
+        assert_eq!(base.config.head.components(), Some(5));
     }
     let miou = c
         .metrics
@@ -414,7 +414,10 @@ fn the_playground_compares_an_idea_with_the_studies_baseline_and_caches_it() {
     );
     assert_eq!(step.verdict_text(), "not decided: timed apart");
     let html = c.html().unwrap().0;
-    assert!(html.contains("gmm.components"), "the change is shown");
+    assert!(
+        html.contains("head.online.gmm.components"),
+        "the change is shown"
+    );
     assert!(html.contains("<svg"), "figures");
     assert!(c.text().contains("idea `M = 2`"));
     assert_eq!(c.frame().unwrap().height(), c.metrics.len());
@@ -432,12 +435,12 @@ fn the_playground_names_a_bad_field_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let settings = tiny_settings();
     let mut idea = settings.idea("no components").unwrap();
-    idea.config.gmm.components = 0;
+    idea.config.head.gmm_mut().unwrap().online.gmm.components = 0;
     let e = settings.try_idea_in(&idea, Some(dir.path())).unwrap_err();
-    assert!(e.to_string().contains("gmm.components"), "{e}");
+    assert!(e.to_string().contains("head.online.gmm.components"), "{e}");
     assert!(!dir.path().join("playground").exists(), "nothing trained");
     let mut unnamed = settings.idea(" ").unwrap();
-    unnamed.config.gmm.components = 3;
+    unnamed.config.head.gmm_mut().unwrap().online.gmm.components = 3;
     let e = settings
         .try_idea_in(&unnamed, Some(dir.path()))
         .unwrap_err();
@@ -453,10 +456,10 @@ fn notebook_training_steps_come_from_the_environment_knob() {
         .train_config("synthscapes", HeadKind::Gmmseg)
         .unwrap();
     assert_eq!(plain.steps, profile.train_for("synthscapes").steps);
-    assert_eq!(plain.head, HeadKind::Gmmseg);
+    assert_eq!(plain.head.kind(), HeadKind::Gmmseg);
     settings.train_steps = Some(3);
     let short = settings
         .train_config("synthscapes", HeadKind::Softmax)
         .unwrap();
-    assert_eq!((short.steps, short.head), (3, HeadKind::Softmax));
+    assert_eq!((short.steps, short.head.kind()), (3, HeadKind::Softmax));
 }

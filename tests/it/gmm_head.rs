@@ -6,7 +6,7 @@ use gmmseg::data::batch::make_batch;
 use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::nn::head::{DiscGmmHead, GmmHead, GmmHeadConfig, Head, StepFeatures};
 use gmmseg::nn::{Dev, Params};
-use gmmseg::train::config::{HeadKind, TrainConfig};
+use gmmseg::train::config::{HeadConfig, HeadEdits, HeadKind, TrainConfig};
 use gmmseg::train::eval::evaluate;
 use gmmseg::train::trainer::Trainer;
 use ndarray::Array2;
@@ -37,8 +37,8 @@ fn step<'a>(x: &'a Array2<f32>, y: &'a [u8], s: usize) -> StepFeatures<'a> {
 fn fitted_state_round_trips_and_resume_is_exact() {
     let dev = Dev::default();
     for cfg in [
-        GmmHeadConfig::paper(3, 2, 4),
-        GmmHeadConfig::reference_code(3, 2, 4),
+        GmmHeadConfig::paper(2).bind(3, 4),
+        GmmHeadConfig::reference_code(2).bind(3, 4),
     ] {
         let mut a = GmmHead::new(
             &dev,
@@ -73,7 +73,7 @@ fn fitted_state_round_trips_and_resume_is_exact() {
         let mut wrong = GmmHead::new(
             &dev,
             "gmmseg",
-            GmmHeadConfig::paper(4, 2, 4),
+            GmmHeadConfig::paper(2).bind(4, 4),
             &mut ChaCha8Rng::seed_from_u64(1),
         )
         .unwrap();
@@ -87,7 +87,7 @@ fn after_step_updates_the_gmm_and_unseen_classes_keep_their_start() {
     let mut head = GmmHead::new(
         &dev,
         "gmmseg",
-        GmmHeadConfig::paper(4, 2, 4),
+        GmmHeadConfig::paper(2).bind(4, 4),
         &mut ChaCha8Rng::seed_from_u64(2),
     )
     .unwrap();
@@ -160,8 +160,13 @@ fn discriminative_head_parameter_gradients_match_finite_differences() {
 fn gmm_heads_train_on_toy_data_and_report_the_likelihood_score() {
     for head in [HeadKind::Gmmseg, HeadKind::GmmsegRef, HeadKind::DiscGmm] {
         let mut cfg = TrainConfig::quick();
-        cfg.head = head;
-        cfg.gmm.components = 2;
+        cfg.head = HeadConfig::preset(head);
+        cfg.head
+            .edit(&HeadEdits {
+                components: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
         cfg.steps = 6;
         cfg.batch_size = 2;
         cfg.eval_every = 0;
@@ -193,7 +198,7 @@ fn component_loss_gradient_reaches_the_features() {
     use gmmseg::nn::head::HeadTarget;
     let dev = Dev::default();
     let grad_with = |weight: f32| -> Vec<f32> {
-        let mut cfg = GmmHeadConfig::reference_code(3, 2, 4);
+        let mut cfg = GmmHeadConfig::reference_code(2).bind(3, 4);
         cfg.component_loss_weight = weight;
         let mut head =
             GmmHead::new(&dev, "gmmseg-ref", cfg, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
@@ -229,8 +234,12 @@ fn em_during_the_backward_pass_gives_the_sequential_result_bit_for_bit() {
     // second thread during the backward; the reference flavour (trainable LayerNorms) may
     // not. Training with the overlap on and off must give identical weights and GMM state.
     for (kind, config, free) in [
-        ("gmmseg", GmmHeadConfig::paper(4, 2, 64), true),
-        ("gmmseg-ref", GmmHeadConfig::reference_code(4, 2, 64), false),
+        ("gmmseg", GmmHeadConfig::paper(2).bind(4, 64), true),
+        (
+            "gmmseg-ref",
+            GmmHeadConfig::reference_code(2).bind(4, 64),
+            false,
+        ),
     ] {
         let head = GmmHead::new(
             &Dev::default(),
@@ -242,8 +251,7 @@ fn em_during_the_backward_pass_gives_the_sequential_result_bit_for_bit() {
     }
     let toy_gmmseg = || {
         let mut cfg = TrainConfig::quick();
-        cfg.head = HeadKind::Gmmseg;
-        cfg.gmm.components = 2;
+        cfg.head = HeadConfig::Gmmseg(GmmHeadConfig::paper(2));
         cfg.steps = 5;
         cfg.batch_size = 2;
         cfg.eval_every = 0;

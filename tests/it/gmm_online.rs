@@ -4,6 +4,7 @@ use gmmseg::gmm::{
     EmSource, GmmParams, MemoryConfig, MemoryInit, MemoryLayout, OnlineBatch, OnlineConfig,
     OnlineGmm, Sampling,
 };
+use gmmseg::nn::head::GmmHeadConfig;
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,9 +28,7 @@ fn batch(seed: u64) -> (Array2<f32>, Vec<u8>) {
 }
 
 fn config(num_classes: usize) -> OnlineConfig {
-    let mut cfg = OnlineConfig::paper(num_classes);
-    cfg.gmm.components = 2;
-    cfg.gmm.dim = 2;
+    let mut cfg = GmmHeadConfig::paper(2).bind(num_classes, 2).online;
     cfg.gmm.mean_momentum = 0.5;
     cfg.gmm.var_momentum = 0.5;
     cfg.memory.capacity = 64;
@@ -102,9 +101,7 @@ fn same_seed_same_state() {
 
 #[test]
 fn reference_flavour_updates_from_memory_every_interval() {
-    let mut cfg = OnlineConfig::reference_code(2);
-    cfg.gmm.components = 2;
-    cfg.gmm.dim = 2;
+    let mut cfg = GmmHeadConfig::reference_code(2).bind(2, 2).online;
     cfg.memory.capacity = 40;
     assert_eq!(cfg.em_source, EmSource::MemoryOnly);
     assert_eq!(cfg.memory.layout, MemoryLayout::PerComponent);

@@ -195,22 +195,50 @@ fn flags_of_another_head_are_refused() {
         );
         refused(&out, flag);
     }
-    // and a GMM head checks the value, naming the flag, before opening any dataset
-    let out = gmmseg_in(
-        None,
-        &[
-            "train",
-            "--dataset",
-            "folder:/nonexistent",
-            "--head",
-            "gmmseg",
-            "--out",
-            &f.p("run"),
-            "--gmm-momentum",
-            "1.5",
-        ],
-    );
-    refused(&out, "--gmm-momentum");
+    // the discriminative GMM has M but no EM: its EM flags are refused by name too
+    for (flag, value) in [("--gmm-momentum", "0.9"), ("--hard-sinkhorn", "true")] {
+        let out = gmmseg_in(
+            None,
+            &[
+                "train",
+                "--dataset",
+                "synthscapes",
+                "--head",
+                "disc-gmm",
+                "--out",
+                &f.p("run"),
+                flag,
+                value,
+            ],
+        );
+        refused(&out, flag);
+    }
+    // and a GMM head checks every value of its tree, naming the flag, before opening any
+    // dataset
+    for (head, flag, value) in [
+        ("gmmseg", "--gmm-momentum", "1.5"),
+        ("gmmseg", "--components", "0"),
+        ("gmmseg-ref", "--var-reg", "0"),
+        ("gmmseg", "--component-loss", "-5"),
+        ("gmmseg", "--em-loops", "0"),
+        ("disc-gmm", "--components", "0"),
+    ] {
+        let out = gmmseg_in(
+            None,
+            &[
+                "train",
+                "--dataset",
+                "folder:/nonexistent",
+                "--head",
+                head,
+                "--out",
+                &f.p("run"),
+                flag,
+                value,
+            ],
+        );
+        refused(&out, flag);
+    }
 }
 
 #[test]

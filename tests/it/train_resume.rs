@@ -189,3 +189,93 @@ fn nan_loss_stops_with_diverged_and_keeps_last_good_checkpoint() {
     let rep = r.evaluate(&clean, 0).unwrap();
     assert!(rep.nll.is_finite());
 }
+
+/// Rewrites the checkpoint in `dir` as the code before the configuration tree wrote it: the
+/// same tensors, its config with `"head"` a name and the GMM settings under `"gmm"`, and that
+/// config's own hash (any string: the old hash cannot be recomputed from the new code).
+fn rewrite_as_pre_tree(dir: &std::path::Path, cfg: &TrainConfig, gmm: serde_json::Value) {
+    use safetensors::SafeTensors;
+    let path = dir.join(checkpoint::TENSORS_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut md = header.metadata().clone().unwrap();
+    let mut config = serde_json::to_value(cfg).unwrap();
+    let kind = config["head"]["kind"].clone();
+    config["head"] = kind;
+    config["gmm"] = gmm;
+    md.insert("config".into(), config.to_string());
+    md.insert("config_hash".into(), "0".repeat(64));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, &Some(md)).unwrap()).unwrap();
+    let meta = dir.join(checkpoint::META_FILE);
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    m["config"] = config;
+    std::fs::write(&meta, m.to_string()).unwrap();
+}
+
+#[test]
+fn a_checkpoint_from_before_the_configuration_tree_resumes_as_the_same_run() {
+    use gmmseg::train::config::{HeadConfig, HeadEdits, HeadKind};
+    let train = ToyShapes::new(ToySplit::Train, 10, 32, 1).unwrap();
+    let mut cfg = small_config(4);
+    cfg.head = HeadConfig::preset(HeadKind::Gmmseg);
+    cfg.head
+        .edit(&HeadEdits {
+            components: Some(2),
+            em_loops: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Trainer::new(cfg.clone().check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+        .unwrap();
+    for step in 0..2 {
+        let batch = make_batch(
+            &train,
+            &batch_plan(train.len(), 4, cfg.seed, step, cfg.flip),
+        )
+        .unwrap();
+        a.train_step(&batch).unwrap();
+    }
+    a.save().unwrap();
+    drop(a);
+    rewrite_as_pre_tree(
+        dir.path(),
+        &cfg,
+        serde_json::json!({"components": 2, "em": "sinkhorn", "em_loops": 2,
+                           "momentum": null, "var_reg": null}),
+    );
+    let loaded = checkpoint::read(dir.path()).unwrap();
+    assert_eq!(loaded.config, cfg);
+    let meta = checkpoint::read_meta(dir.path()).unwrap();
+    assert_eq!(meta.config, cfg);
+    // the same command resumes it, at its step
+    let b = Trainer::new(cfg.clone().check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path())
+        .unwrap();
+    assert_eq!(b.step, 2);
+    // a pre-tree config of another head is another run
+    rewrite_as_pre_tree(
+        dir.path(),
+        &cfg,
+        serde_json::json!({"components": 3, "em": "sinkhorn", "em_loops": 2,
+                           "momentum": null, "var_reg": null}),
+    );
+    let refused = Trainer::new(cfg.clone().check().unwrap(), 4)
+        .unwrap()
+        .with_out_dir(dir.path());
+    assert!(
+        matches!(&refused, Err(GmmSegError::Mismatch { detail, .. }) if detail.contains("head.online.gmm.components: 3 → 2")),
+        "{:?}",
+        refused.err()
+    );
+}

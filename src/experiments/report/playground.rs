@@ -16,7 +16,9 @@
 //! # fn main() -> gmmseg::Result<()> {
 //! let settings = NotebookSettings::from_env()?;
 //! let mut idea = settings.idea("M = 3")?;
-//! idea.config.gmm.components = 3;
+//! if let Some(gmm) = idea.config.head.gmm_mut() {
+//!     gmm.online.gmm.components = 3;
+//! }
 //! let comparison = settings.try_idea(&idea)?;
 //! print!("{}", comparison.text());
 //! # Ok(())
@@ -55,7 +57,7 @@ pub struct Idea {
 
 impl Idea {
     /// The fields of [`Idea::config`] that differ from the baseline's configuration, as
-    /// `(path, baseline value, idea value)` with dotted paths (`gmm.components`), so that a
+    /// `(path, baseline value, idea value)` with dotted paths (`head.online.gmm.components`), so that a
     /// notebook shows what is being tried. The seed is not listed (it is set per seed).
     ///
     /// # Errors
@@ -188,7 +190,7 @@ pub const COMPARED_METRICS: [(&str, &str); 13] = [
 
 /// The anomaly score a model is judged by: its likelihood if its head has one, else MSP.
 fn own_score(r: &ModelRecord) -> &'static str {
-    match r.config.head {
+    match r.config.head.kind() {
         HeadKind::Softmax => "msp",
         _ => "likelihood",
     }
@@ -531,7 +533,7 @@ impl IdeaComparison {
             for (variant, r) in [("baseline", b), ("idea", i)] {
                 let spec = RunSpec {
                     name: variant.into(),
-                    head: r.config.head,
+                    head: r.config.head.kind(),
                     decoder: None,
                     components: None,
                     em: None,
@@ -541,7 +543,7 @@ impl IdeaComparison {
                 };
                 for m in studies::measure(Study::Calibration, &spec, r) {
                     // the trained head's rows only (not the temperature-scaled twin)
-                    if m.variant != r.config.head.to_string() {
+                    if m.variant != r.config.head.kind().to_string() {
                         continue;
                     }
                     rows.push(RunRow {

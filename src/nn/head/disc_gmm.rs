@@ -16,6 +16,21 @@ use crate::nn::{Act, Dev, Param, ParamKind, Params, Tp};
 use crate::ops::layout::{from_pixels, to_pixels};
 use crate::ops::tape::accumulate_param;
 
+/// Configuration of the discriminative GMM head: its only choice is M (C and D come from the
+/// dataset and the network, as for the generative head).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DiscGmmConfig {
+    /// Components per class M. Default 5, the generative head's, so that Table 4 compares
+    /// the same mixture trained two ways.
+    pub components: usize,
+}
+
+impl Default for DiscGmmConfig {
+    fn default() -> Self {
+        DiscGmmConfig { components: 5 }
+    }
+}
+
 /// The discriminative GMM head (Table 4): the same mixture, μ and log σ learned by SGD from
 /// the cross-entropy together with the network; uniform weights, no EM.
 pub struct DiscGmmHead {

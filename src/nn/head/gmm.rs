@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use super::density::{act_to_rows, density_output, reduce_components};
 use super::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
 use crate::error::{GmmSegError, Result};
-use crate::gmm::{class_scores, GmmParams, LogLikTable, OnlineBatch, OnlineConfig, OnlineGmm};
+use crate::gmm::{
+    class_scores, Assignment, EStep, EmSource, GmmConfig, GmmParams, LogLikTable, MeanEstimator,
+    MemoryConfig, OnlineBatch, OnlineConfig, OnlineGmm, Reduction, SinkhornConfig,
+};
 use crate::nn::loss::cross_entropy;
 use crate::nn::resample::resize_bilinear;
 use crate::nn::rowops::{cross_entropy_rows, l2_normalize_rows, layer_norm_rows, Rows};
@@ -49,55 +52,108 @@ pub struct GmmHeadConfig {
 }
 
 impl GmmHeadConfig {
-    /// The paper's flavour for C classes and M components, at CPU scale:
+    /// The paper's flavour with M components, at CPU scale: every value of the flavour is
+    /// written here, once (C and D are left unbound: [`GmmHeadConfig::bind`]).
     /// - momentum τ = 0.99 instead of 0.999, from random means (the reference code's start).
     ///   τ = 0.999 (with the reference code's var_reg 0.01) segments better in short runs
-    ///   (quick SynthScapes, seeds 0–3: mIoU 0.647 vs 0.626) because the means barely leave their random start and act as
-    ///   fixed prototypes — but then the mixture never fits the features and the likelihood is
-    ///   no anomaly score (AUROC 0.42 vs 0.77). τ = 0.99 keeps the density model of the paper.
-    ///   A warm start from each class's first batch was the default before: it costs mIoU
-    ///   (0.617) and calibration (ECE 0.044 vs 0.014) for the same AUROC;
+    ///   (quick SynthScapes, seeds 0–3: mIoU 0.647 vs 0.626) because the means barely leave
+    ///   their random start and act as fixed prototypes — but then the mixture never fits
+    ///   the features and the likelihood is no anomaly score (AUROC 0.42 vs 0.77). τ = 0.99
+    ///   keeps the density model of the paper. A warm start from each class's first batch
+    ///   was the default before: it costs mIoU (0.617) and calibration (ECE 0.044 vs 0.014)
+    ///   for the same AUROC;
     /// - variance regularisation 1.0 instead of the reference code's 0.01: our projected
     ///   features are batch-normalised to unit scale per channel (then ReLU'd, so many are
     ///   exactly 0), and a floor of 0.01 makes the densities so peaked that training stalls —
     ///   measured on SynthScapes, quick profile, seed 0: val mIoU 0.508 at 0.01, 0.538 at
-    ///   0.1, 0.605–0.610 at 0.5–2, 0.485 at 16. The value is a knob (`--var-reg`).
-    pub fn paper(num_classes: usize, components: usize, dim: usize) -> Self {
-        let mut online = OnlineConfig::paper(num_classes);
-        online.gmm.components = components;
-        online.gmm.dim = dim;
-        online.gmm.mean_momentum = 0.99;
-        online.gmm.var_momentum = 0.99;
-        online.gmm.var_reg = 1.0;
+    ///   0.1, 0.605–0.610 at 0.5–2, 0.485 at 16. The value is a knob (`--var-reg`);
+    /// - the rest is the paper's: soft Sinkhorn EM reaching equipartition (ε = 0.05 on
+    ///   rescaled costs, 1e-3 tolerance), one EM loop per iteration, Euclidean means, the
+    ///   class score as the max over components, EM on the batch and a memory of 500
+    ///   features per component fed 100 random pixels per class and image.
+    pub fn paper(components: usize) -> Self {
         GmmHeadConfig {
-            online,
+            online: OnlineConfig {
+                gmm: GmmConfig {
+                    num_classes: 0,
+                    components,
+                    dim: 0,
+                    reduction: Reduction::Max,
+                    e_step: EStep::Sinkhorn(SinkhornConfig::default()),
+                    assignment: Assignment::Soft,
+                    mean_momentum: 0.99,
+                    var_momentum: 0.99,
+                    var_reg: 1.0,
+                    em_loops: 1,
+                    mean_estimator: MeanEstimator::Euclidean,
+                },
+                memory: MemoryConfig::paper(),
+                em_source: EmSource::BatchAndMemory,
+                update_interval: 1,
+                warm_start: false,
+            },
             feature_norm: false,
             class_norm: false,
             component_loss_weight: 0.0,
         }
     }
 
-    /// The released code's flavour (README, "Paper flavour vs reference-code flavour"), with
-    /// the queue shortened
-    /// to 2,000 per component for CPU memory.
-    pub fn reference_code(num_classes: usize, components: usize, dim: usize) -> Self {
-        let mut online = OnlineConfig::reference_code(num_classes);
-        online.gmm.components = components;
-        online.gmm.dim = dim;
+    /// The released code's flavour with M components (README, "Paper flavour vs
+    /// reference-code flavour"), every value written here once: LayerNorm + L2 features
+    /// with mean directions, class LayerNorm, a 0.01 component loss, hard Sinkhorn with the
+    /// authors' fixed 3 iterations, τ = 0.999 on means and variances replaced outright
+    /// (+0.01), and EM every 5 iterations from per-component queues of ≤ 20 correct pixels
+    /// per batch, started with random unit vectors — the queues shortened to 2,000 per
+    /// component for CPU memory.
+    pub fn reference_code(components: usize) -> Self {
         GmmHeadConfig {
-            online,
+            online: OnlineConfig {
+                gmm: GmmConfig {
+                    num_classes: 0,
+                    components,
+                    dim: 0,
+                    reduction: Reduction::Max,
+                    e_step: EStep::Sinkhorn(SinkhornConfig::reference_code()),
+                    assignment: Assignment::Hard,
+                    mean_momentum: 0.999,
+                    var_momentum: 0.0,
+                    var_reg: 0.01,
+                    em_loops: 1,
+                    mean_estimator: MeanEstimator::Direction,
+                },
+                memory: MemoryConfig::reference_code(),
+                em_source: EmSource::MemoryOnly,
+                update_interval: 5,
+                warm_start: false,
+            },
             feature_norm: true,
             class_norm: true,
             component_loss_weight: 0.01,
         }
     }
 
+    /// The configuration for `num_classes` classes of `dim`-dimensional features: the
+    /// dataset fixes C and the network's `feature_dim` fixes D, so a training
+    /// configuration leaves both unbound and the trainer binds them.
+    pub fn bind(mut self, num_classes: usize, dim: usize) -> Self {
+        self.online.gmm.num_classes = num_classes;
+        self.online.gmm.dim = dim;
+        self
+    }
+
+    /// Sets the momentum τ of the means and of the variances (`--gmm-momentum`).
+    pub fn set_momentum(&mut self, tau: f32) {
+        self.online.gmm.mean_momentum = tau;
+        self.online.gmm.var_momentum = tau;
+    }
+
     /// Validates every field.
     ///
     /// # Errors
-    /// [`GmmSegError::InvalidConfig`] naming the field.
+    /// [`GmmSegError::InvalidConfig`] naming the field by its path in this config
+    /// (`online.gmm.mean_momentum`, `component_loss_weight`).
     pub fn check(&self) -> Result<()> {
-        self.online.check()?;
+        self.online.check().map_err(|e| e.within("online"))?;
         if !(self.component_loss_weight.is_finite() && self.component_loss_weight >= 0.0) {
             return Err(GmmSegError::config(
                 "component_loss_weight",

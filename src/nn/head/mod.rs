@@ -39,7 +39,7 @@ pub mod gmm;
 pub mod posthoc;
 pub mod softmax;
 
-pub use disc_gmm::DiscGmmHead;
+pub use disc_gmm::{DiscGmmConfig, DiscGmmHead};
 pub use gmm::{GmmHead, GmmHeadConfig};
 pub use posthoc::{ClassFeatures, Mahalanobis, PosthocGmmHead, WithMahalanobis};
 pub use softmax::SoftmaxHead;
