@@ -637,8 +637,8 @@ impl TrainConfig {
     /// Reads a configuration from JSON, including one written before the configuration tree
     /// (up to 3 December 2026: `"head"` a name and the GMM heads' settings as `"gmm"`
     /// overrides of the flavour's preset). Such a configuration is converted by the same
-    /// [`HeadConfig::edit`] that built its head then, so it describes the same model (a test
-    /// compares every study's heads). The flag says whether it was converted: its
+    /// [`HeadConfig::edit`] that built its head then, so it describes the same model (every
+    /// study's heads were compared with the former code's: `scripts/checks/config-tree/`). The flag says whether it was converted: its
     /// [`identity_hash`] is then the tree's, not the one its checkpoint recorded.
     ///
     /// # Errors
