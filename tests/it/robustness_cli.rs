@@ -172,19 +172,16 @@ fn shapes_are_compared_not_element_counts() {
 #[test]
 fn flags_of_another_head_are_refused() {
     let f = Fixture::new();
-    for (flag, value) in [
-        ("--gmm-momentum", "1.5"),
-        ("--component-loss", "-5"),
-        ("--components", "3"),
-    ] {
+    // every case must fail on the flag, before a dataset is opened (the folder is missing)
+    let refused_flag = |head: &str, flag: &str, value: &str| {
         let out = gmmseg_in(
             None,
             &[
                 "train",
                 "--dataset",
-                "synthscapes",
+                "folder:/nonexistent",
                 "--head",
-                "softmax",
+                head,
                 "--steps",
                 "1",
                 "--out",
@@ -194,27 +191,20 @@ fn flags_of_another_head_are_refused() {
             ],
         );
         refused(&out, flag);
+    };
+    // the softmax head has no GMM setting at all
+    for (flag, value) in [
+        ("--gmm-momentum", "1.5"),
+        ("--component-loss", "-5"),
+        ("--components", "3"),
+    ] {
+        refused_flag("softmax", flag, value);
     }
     // the discriminative GMM has M but no EM: its EM flags are refused by name too
     for (flag, value) in [("--gmm-momentum", "0.9"), ("--hard-sinkhorn", "true")] {
-        let out = gmmseg_in(
-            None,
-            &[
-                "train",
-                "--dataset",
-                "synthscapes",
-                "--head",
-                "disc-gmm",
-                "--out",
-                &f.p("run"),
-                flag,
-                value,
-            ],
-        );
-        refused(&out, flag);
+        refused_flag("disc-gmm", flag, value);
     }
-    // and a GMM head checks every value of its tree, naming the flag, before opening any
-    // dataset
+    // and a GMM head checks every value of its tree, naming the flag
     for (head, flag, value) in [
         ("gmmseg", "--gmm-momentum", "1.5"),
         ("gmmseg", "--components", "0"),
@@ -223,21 +213,7 @@ fn flags_of_another_head_are_refused() {
         ("gmmseg", "--em-loops", "0"),
         ("disc-gmm", "--components", "0"),
     ] {
-        let out = gmmseg_in(
-            None,
-            &[
-                "train",
-                "--dataset",
-                "folder:/nonexistent",
-                "--head",
-                head,
-                "--out",
-                &f.p("run"),
-                flag,
-                value,
-            ],
-        );
-        refused(&out, flag);
+        refused_flag(head, flag, value);
     }
 }
 
