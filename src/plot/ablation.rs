@@ -12,7 +12,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
     bold, draw_legend, font, register_fonts, series_color, swatch_legend, swatch_legend_height,
-    tidy,
+    tidy, HouseMesh,
 };
 use crate::error::{GmmSegError, Result};
 use crate::metrics::Summary;
@@ -158,10 +158,7 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
         .y_desc(&labels.y)
         .x_label_formatter(&tidy)
         .y_label_formatter(&tidy)
-        .label_style(font(14))
-        .axis_desc_style(font(16))
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(215, 215, 215))
+        .house(14, 16)
         .draw()?;
     let max_n = series
         .iter()
@@ -266,10 +263,7 @@ pub fn grouped_bars<DB: DrawingBackend>(
         .x_desc(&labels.x)
         .y_desc(&labels.y)
         .y_label_formatter(&tidy)
-        .label_style(font(14))
-        .axis_desc_style(font(16))
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(215, 215, 215))
+        .house(14, 16)
         .draw()?;
     let k = series.len() as f64;
     let width = 0.8 / k;

@@ -1,11 +1,12 @@
 //! ROC and precision-recall curves of several anomaly scores on one chart each, with AUROC /
 //! AP (and FPR95) in the legend, as anomaly-segmentation papers report them.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::{bold, draw_legend, font, register_fonts, series_color};
+use super::{bold, draw_legend, register_fonts, series_color, HouseMesh};
 use crate::error::{GmmSegError, Result};
 use crate::metrics::{AnomalyCurves, AnomalyMetrics};
 
@@ -40,28 +41,44 @@ fn check(methods: &[ScoredMethod]) -> Result<()> {
     Ok(())
 }
 
+/// A checked chart over [0, 1] × [0, `y_max`] with its title and axis titles, in the
+/// house style: the frame both curve charts share.
+fn unit_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    methods: &[ScoredMethod],
+    title: &str,
+    y_max: f64,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    register_fonts();
+    check(methods)?;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, bold(20))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..1f64, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .house(14, 16)
+        .draw()?;
+    Ok(chart)
+}
+
 /// ROC curves (TPR vs FPR) with "name (AUROC xx.xx, FPR95 xx.xx)" legends.
 pub fn roc_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     methods: &[ScoredMethod],
 ) -> Result<()> {
-    register_fonts();
-    check(methods)?;
-    let mut chart = ChartBuilder::on(area)
-        .caption("ROC curve", bold(20))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.0f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("False-positive rate")
-        .y_desc("True-positive rate")
-        .label_style(font(14))
-        .axis_desc_style(font(16))
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(215, 215, 215))
-        .draw()?;
+    let mut chart = unit_chart(
+        area,
+        methods,
+        "ROC curve",
+        1.0,
+        ("False-positive rate", "True-positive rate"),
+    )?;
     chart.draw_series(std::iter::once(DashedPathElement::new(
         vec![(0.0, 0.0), (1.0, 1.0)],
         5,
@@ -97,23 +114,13 @@ pub fn pr_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     methods: &[ScoredMethod],
 ) -> Result<()> {
-    register_fonts();
-    check(methods)?;
-    let mut chart = ChartBuilder::on(area)
-        .caption("Precision-recall curve", bold(20))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("Recall")
-        .y_desc("Precision")
-        .label_style(font(14))
-        .axis_desc_style(font(16))
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(215, 215, 215))
-        .draw()?;
+    let mut chart = unit_chart(
+        area,
+        methods,
+        "Precision-recall curve",
+        1.02,
+        ("Recall", "Precision"),
+    )?;
     let m0 = methods[0].metrics;
     let rate = m0.positives as f64 / (m0.positives + m0.negatives).max(1) as f64;
     chart

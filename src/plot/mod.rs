@@ -422,6 +422,27 @@ pub(crate) fn bold(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().style(FontStyle::Bold).into()
 }
 
+/// The house look of a chart's mesh — tick labels of `label_px`, axis titles of `axis_px`,
+/// light grey major lines and no minor ones — in one place, so that every figure agrees.
+pub(crate) trait HouseMesh {
+    /// Applies the house look; chains like the mesh's own setters.
+    fn house(&mut self, label_px: u32, axis_px: u32) -> &mut Self;
+}
+
+impl<X, Y, DB> HouseMesh for plotters::chart::MeshStyle<'_, '_, X, Y, DB>
+where
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+    DB: DrawingBackend,
+{
+    fn house(&mut self, label_px: u32, axis_px: u32) -> &mut Self {
+        self.label_style(font(label_px))
+            .axis_desc_style(font(axis_px))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(RGBColor(215, 215, 215))
+    }
+}
+
 /// A legend of colour swatches and names in `columns` columns, rows 24 px apart: under a
 /// chart with many series (so that it never covers the data) and beside label maps.
 pub(crate) fn swatch_legend<DB: DrawingBackend>(

@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::{bold, draw_legend, font, register_fonts};
+use super::{bold, draw_legend, font, register_fonts, HouseMesh};
 use crate::error::{GmmSegError, Result};
 use crate::metrics::CalibrationMetrics;
 
@@ -100,10 +100,7 @@ fn draw_panel<DB: DrawingBackend>(
         .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
     let mut mesh = chart.configure_mesh();
     mesh.y_desc("Accuracy")
-        .label_style(font(14))
-        .axis_desc_style(font(16))
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(215, 215, 215))
+        .house(14, 16)
         .y_labels(6)
         .x_labels(6);
     if bottom.is_some() {
@@ -201,8 +198,7 @@ fn draw_panel<DB: DrawingBackend>(
             .configure_mesh()
             .x_desc("Confidence")
             .y_desc("% pixels")
-            .label_style(font(14))
-            .axis_desc_style(font(16))
+            .house(14, 16)
             .y_labels(4)
             .x_labels(6)
             .y_label_formatter(&|v| {
@@ -212,8 +208,6 @@ fn draw_panel<DB: DrawingBackend>(
                     format!("{v}")
                 }
             })
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(215, 215, 215))
             .draw()?;
         counts.draw_series(m.bins.iter().filter(|b| b.count > 0).map(|b| {
             Rectangle::new(
@@ -282,10 +276,7 @@ pub fn classwise_reliability_grid<DB: DrawingBackend>(
             .configure_mesh()
             .x_desc("mean p_c")
             .y_desc("frequency")
-            .label_style(font(12))
-            .axis_desc_style(font(13))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(RGBColor(215, 215, 215))
+            .house(12, 13)
             .x_labels(3)
             .y_labels(3)
             .draw()?;
