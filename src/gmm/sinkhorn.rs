@@ -8,7 +8,8 @@
 //! raw costs and ε = 0.05, never overflows — the reference code exponentiates directly,
 //! which overflows in f16 and divides by zero when max|S| = 0.
 //!
-//! The first component step is a log-sum-exp over each column. After it, one row-softmax
+//! The first component step is a log-sum-exp over each column (taken from K below, when it
+//! is used, with one exponential per row rather than per entry). After it, one row-softmax
 //! pass `Q = softmax_m(S/ε + v)` serves both the pixel step of an iteration and the component
 //! step of the next (`P = Q/n`, and the column log-sum-exp is `−v_m − ln n + ln Σ_j Q_jm`).
 //! Because Q does not change when a row of S/ε is shifted, the passes run on
@@ -93,23 +94,109 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
             }
         });
     let log_b = -(m as f64).ln();
-    // Iteration 1's component step, from u = 0.
-    let col_lse = column_logsumexp(&log_k, m);
-    let v: Vec<f64> = col_lse
-        .iter()
-        .map(|&l| {
-            if l == f64::NEG_INFINITY {
-                0.0
-            } else {
-                log_b - l
-            }
-        })
-        .collect();
+    // Iteration 1's component step, from u = 0: v_m = log b − LSE_j log K_jm.
+    let first_step = |col_lse: Vec<f64>| -> Vec<f64> {
+        col_lse
+            .iter()
+            .map(|&l| {
+                if l == f64::NEG_INFINITY {
+                    0.0
+                } else {
+                    log_b - l
+                }
+            })
+            .collect()
+    };
     if max_row_spread(&log_k, m) <= EXP_DOMAIN_MAX_ROW_SPREAD {
-        exp_domain(&log_k, v, n, m, cfg)
+        let (k, row_max) = row_scaled_kernel(&log_k, n, m);
+        let col_lse = column_logsumexp_from_kernel(&k, &row_max, m)
+            .unwrap_or_else(|| column_logsumexp(&log_k, m));
+        exp_domain(&log_k, k, first_step(col_lse), n, m, cfg)
     } else {
+        let v = first_step(column_logsumexp(&log_k, m));
         log_domain(&log_k, v, 0, n, m, cfg)
     }
+}
+
+/// `K = exp(log K − row max)`, stored chunk by chunk ([`CHUNK`] rows), each chunk column by
+/// column (see [`exp_domain`]), with each row's max (−∞ for a row with no finite entry,
+/// whose K stays 0).
+fn row_scaled_kernel(log_k: &[f64], n: usize, m: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut k = vec![0f64; n * m];
+    let mut row_max = vec![0f64; n];
+    k.par_chunks_mut(CHUNK * m)
+        .zip(row_max.par_chunks_mut(CHUNK))
+        .zip(log_k.par_chunks(CHUNK * m))
+        .for_each(|((kc, mc), lc)| {
+            let rows = lc.len() / m;
+            for (j, (row, mx)) in lc.chunks_exact(m).zip(mc.iter_mut()).enumerate() {
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                *mx = max;
+                for (c, &x) in row.iter().enumerate() {
+                    // a row with no finite entry stays −∞: K = 0, Q = 0
+                    kc[c * rows + j] = if max > f64::NEG_INFINITY {
+                        x - max
+                    } else {
+                        f64::NEG_INFINITY
+                    };
+                }
+            }
+            exp_nonpositive_in_place(kc);
+        });
+    (k, row_max)
+}
+
+/// Spread of the finite row maxima within which [`column_logsumexp_from_kernel`] holds:
+/// every row's weight `e^(row max − G)` is then at least e^−600 ≈ 10^−261, a normal f64.
+const KERNEL_LSE_MAX_ROW_MAX_SPREAD: f64 = 600.0;
+
+/// `LSE_j log K_jm` from the row-scaled kernel: `G + ln Σ_j K_jm e^(rowmax_j − G)` with `G`
+/// the largest row max, which takes n exponentials instead of the n·M of
+/// [`column_logsumexp`]. `None` when the row maxima spread beyond
+/// [`KERNEL_LSE_MAX_ROW_MAX_SPREAD`] (a row's weight could underflow), or no row is finite.
+fn column_logsumexp_from_kernel(k: &[f64], row_max: &[f64], m: usize) -> Option<Vec<f64>> {
+    let finite = || row_max.iter().copied().filter(|v| v.is_finite());
+    let g = finite().fold(f64::NEG_INFINITY, f64::max);
+    let lo = finite().fold(f64::INFINITY, f64::min);
+    if !(g.is_finite() && g - lo <= KERNEL_LSE_MAX_ROW_MAX_SPREAD) {
+        return None;
+    }
+    let partials: Vec<Vec<f64>> = k
+        .par_chunks(CHUNK * m)
+        .zip(row_max.par_chunks(CHUNK))
+        .map(|(kc, mc)| {
+            // rows with no finite entry have K = 0; their weight is set to 0 as well
+            let mut w: Vec<f64> = mc
+                .iter()
+                .map(|&r| {
+                    if r.is_finite() {
+                        r - g
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
+            exp_nonpositive_in_place(&mut w);
+            kc.chunks_exact(w.len()).map(|col| dot(col, &w)).collect()
+        })
+        .collect();
+    let mut sums = vec![0f64; m];
+    for p in partials {
+        for (s, x) in sums.iter_mut().zip(p) {
+            *s += x;
+        }
+    }
+    Some(
+        sums.iter()
+            .map(|&s| {
+                if s > 0.0 {
+                    g + s.ln()
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Largest spread of a row of log K (over its finite entries) for which the iterations run
@@ -167,36 +254,19 @@ fn log_domain(
 
 /// The same iterations on `K = exp(log K − row max)` (the row scale cancels in Q): an
 /// iteration is then two multiply-adds per entry and one division per row instead of an
-/// exponential per entry, and only the last one writes Q. K is stored chunk by chunk
-/// ([`CHUNK`] rows), each chunk column by column, so that both passes of an iteration run
-/// over contiguous columns and vectorise. The potentials stay in the log domain (M
+/// exponential per entry, and only the last one writes Q. K comes from
+/// [`row_scaled_kernel`], chunk by chunk ([`CHUNK`] rows), each chunk column by column, so
+/// that both passes of an iteration run over contiguous columns and vectorise. The potentials stay in the log domain (M
 /// numbers); if their spread ever leaves [`EXP_DOMAIN_MAX_V_SPREAD`], the solve continues
 /// in [`log_domain`] from the same potentials.
 fn exp_domain(
     log_k: &[f64],
+    k: Vec<f64>,
     mut v: Vec<f64>,
     n: usize,
     m: usize,
     cfg: &SinkhornConfig,
 ) -> SinkhornOutput {
-    let mut k = vec![0f64; n * m];
-    k.par_chunks_mut(CHUNK * m)
-        .zip(log_k.par_chunks(CHUNK * m))
-        .for_each(|(kc, lc)| {
-            let rows = lc.len() / m;
-            for (j, row) in lc.chunks_exact(m).enumerate() {
-                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                for (c, &x) in row.iter().enumerate() {
-                    // a row with no finite entry stays −∞: K = 0, Q = 0
-                    kc[c * rows + j] = if max > f64::NEG_INFINITY {
-                        x - max
-                    } else {
-                        f64::NEG_INFINITY
-                    };
-                }
-            }
-            exp_nonpositive_in_place(kc);
-        });
     let target = n as f64 / m as f64;
     let mut iterations = 0;
     loop {
@@ -634,12 +704,52 @@ mod tests {
             let cfg = SinkhornConfig::default();
             let (log_k, v) = start(&s, &cfg);
             let (n, m) = s.dim();
-            let e = exp_domain(&log_k, v.clone(), n, m, &cfg);
+            let e = exp_domain(&log_k, row_scaled_kernel(&log_k, n, m).0, v.clone(), n, m, &cfg);
             let l = log_domain(&log_k, v, 0, n, m, &cfg);
             proptest::prop_assert_eq!(e.iterations, l.iterations);
             proptest::prop_assert!((e.max_marginal_error - l.max_marginal_error).abs() < 1e-9);
             for (a, b) in e.responsibilities.iter().zip(l.responsibilities.iter()) {
                 proptest::prop_assert!((a - b).abs() < 1e-6, "{} vs {}", a, b);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The first component step taken from the row-scaled kernel equals the direct
+        /// column log-sum-exp, with rows and columns of impossible assignments among them.
+        #[test]
+        fn kernel_column_logsumexp_equals_the_direct_one(
+            n in 1usize..3000,
+            m in 1usize..8,
+            spread in 0.1f64..150.0,
+            offset in -500.0f64..500.0,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let log_k: Vec<f64> = (0..n * m)
+                .map(|i| {
+                    if i % 97 == 5 || (m > 1 && i % m == m - 1 && n > 3) {
+                        f64::NEG_INFINITY
+                    } else {
+                        offset - spread * rng.gen::<f64>()
+                    }
+                })
+                .collect();
+            let (k, row_max) = row_scaled_kernel(&log_k, n, m);
+            let direct = column_logsumexp(&log_k, m);
+            let via_k = column_logsumexp_from_kernel(&k, &row_max, m);
+            if let Some(via_k) = via_k {
+                for (a, b) in via_k.iter().zip(&direct) {
+                    if b.is_finite() {
+                        proptest::prop_assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{} vs {}", a, b);
+                    } else {
+                        proptest::prop_assert_eq!(a, b);
+                    }
+                }
+            } else {
+                proptest::prop_assert!(row_max.iter().all(|r| !r.is_finite()));
             }
         }
     }
