@@ -97,9 +97,9 @@ fn accumulate_chunk(xc: &[f32], rc: &[f32], shift: &[f32], m: usize, d: usize) -
 }
 
 /// `Σ r(x−p)` and `Σ r(x−p)²` over a block's rows (`xb`: rows of D, `rb`: rows of M) for
-/// component `j` and the [`TILE`] channels from `k` around the pivot tile `s`, in f32. Every row is added, zeros
-/// included: a branch on r = 0 mispredicts on Sinkhorn's scattered zeros and measured
-/// slower than the arithmetic it saves.
+/// component `j` and the [`TILE`] channels from `k` around the pivot tile `s`, in f32.
+/// Every row is added, zeros included: a branch on r = 0 mispredicts on Sinkhorn's
+/// scattered zeros and measured slower than the arithmetic it saves.
 fn tile_sums(
     xb: &[f32],
     rb: &[f32],

@@ -256,9 +256,10 @@ fn log_domain(
 /// iteration is then two multiply-adds per entry and one division per row instead of an
 /// exponential per entry, and only the last one writes Q. K comes from
 /// [`row_scaled_kernel`], chunk by chunk ([`CHUNK`] rows), each chunk column by column, so
-/// that both passes of an iteration run over contiguous columns and vectorise. The potentials stay in the log domain (M
-/// numbers); if their spread ever leaves [`EXP_DOMAIN_MAX_V_SPREAD`], the solve continues
-/// in [`log_domain`] from the same potentials.
+/// that both passes of an iteration run over contiguous columns and vectorise. The
+/// potentials stay in the log domain (M numbers); if their spread ever leaves
+/// [`EXP_DOMAIN_MAX_V_SPREAD`], the solve continues in [`log_domain`] from the same
+/// potentials.
 fn exp_domain(
     log_k: &[f64],
     k: Vec<f64>,
