@@ -147,8 +147,11 @@ fn row_scaled_kernel(log_k: &[f64], n: usize, m: usize) -> (Vec<f64>, Vec<f64>) 
 }
 
 /// Spread of the finite row maxima within which [`column_logsumexp_from_kernel`] holds:
-/// every row's weight `e^(row max − G)` is then at least e^−600 ≈ 10^−261, a normal f64.
-const KERNEL_LSE_MAX_ROW_MAX_SPREAD: f64 = 600.0;
+/// every row's weight `e^(row max − G)` is then at least e^−400 and every entry of K at
+/// least e^−200 ([`EXP_DOMAIN_MAX_ROW_SPREAD`]), so each term `e^(log K_jm − G)` of a column
+/// sum is at least e^−600 ≈ 10^−261, a normal f64 (a wider window let a column whose
+/// entries all lie far below G sum to subnormals or 0).
+const KERNEL_LSE_MAX_ROW_MAX_SPREAD: f64 = 400.0;
 
 /// `LSE_j log K_jm` from the row-scaled kernel: `G + ln Σ_j K_jm e^(rowmax_j − G)` with `G`
 /// the largest row max, which takes n exponentials instead of the n·M of
@@ -753,6 +756,35 @@ mod tests {
                 proptest::prop_assert!(row_max.iter().all(|r| !r.is_finite()));
             }
         }
+    }
+
+    /// At the edges of the window — row maxima 399 apart, each row's entries 199 below its
+    /// max, a column living only on the lowest rows — the kernel's column log-sum-exp still
+    /// equals the direct one; one step wider, it declines.
+    #[test]
+    fn kernel_column_logsumexp_at_the_edge_of_its_window() {
+        let (n, m) = (64, 3);
+        let mut log_k = vec![0f64; n * m];
+        for j in 0..n {
+            let top = if j < n / 2 { 0.0 } else { -399.0 };
+            log_k[j * m] = top;
+            log_k[j * m + 1] = top - 0.5 * (j % 5) as f64;
+            // column 2: far below G on the upper rows, at the bottom of the lower rows
+            log_k[j * m + 2] = top - 199.0;
+        }
+        let (k, row_max) = row_scaled_kernel(&log_k, n, m);
+        let direct = column_logsumexp(&log_k, m);
+        let via_k = column_logsumexp_from_kernel(&k, &row_max, m).expect("inside the window");
+        for (a, b) in via_k.iter().zip(&direct) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        for j in n / 2..n {
+            for c in 0..m {
+                log_k[j * m + c] -= 2.0;
+            }
+        }
+        let (k, row_max) = row_scaled_kernel(&log_k, n, m);
+        assert!(column_logsumexp_from_kernel(&k, &row_max, m).is_none());
     }
 
     #[test]
