@@ -2,7 +2,7 @@
 //! and claims, and writes CSVs and figures under `data/results/<profile>/`.
 //!
 //! ```text
-//! gmmseg ablate <study>|all --profile quick|full [--dataset synthscapes|digitscenes|folder:PATH]
+//! gmmseg ablate <study>|all|tuning --profile quick|full [--dataset synthscapes|digitscenes|folder:PATH]
 //!               [--seeds N] [--jobs N] [--force] [--shard K/N] [--cache-only]
 //! ```
 //! `--jobs N` trains N models at once, each on `threads / N` threads (default: one per
@@ -31,7 +31,8 @@ use crate::experiments::{
 #[derive(Debug, Args)]
 pub struct AblateArgs {
     /// A study (main_results, anomaly, online_vs_posthoc, gen_vs_disc, em, components,
-    /// calibration, flavours, runtime) or `all`.
+    /// calibration, flavours, runtime), `all`, or `tuning` (the search on the tune split that
+    /// chooses the presets; not part of `all`: `--seeds` is then seeds per trial, default 1).
     pub study: String,
     /// Profile: quick (5–6 minutes per dataset on 2 cores with the default `--jobs`) or full
     /// (the reproduction, 5 seeds; measured with the former code at 3 seeds, about an hour for
@@ -132,6 +133,9 @@ fn print_result(r: &StudyResult) {
 /// # Errors
 /// Bad arguments name their flag; dataset, training, plotting and I/O errors.
 pub fn run(args: AblateArgs) -> Result<()> {
+    if args.study == "tuning" {
+        return run_tuning(&args);
+    }
     let studies: Vec<Study> = if args.study == "all" {
         Study::ALL.to_vec()
     } else {
@@ -249,6 +253,95 @@ pub fn run(args: AblateArgs) -> Result<()> {
     println!(
         "\n{} models trained, {:.1} s; results in {}",
         runner.trained_models(),
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `gmmseg ablate tuning`: the search on the tune split (`experiments::tuning`), one dataset
+/// per call; `trials.csv`, `chosen.json` and `chosen.md` cover every dataset tuned so far.
+fn run_tuning(args: &AblateArgs) -> Result<()> {
+    use crate::experiments::tuning::{run_tuning, TuningOptions};
+    if args.shard.is_some() {
+        return Err(GmmSegError::input(
+            "--shard",
+            "does not apply to `ablate tuning` (use --jobs; separate calls per dataset may run at once)",
+        ));
+    }
+    if args.rows_of_code.is_some() {
+        return Err(GmmSegError::input(
+            "--rows-of-code",
+            "does not apply to `ablate tuning`",
+        ));
+    }
+    let profile = ExperimentProfile::by_name(&args.profile)?.check()?;
+    crate::experiments::open_split(profile.get(), &args.dataset, "train")?;
+    let dir = results_root(args.results_dir.as_deref())
+        .join(&profile.get().name)
+        .join("tuning");
+    let opts = TuningOptions {
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        force: args.force,
+        cache_only: args.cache_only,
+        seeds: args.seeds.unwrap_or(1),
+        ..TuningOptions::new(&dir)
+    };
+    if opts.jobs == 0 {
+        return Err(GmmSegError::input("--jobs", "must be ≥ 1, got 0"));
+    }
+    let total = 2 * profile.get().tuning_trials * opts.seeds;
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} trials {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let started = Instant::now();
+    let result = run_tuning(&profile, &args.dataset, &opts, &mut |r, cached| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "{} trial {} seed {}: tune mIoU {:.4}{}",
+            r.head,
+            r.trial,
+            r.seed,
+            r.tune_miou,
+            if cached { " (cached)" } else { "" }
+        ));
+    })?;
+    bar.finish_and_clear();
+    if result.missing > 0 {
+        println!(
+            "{} trials of `{}` not cached and skipped (--cache-only)",
+            result.missing, args.dataset
+        );
+    }
+    match &result.chosen {
+        Some(c) => {
+            println!(
+                "chosen on the tune split of {} (seeds {:?}):",
+                c.datasets.join(", "),
+                c.seeds
+            );
+            for h in &c.heads {
+                println!(
+                    "  {:<8} trial {:>2}: {:?}, mean tune mIoU {:.4} (untuned default {:.4}, {} trials compared)",
+                    h.head.to_string(),
+                    h.trial,
+                    h.values,
+                    h.tune_miou,
+                    h.default_tune_miou,
+                    h.trials_compared
+                );
+            }
+        }
+        None => println!("no head has a complete trial yet: nothing chosen"),
+    }
+    println!(
+        "\n{} trials trained, {} cached, {:.1} s; results in {}",
+        result.trained,
+        result.cached,
         started.elapsed().as_secs_f64(),
         dir.display()
     );

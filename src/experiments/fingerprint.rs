@@ -9,7 +9,10 @@
 //! trains are keyed by their full configuration like any other), the cache
 //! files themselves (`experiments/cache.rs`), the scheduler that trains several models at
 //! once (`experiments/jobs.rs`: where and when a model trains, not what it computes — a test
-//! compares a `--jobs 2` run's rows with a one-job run's), `main.rs` and this file. Each file is
+//! compares a `--jobs 2` run's rows with a one-job run's), the tuned presets
+//! (`experiments/tuned.rs`: values that enter every configuration they touch, hence every
+//! model key; leaving them out keeps the tuning trials that chose them valid), `main.rs` and
+//! this file. Each file is
 //! normalised first, so that a change that cannot alter a number does not retrain anything:
 //! whole-line comments (`//`, `//!`, `///`) are dropped, the rest is read as words one space
 //! apart (so re-indenting or re-wrapping a statement changes nothing),
@@ -23,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Paths under `src/` (with `/` separators) that the fingerprint leaves out.
-pub const EXCLUDED: [&str; 11] = [
+pub const EXCLUDED: [&str; 12] = [
     "cli/",
     "plot/",
     "main.rs",
@@ -34,6 +37,7 @@ pub const EXCLUDED: [&str; 11] = [
     "experiments/cache.rs",
     "experiments/fingerprint.rs",
     "experiments/jobs.rs",
+    "experiments/tuned.rs",
     "bin/",
 ];
 

@@ -110,12 +110,11 @@ impl ExperimentRunner {
     /// The model keys of every run of the runtime study of this runner's seeds (any shard).
     fn runtime_model_keys(&self) -> Result<HashSet<String>> {
         let eval = self.profile.eval_settings();
-        let base = self.profile.train_for(&self.dataset);
         let specs = specs_for(Study::Runtime, &self.profile, &self.dataset)?;
         let mut keys = HashSet::new();
         for &seed in &self.seeds {
             for spec in &specs {
-                let train = spec.train_config(&base, &self.dataset, seed)?;
+                let train = spec.train_config(&self.profile, &self.dataset, seed)?;
                 keys.insert(model_key(&self.code, &train, &eval, &self.dataset));
             }
         }

@@ -83,8 +83,9 @@
 //! code fingerprint), `runner` (the [`ExperimentRunner`] and one function per study),
 //! `jobs` (models in parallel), `model` (training and evaluating one model into its
 //! [`ModelRecord`]), `cache` (the CSV cache and its lock), `schema` (column names),
-//! [`summary`] (seed statistics and claims), `figures`, [`report`] (notebook display) and
-//! [`fingerprint`].
+//! [`summary`] (seed statistics and claims), `figures`, [`report`] (notebook display),
+//! [`tuning`] (the search on the `tune` split that chooses the presets; `tuned` holds its
+//! choices) and [`fingerprint`].
 //!
 //! # References
 //! Liang, Wang, Zhu, Yang, *GMMSeg*, NeurIPS 2022: Tables 1–5, Fig. 5, §4.3.
@@ -101,6 +102,8 @@ mod runner;
 mod schema;
 mod studies;
 pub mod summary;
+mod tuned;
+pub mod tuning;
 
 pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
 pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::tuning::{TunedPresets, TUNED_HEADS};
 use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
-use crate::train::config::{TrainConfig, ValidTrainConfig};
+use crate::train::config::{HeadConfig, HeadKind, TrainConfig, ValidTrainConfig};
 
 /// Sizes of one experiment profile. Check with [`ExperimentProfile::check`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,14 @@ pub struct ExperimentProfile {
     /// 0.65 at 3,000). A 2,000-step schedule (its learning rate decays sooner) was tried and
     /// left the softmax baseline at mIoU 0.16.
     pub dataset_steps: Vec<(String, usize)>,
+    /// Trials per tuned head of the tuning study (`gmmseg ablate tuning`), the same for the
+    /// softmax baseline and GMMSeg.
+    #[serde(default)]
+    pub tuning_trials: usize,
+    /// The values that study chose, applied to every softmax and GMMSeg run of this profile
+    /// (`None`: not tuned, the untuned defaults); see `experiments/tuned.rs`.
+    #[serde(default)]
+    pub tuned: Option<TunedPresets>,
 }
 
 impl ExperimentProfile {
@@ -80,6 +89,8 @@ impl ExperimentProfile {
             em_loops: vec![1, 2],
             runtime_batches: 1,
             dataset_steps: Vec::new(),
+            tuning_trials: 2,
+            tuned: super::tuned::presets("tiny"),
         }
     }
 
@@ -88,6 +99,11 @@ impl ExperimentProfile {
     /// 0.56 mIoU by then), 64×64 images, 64 validation and 64 images per anomaly split,
     /// 2 seeds, the paper's M ∈ {1, 3, 5, 10, 15} and 1/5/10 EM loops. Measured: `ablate all`
     /// trains 32 models in 396 s on SynthScapes (two cores shared with other jobs).
+    ///
+    /// Softmax and GMMSeg runs take the values the tuning study chose on the `tune` split
+    /// with 24 trials per head (`data/results/quick/tuning/chosen.json`, `chosen.md`): softmax
+    /// lr 0.031, weight decay 0.035; GMMSeg lr 0.027, weight decay 0.053, τ 0.9903, variance
+    /// floor 2.46, warm start — both rates about 15× the untuned 2e-3, which 150 steps need.
     pub fn quick() -> Self {
         let mut train = TrainConfig::quick();
         train.steps = 150;
@@ -108,6 +124,8 @@ impl ExperimentProfile {
             em_loops: vec![1, 5, 10],
             runtime_batches: 8,
             dataset_steps: Vec::new(),
+            tuning_trials: 24,
+            tuned: super::tuned::presets("quick"),
         }
     }
 
@@ -138,6 +156,8 @@ impl ExperimentProfile {
             em_loops: vec![1, 5, 10],
             runtime_batches: 16,
             dataset_steps: vec![("digitscenes".into(), 3000)],
+            tuning_trials: 24,
+            tuned: super::tuned::presets("full"),
         }
     }
 
@@ -221,6 +241,19 @@ impl ExperimentProfile {
                 )
             })?;
         }
+        if self.tuning_trials == 0 {
+            return Err(GmmSegError::config("tuning_trials", "must be ≥ 1, got 0"));
+        }
+        if let Some(tuned) = &self.tuned {
+            for head in TUNED_HEADS {
+                let mut c = self.train.clone();
+                c.head = HeadConfig::preset(head);
+                tuned
+                    .apply(&mut c)
+                    .and_then(|()| c.check().map(|_| ()))
+                    .map_err(|e| GmmSegError::config("tuned", format!("the {head} values: {e}")))?;
+            }
+        }
         Ok(ValidProfile {
             profile: self,
             train,
@@ -254,6 +287,24 @@ impl ValidProfile {
             t.steps = *steps;
         }
         t
+    }
+}
+
+impl ValidProfile {
+    /// The training configuration of a `head` run on `dataset` before any study's edit: the
+    /// base of [`ValidProfile::train_for`], the head's preset and the profile's tuned values
+    /// for that head ([`ExperimentProfile::tuned`]).
+    ///
+    /// # Errors
+    /// As [`TunedPresets::apply`] (checked by [`ExperimentProfile::check`], so not expected).
+    pub fn head_config(&self, dataset: &str, head: HeadKind) -> Result<TrainConfig> {
+        let mut c = self.train_for(dataset);
+        c.dataset = dataset.to_string();
+        c.head = HeadConfig::preset(head);
+        if let Some(t) = &self.profile.tuned {
+            t.apply(&mut c)?;
+        }
+        Ok(c)
     }
 }
 

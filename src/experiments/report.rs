@@ -21,7 +21,7 @@ use polars::prelude::{Column, DataFrame};
 
 use super::{ExperimentProfile, ExperimentRunner, Study, StudyResult, ValidProfile};
 use crate::error::{GmmSegError, Result};
-use crate::train::config::{HeadConfig, HeadKind, TrainConfig};
+use crate::train::config::{HeadKind, TrainConfig};
 
 /// Environment variable naming the profile (`quick` unless set).
 pub const PROFILE_ENV: &str = "GMMSEG_PROFILE";
@@ -124,9 +124,7 @@ impl NotebookSettings {
     /// # Errors
     /// As [`NotebookSettings::valid_profile`].
     pub fn train_config(&self, dataset: &str, head: HeadKind) -> Result<TrainConfig> {
-        let mut c = self.valid_profile()?.train_for(dataset);
-        c.dataset = dataset.to_string();
-        c.head = HeadConfig::preset(head);
+        let mut c = self.valid_profile()?.head_config(dataset, head)?;
         if let Some(steps) = self.train_steps {
             c.steps = steps;
         }

@@ -418,11 +418,7 @@ impl ExperimentRunner {
         let runs: Vec<PlannedRun<'_>> = plan
             .iter()
             .map(|(spec, seed)| {
-                let train = spec.train_config(
-                    &self.profile.train_for(&self.dataset),
-                    &self.dataset,
-                    *seed,
-                )?;
+                let train = spec.train_config(&self.profile, &self.dataset, *seed)?;
                 let id = RunIdentity::new(
                     study,
                     &spec.name,
@@ -513,8 +509,7 @@ impl ExperimentRunner {
                 .into_iter()
                 .enumerate()
             {
-                let train =
-                    spec.train_config(&self.profile.train_for(&self.dataset), &self.dataset, seed)?;
+                let train = spec.train_config(&self.profile, &self.dataset, seed)?;
                 wanted.insert(
                     RunIdentity::new(
                         study,

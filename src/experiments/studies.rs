@@ -13,7 +13,7 @@ use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::nn::head::GmmHeadConfig;
 use crate::train::config::{
-    EmKind, FlavourOverrides, HeadConfig, HeadEdits, HeadKind, TrainConfig, DEFAULT_COMPONENTS,
+    EmKind, FlavourOverrides, HeadEdits, HeadKind, TrainConfig, DEFAULT_COMPONENTS,
 };
 use crate::train::eval::EvalReport;
 
@@ -132,36 +132,34 @@ impl RunSpec {
         }
     }
 
-    /// The full training configuration of this spec: the profile's base with the spec's
-    /// decoder, `dataset` and `seed`, and the head's preset with the spec's edits
-    /// ([`HeadConfig::edit`]).
+    /// The full training configuration of this spec: the profile's configuration of its head
+    /// on `dataset` ([`ValidProfile::head_config`]: base, preset, tuned values) with the spec's
+    /// decoder, `seed` and edits ([`HeadConfig::edit`](crate::train::config::HeadConfig::edit); an edit wins over a tuned value).
     ///
     /// # Errors
     /// [`crate::GmmSegError::InvalidConfig`] naming the spec when it edits a setting its head
     /// does not have.
     pub fn train_config(
         &self,
-        base: &TrainConfig,
+        profile: &ValidProfile,
         dataset: &str,
         seed: u64,
     ) -> Result<TrainConfig> {
-        let mut c = base.clone();
-        c.dataset = dataset.to_string();
+        let mut c = profile.head_config(dataset, self.head)?;
         c.seed = seed;
         if let Some(d) = self.decoder {
             c.net.decoder.kind = d;
         }
-        let mut head = HeadConfig::preset(self.head);
-        head.edit(&HeadEdits {
-            components: self.components,
-            em: self.em,
-            em_loops: self.em_loops,
-            momentum: self.momentum,
-            var_reg: None,
-            knobs: self.overrides.clone(),
-        })
-        .map_err(|e| e.within(&format!("spec `{}`", self.name)))?;
-        c.head = head;
+        c.head
+            .edit(&HeadEdits {
+                components: self.components,
+                em: self.em,
+                em_loops: self.em_loops,
+                momentum: self.momentum,
+                var_reg: None,
+                knobs: self.overrides.clone(),
+            })
+            .map_err(|e| e.within(&format!("spec `{}`", self.name)))?;
         Ok(c)
     }
 }

@@ -15,6 +15,7 @@ mod data_tune_split;
 mod experiments_cli;
 mod experiments_summary;
 mod experiments_tiny;
+mod experiments_tuning;
 mod gmm_em;
 mod gmm_grad;
 mod gmm_head;

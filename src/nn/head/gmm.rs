@@ -54,6 +54,12 @@ pub struct GmmHeadConfig {
 impl GmmHeadConfig {
     /// The paper's flavour with M components, at CPU scale: every value of the flavour is
     /// written here, once (C and D are left unbound: [`GmmHeadConfig::bind`]).
+    ///
+    /// These are the *untuned* defaults (`gmmseg train`, and trial 0 of the tuning study).
+    /// Their τ, variance floor and start were picked, in earlier sessions, by reading the
+    /// validation and anomaly splits (the measurements below); the studies' quick profile
+    /// instead takes the values that `gmmseg ablate tuning` chose on the `tune` split
+    /// (`ExperimentProfile::tuned`, `data/results/quick/tuning/chosen.json`).
     /// - momentum τ = 0.99 instead of 0.999, from random means (the reference code's start).
     ///   τ = 0.999 (with the reference code's var_reg 0.01) segments better in short runs
     ///   (quick SynthScapes, seeds 0–3: mIoU 0.647 vs 0.626) because the means barely leave
