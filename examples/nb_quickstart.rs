@@ -37,6 +37,10 @@ fn main() -> CellResult {
     );
     // end cell
 
+    // cell: tuning
+    show(settings.tuning()?);
+    // end cell
+
     // cell: train
     let mut models = Vec::new();
     for head in [HeadKind::Softmax, HeadKind::Gmmseg] {

@@ -244,6 +244,177 @@ impl NotebookSettings {
     }
 }
 
+impl NotebookSettings {
+    /// How this profile's presets were chosen ([`tuning_view`] of
+    /// `<results>/<profile>/tuning/`).
+    ///
+    /// # Errors
+    /// As [`tuning_view`].
+    pub fn tuning(&self) -> Result<Html> {
+        tuning_view(
+            &super::default_results_dir(&self.profile).join("tuning"),
+            &self.profile,
+        )
+    }
+}
+
+/// The tuning study's files in `dir` (`gmmseg ablate tuning`) for a notebook: the choice per
+/// head beside its untuned default, and every trial's tune mIoU against its learning rate,
+/// one colour per head and dataset, the chosen trials circled. A profile never tuned (no
+/// `chosen.json`) gets a sentence saying so, not an error.
+///
+/// # Errors
+/// [`GmmSegError::File`] naming `chosen.json` or `trials.csv` when one does not parse;
+/// drawing errors.
+pub fn tuning_view(dir: &std::path::Path, profile: &str) -> Result<Html> {
+    use super::tuning::Chosen;
+    use crate::plot::ablation::{scatter_log_x, ChartLabels, ScatterSeries};
+    use polars::prelude::{CsvReadOptions, DataType, PolarsError, SerReader};
+    let mut h = Html::default();
+    let chosen_path = dir.join("chosen.json");
+    let text = match std::fs::read_to_string(&chosen_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            h.push(&format!(
+                "<p>The {} profile has not been tuned: its runs take the untuned defaults \
+                 (<code>gmmseg ablate tuning --profile {} --dataset D</code> searches them on \
+                 the tune split).</p>",
+                escape_html(profile),
+                escape_html(profile)
+            ));
+            return Ok(h);
+        }
+        Err(e) => return Err(GmmSegError::io(&chosen_path, e)),
+    };
+    let chosen: Chosen =
+        serde_json::from_str(&text).map_err(|e| GmmSegError::file(&chosen_path, e.to_string()))?;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+    let col = |f: &dyn Fn(&super::tuning::HeadChoice) -> String| -> Vec<String> {
+        chosen.heads.iter().map(f).collect()
+    };
+    let frame = DataFrame::new(
+        chosen.heads.len(),
+        vec![
+            Column::new("head".into(), col(&|c| c.head.to_string())),
+            Column::new("trial".into(), col(&|c| c.trial.to_string())),
+            Column::new("lr".into(), col(&|c| c.values.lr.to_string())),
+            Column::new(
+                "weight decay".into(),
+                col(&|c| c.values.weight_decay.to_string()),
+            ),
+            Column::new(
+                "τ".into(),
+                col(&|c| opt(c.values.momentum.map(|v| v.to_string()))),
+            ),
+            Column::new(
+                "variance floor".into(),
+                col(&|c| opt(c.values.var_reg.map(|v| v.to_string()))),
+            ),
+            Column::new(
+                "start".into(),
+                col(&|c| {
+                    opt(c
+                        .values
+                        .warm_start
+                        .map(|w| if w { "warm" } else { "random" }.to_string()))
+                }),
+            ),
+            Column::new(
+                "mean tune mIoU".into(),
+                col(&|c| format!("{:.4}", c.tune_miou)),
+            ),
+            Column::new(
+                "untuned default".into(),
+                col(&|c| format!("{:.4}", c.default_tune_miou)),
+            ),
+        ],
+    )
+    .map_err(|e| GmmSegError::file(&chosen_path, e.to_string()))?;
+    h.push(
+        &Table {
+            title: format!(
+                "Presets of the {} profile, chosen on the tune split of {} ({} trials per head)",
+                chosen.profile,
+                chosen.datasets.join(", "),
+                chosen.heads.first().map_or(0, |c| c.trials_compared)
+            ),
+            frame,
+        }
+        .to_html(),
+    );
+    let csv = dir.join("trials.csv");
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(csv.clone()))
+        .and_then(|r| r.finish())
+        .map_err(|e| GmmSegError::file(&csv, e.to_string()))?;
+    let bad = |e: PolarsError| GmmSegError::file(&csv, e.to_string());
+    let strings = |name: &str| -> Result<Vec<String>> {
+        Ok(df
+            .column(name)
+            .map_err(bad)?
+            .cast(&DataType::String)
+            .map_err(bad)?
+            .str()
+            .map_err(bad)?
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let numbers = |name: &str| -> Result<Vec<f64>> {
+        Ok(df
+            .column(name)
+            .map_err(bad)?
+            .cast(&DataType::Float64)
+            .map_err(bad)?
+            .f64()
+            .map_err(bad)?
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect())
+    };
+    let (datasets, heads, trials) = (strings("dataset")?, strings("head")?, numbers("trial")?);
+    let (lr, miou) = (numbers("lr")?, numbers("tune_miou")?);
+    let mut series: Vec<ScatterSeries> = Vec::new();
+    let mut highlight = Vec::new();
+    for i in 0..df.height() {
+        let name = format!("{} on {}", heads[i], datasets[i]);
+        match series.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.points.push((lr[i], miou[i])),
+            None => series.push(ScatterSeries {
+                name,
+                points: vec![(lr[i], miou[i])],
+            }),
+        }
+        if chosen
+            .heads
+            .iter()
+            .any(|c| c.head.to_string() == heads[i] && c.trial as f64 == trials[i])
+        {
+            highlight.push((lr[i], miou[i]));
+        }
+    }
+    let labels = ChartLabels {
+        title: format!(
+            "Tuning trials ({} profile): score against learning rate",
+            chosen.profile
+        ),
+        x: "peak learning rate (log scale)".into(),
+        y: "tune mIoU (one seed)".into(),
+        y_bounds: Some((0.0, 1.0)),
+    };
+    let figure = crate::plot::inline((820, 520), |a| {
+        scatter_log_x(a, &series, &highlight, &labels)
+    })?;
+    h.push(&figure.0);
+    h.push(&format!(
+        "<p>Rule: {}. Every trial: <code>{}</code>.</p>",
+        escape_html(&chosen.rule),
+        escape_html(&csv.display().to_string())
+    ));
+    Ok(h)
+}
+
 /// The results of one study on every dataset of a notebook's settings. As a cell's value it
 /// shows itself — the table of the study's headline metrics, its figures and its claims
 /// with verdicts — so that a notebook cell is `settings.run(Study::Em)?` and nothing else.

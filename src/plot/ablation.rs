@@ -426,3 +426,82 @@ pub fn paired_differences<DB: DrawingBackend>(
     }
     Ok(())
 }
+
+/// One series of a [`scatter_log_x`] chart: a name and its (x, y) points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScatterSeries {
+    /// Legend name.
+    pub name: String,
+    /// Points; x must be > 0 (the axis is logarithmic).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Points on a logarithmic x axis, one colour per series, with `highlight` points circled
+/// (e.g. the trials a search chose): the tuning study's score against the learning rate.
+///
+/// # Errors
+/// [`GmmSegError::Empty`] without a point; [`GmmSegError::InvalidInput`] for x ≤ 0 or
+/// a non-finite value; drawing errors.
+pub fn scatter_log_x<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[ScatterSeries],
+    highlight: &[(f64, f64)],
+    labels: &ChartLabels,
+) -> Result<()> {
+    register_fonts();
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.clone()).collect();
+    if all.is_empty() {
+        return Err(GmmSegError::empty("series", "no point to draw"));
+    }
+    if all
+        .iter()
+        .chain(highlight)
+        .any(|&(x, y)| !(x.is_finite() && x > 0.0 && y.is_finite()))
+    {
+        return Err(GmmSegError::input(
+            "series",
+            "points need a finite x > 0 and a finite y",
+        ));
+    }
+    let (xmin, xmax) = all
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (ylo, yhi) = clamp_range(y_range(all.iter().map(|p| (p.1, p.1)))?, labels.y_bounds);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&labels.title, bold(20))
+        .margin(14)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d((xmin / 1.25..xmax * 1.25).log_scale(), ylo..yhi)?;
+    chart
+        .configure_mesh()
+        .x_desc(&labels.x)
+        .y_desc(&labels.y)
+        .x_labels(6)
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .y_label_formatter(&tidy)
+        .house(14, 16)
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let c = series_color(i);
+        chart
+            .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))?
+            .label(&s.name)
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+    }
+    if !highlight.is_empty() {
+        chart
+            .draw_series(
+                highlight
+                    .iter()
+                    .map(|&p| Circle::new(p, 9, BLACK.stroke_width(2))),
+            )?
+            .label("chosen")
+            .legend(|(x, y)| Circle::new((x + 9, y), 7, BLACK.stroke_width(2)));
+    }
+    // scores rise with the rate in a search: the upper left is where points are fewest
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    Ok(())
+}

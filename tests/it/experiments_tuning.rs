@@ -186,3 +186,22 @@ fn ablate_tuning_refuses_a_shard_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!dir.path().join("tiny/tuning").exists());
 }
+
+/// The notebooks' view of the committed quick search: the choice table, the trial figure
+/// with the chosen trials circled, and a sentence (not an error) for a profile never tuned.
+#[test]
+fn the_tuning_view_shows_the_committed_search_and_names_an_untuned_profile() {
+    use gmmseg::experiments::report::tuning_view;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/results/quick/tuning");
+    let html = tuning_view(&dir, "quick").unwrap().0;
+    assert!(html.contains("Presets of the quick profile"), "{html}");
+    assert!(html.contains("<svg"), "no figure");
+    assert!(html.contains("chosen"), "no highlight legend");
+    let none = tempfile::tempdir().unwrap();
+    let html = tuning_view(none.path(), "tiny").unwrap().0;
+    assert!(html.contains("has not been tuned"), "{html}");
+    // a corrupt choice file is an error naming it
+    std::fs::write(none.path().join("chosen.json"), "{").unwrap();
+    let e = tuning_view(none.path(), "tiny").unwrap_err().to_string();
+    assert!(e.contains("chosen.json"), "{e}");
+}
