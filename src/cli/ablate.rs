@@ -290,7 +290,8 @@ fn run_tuning(args: &AblateArgs) -> Result<()> {
     if opts.jobs == 0 {
         return Err(GmmSegError::input("--jobs", "must be ≥ 1, got 0"));
     }
-    let total = 2 * profile.get().tuning_trials * opts.seeds;
+    let total =
+        crate::experiments::tuning::TUNED_HEADS.len() * profile.get().tuning_trials * opts.seeds;
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template(

@@ -349,29 +349,16 @@ pub fn tuning_view(dir: &std::path::Path, profile: &str) -> Result<Html> {
         .and_then(|r| r.finish())
         .map_err(|e| GmmSegError::file(&csv, e.to_string()))?;
     let bad = |e: PolarsError| GmmSegError::file(&csv, e.to_string());
+    let column = |name: &str, dtype: DataType| df.column(name).and_then(|c| c.cast(&dtype));
     let strings = |name: &str| -> Result<Vec<String>> {
-        Ok(df
-            .column(name)
-            .map_err(bad)?
-            .cast(&DataType::String)
-            .map_err(bad)?
-            .str()
-            .map_err(bad)?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_string())
-            .collect())
+        let c = column(name, DataType::String).map_err(bad)?;
+        let values = c.str().map_err(bad)?.iter();
+        Ok(values.map(|v| v.unwrap_or_default().to_string()).collect())
     };
     let numbers = |name: &str| -> Result<Vec<f64>> {
-        Ok(df
-            .column(name)
-            .map_err(bad)?
-            .cast(&DataType::Float64)
-            .map_err(bad)?
-            .f64()
-            .map_err(bad)?
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect())
+        let c = column(name, DataType::Float64).map_err(bad)?;
+        let values = c.f64().map_err(bad)?.iter();
+        Ok(values.map(|v| v.unwrap_or(f64::NAN)).collect())
     };
     let (datasets, heads, trials) = (strings("dataset")?, strings("head")?, numbers("trial")?);
     let (lr, miou) = (numbers("lr")?, numbers("tune_miou")?);
