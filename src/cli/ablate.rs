@@ -326,19 +326,11 @@ fn run_tuning(args: &AblateArgs) -> Result<()> {
                 c.seeds
             );
             for h in &c.heads {
-                let v = &h.values;
-                let mut values = format!("lr {}, weight decay {}", v.lr, v.weight_decay);
-                if let (Some(tau), Some(floor), Some(warm)) = (v.momentum, v.var_reg, v.warm_start)
-                {
-                    values.push_str(&format!(
-                        ", τ {tau}, variance floor {floor}, {} start",
-                        if warm { "warm" } else { "random" }
-                    ));
-                }
                 println!(
-                    "  {:<8} trial {:>2}: {values}; mean tune mIoU {:.4} (untuned default {:.4}, {} trials compared)",
+                    "  {:<8} trial {:>2}: {}; mean tune mIoU {:.4} (untuned default {:.4}, {} trials compared)",
                     h.head.to_string(),
                     h.trial,
+                    h.values,
                     h.tune_miou,
                     h.default_tune_miou,
                     h.trials_compared

@@ -517,6 +517,22 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
                 "mIoU / AUROC",
             ));
         }
+        Study::Gap => {
+            let mut cats = vec![
+                ("tune", "miou", "tune mIoU".to_string()),
+                ("val", "miou", "val mIoU".to_string()),
+            ];
+            cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));
+            let variants = distinct(rows, |r| Some(r.variant.as_str()));
+            out.extend(bars(
+                study.name(),
+                rows,
+                &cats,
+                &variants,
+                "The segmentation gap, one factor at a time (AUROC: likelihood; softmax: MSP)",
+                "mIoU / AUROC",
+            ));
+        }
         Study::Flavours => {
             let mut cats = vec![("val", "miou", "val mIoU".to_string())];
             cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));

@@ -131,55 +131,68 @@ impl ExperimentRunner {
         todo: &[(String, TrainConfig)],
         done: &mut dyn FnMut(&mut ExperimentRunner, &str),
     ) -> Result<()> {
-        let jobs = self.jobs.min(todo.len());
-        let threads = (rayon::current_num_threads() / jobs).max(1);
         let profile = self.profile.clone();
         let eval = self.profile.eval_settings();
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<(usize, Result<model::ModelRecord>)>();
-        std::thread::scope(|scope| {
-            for _ in 0..jobs {
-                let tx = tx.clone();
-                let (profile, eval, next, stop) = (&profile, &eval, &next, &stop);
-                scope.spawn(move || {
-                    let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-                        Ok(pool) => pool,
-                        Err(e) => {
-                            let detail =
-                                format!("could not start a pool of {threads} threads: {e}");
-                            let _ = tx.send((0, Err(GmmSegError::Device { detail })));
-                            return;
-                        }
-                    };
-                    while !stop.load(Ordering::SeqCst) {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((key, train)) = todo.get(i) else {
-                            break;
-                        };
-                        let record = pool
-                            .install(|| model::train_and_evaluate(profile, data, train, eval, key));
-                        if tx.send((i, record)).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            let mut failed: Option<(usize, GmmSegError)> = None;
-            for (i, record) in rx {
-                let kept = record.and_then(|r| self.keep_trained(r));
-                match kept {
-                    Ok(r) => done(self, &r.key),
-                    Err(e) => {
-                        stop.store(true, Ordering::SeqCst);
-                        if failed.as_ref().is_none_or(|(j, _)| i < *j) {
-                            failed = Some((i, e));
-                        }
-                    }
-                }
-            }
-            failed.map_or(Ok(()), |(_, e)| Err(e))
+        let train = |(key, train): &(String, TrainConfig)| {
+            model::train_and_evaluate(&profile, data, train, &eval, key)
+        };
+        let jobs = self.jobs;
+        in_parallel(todo, jobs, &train, &mut |record| {
+            let r = self.keep_trained(record)?;
+            done(self, &r.key);
+            Ok(())
         })
     }
+}
+
+/// Runs `work` on every item of `todo` with `jobs` workers, each in a rayon pool of
+/// `threads / jobs` threads, handing every result to `keep` on the calling thread as it
+/// arrives. After an error (of `work` or of `keep`) no new item starts, the running ones
+/// finish, and the error of the earliest failed item in `todo` is returned. The models of
+/// `ablate --jobs` and the trials of `ablate tuning` both go through it.
+pub(crate) fn in_parallel<I: Sync, R: Send>(
+    todo: &[I],
+    jobs: usize,
+    work: &(dyn Fn(&I) -> Result<R> + Sync),
+    keep: &mut dyn FnMut(R) -> Result<()>,
+) -> Result<()> {
+    let jobs = jobs.min(todo.len()).max(1);
+    let threads = (rayon::current_num_threads() / jobs).max(1);
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(usize, Result<R>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || {
+                let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                    Ok(pool) => pool,
+                    Err(e) => {
+                        let detail = format!("could not start a pool of {threads} threads: {e}");
+                        let _ = tx.send((0, Err(GmmSegError::Device { detail })));
+                        return;
+                    }
+                };
+                while !stop.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = todo.get(i) else { break };
+                    if tx.send((i, pool.install(|| work(item)))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut failed: Option<(usize, GmmSegError)> = None;
+        for (i, result) in rx {
+            if let Err(e) = result.and_then(&mut *keep) {
+                stop.store(true, Ordering::SeqCst);
+                if failed.as_ref().is_none_or(|(j, _)| i < *j) {
+                    failed = Some((i, e));
+                }
+            }
+        }
+        failed.map_or(Ok(()), |(_, e)| Err(e))
+    })
 }

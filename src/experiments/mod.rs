@@ -15,6 +15,7 @@
 //! | `calibration` | Fig. 5 | reliability bins and ECE, softmax vs GMMSeg |
 //! | `flavours` | released code | paper flavour vs reference-code flavour (and the paper's τ) |
 //! | `runtime` | §4.3 | train-step time and inference images/s, softmax vs GMMSeg |
+//! | `gap` | issue 19 | the tuned GMMSeg with one factor changed at a time (variance floor, projection ReLU, temperature, class prior, sampler, EM features, momentum warm-up) |
 //!
 //! # How a study runs
 //! A study is a list of [`RunSpec`]s (a training configuration plus the study's name for it)
@@ -112,12 +113,15 @@ pub use jobs::default_jobs;
 pub use model::{BinRecord, ModelRecord};
 pub use profile::{open_split, EvalSettings, ExperimentProfile, ValidProfile};
 pub use runner::{
-    anomaly, calibration, components, default_results_dir, em, flavours, gen_vs_disc, main_results,
-    online_vs_posthoc, run_study, runtime, ExperimentRunner, RunProgress, Shard, StudyResult,
-    PAIRED_TIMING_ROUNDS,
+    anomaly, calibration, components, default_results_dir, em, flavours, gap, gen_vs_disc,
+    main_results, online_vs_posthoc, run_study, runtime, ExperimentRunner, RunProgress, Shard,
+    StudyResult, PAIRED_TIMING_ROUNDS,
 };
 pub use schema::*;
-pub use studies::{specs_for, Measurement, RunSpec, Study, CUMULATIVE_PREFIX, FLAVOUR_STEPS};
+pub use studies::{
+    specs_for, Measurement, RunSpec, Study, CUMULATIVE_PREFIX, FLAVOUR_STEPS, GAP_FACTORS,
+    GAP_SHARED_FACTORS, SOFTMAX_PREFIX,
+};
 pub use summary::{
     claims_csv_frame, decide_paired, evaluate_claims, summarize_rows, summarize_runs,
     summary_frame, Claim, ClaimKind, SummaryRow, Verdict, CLAIMS_CSV_COLUMNS, NOT_WORSE_MARGIN,

@@ -452,6 +452,7 @@ pub fn headline_metrics(study: Study) -> &'static [&'static str] {
         ],
         Study::Flavours => &["miou", "ece", "auroc", "step_ms"],
         Study::Runtime => &["step_ms", "images_per_s", "throughput_vs_softmax"],
+        Study::Gap => &["miou", "ece", "auroc"],
     }
 }
 

@@ -584,4 +584,6 @@ study_fn! {
     flavours => Study::Flavours;
     /// §4.3: train-step time and inference images/s, softmax vs GMMSeg.
     runtime => Study::Runtime;
+    /// Why the generative head trails softmax: one factor at a time over the tuned GMMSeg.
+    gap => Study::Gap;
 }

@@ -13,7 +13,7 @@ use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::nn::head::GmmHeadConfig;
 use crate::train::config::{
-    EmKind, FlavourOverrides, HeadEdits, HeadKind, TrainConfig, DEFAULT_COMPONENTS,
+    EmKind, FlavourOverrides, GapFactors, HeadEdits, HeadKind, TrainConfig, DEFAULT_COMPONENTS,
 };
 use crate::train::eval::EvalReport;
 
@@ -38,11 +38,14 @@ pub enum Study {
     Flavours,
     /// §4.3: train-step time and inference throughput.
     Runtime,
+    /// Why the generative head trails softmax: one factor at a time over the tuned GMMSeg
+    /// (issue 19, item 2).
+    Gap,
 }
 
 impl Study {
     /// Every study, in the order `ablate all` runs them (cheapest shared models first).
-    pub const ALL: [Study; 9] = [
+    pub const ALL: [Study; 10] = [
         Study::MainResults,
         Study::Anomaly,
         Study::OnlineVsPosthoc,
@@ -52,6 +55,7 @@ impl Study {
         Study::Flavours,
         Study::Em,
         Study::Components,
+        Study::Gap,
     ];
 
     /// The name used on the command line and for the CSV file.
@@ -66,6 +70,7 @@ impl Study {
             Study::Calibration => "calibration",
             Study::Flavours => "flavours",
             Study::Runtime => "runtime",
+            Study::Gap => "gap",
         }
     }
 
@@ -116,6 +121,9 @@ pub struct RunSpec {
     /// Reference-code knobs switched on in the paper flavour (the `flavours` study).
     #[serde(default)]
     pub overrides: FlavourOverrides,
+    /// Factors switched on over the tuned preset (the `gap` study).
+    #[serde(default, skip_serializing_if = "GapFactors::is_empty")]
+    pub factors: GapFactors,
 }
 
 impl RunSpec {
@@ -129,6 +137,7 @@ impl RunSpec {
             em_loops: None,
             momentum: None,
             overrides: FlavourOverrides::default(),
+            factors: GapFactors::default(),
         }
     }
 
@@ -159,6 +168,9 @@ impl RunSpec {
                 var_reg: None,
                 knobs: self.overrides.clone(),
             })
+            .map_err(|e| e.within(&format!("spec `{}`", self.name)))?;
+        self.factors
+            .apply(&mut c)
             .map_err(|e| e.within(&format!("spec `{}`", self.name)))?;
         Ok(c)
     }
@@ -284,8 +296,62 @@ pub fn specs_for(study: Study, profile: &ValidProfile, dataset: &str) -> Result<
             v.push(RunSpec::new("reference-code", HeadKind::GmmsegRef));
             v
         }
+        Study::Gap => {
+            let mut v = vec![softmax(), gmmseg()];
+            for (name, set) in GAP_FACTORS {
+                let mut s = gmmseg();
+                s.name = name.into();
+                set(&mut s.factors);
+                v.push(s);
+            }
+            // the network and sampler factors apply to the baseline too: its own rows show
+            // whether a factor helps segmentation in general or the generative head only
+            for (name, set) in GAP_SHARED_FACTORS {
+                let mut s = softmax();
+                s.name = format!("{SOFTMAX_PREFIX}{name}");
+                set(&mut s.factors);
+                v.push(s);
+            }
+            v
+        }
     })
 }
+
+/// Switches one `gap` factor on.
+pub type SetFactor = fn(&mut GapFactors);
+
+/// The `gap` study's factors over the tuned GMMSeg, one per spec (the last combines the
+/// projection without ReLU with a relative floor, as the issue asks them re-measured
+/// together). The relative floor is tried at three multiples of the channel variance,
+/// a decade apart: nothing on the tune split says which.
+pub const GAP_FACTORS: [(&str, SetFactor); 10] = [
+    ("relative floor 0.01", |f| f.relative_var_floor = Some(0.01)),
+    ("relative floor 0.1", |f| f.relative_var_floor = Some(0.1)),
+    ("relative floor 1", |f| f.relative_var_floor = Some(1.0)),
+    ("no projection ReLU", |f| f.projection_relu = Some(false)),
+    ("no projection ReLU + relative floor 0.1", |f| {
+        f.projection_relu = Some(false);
+        f.relative_var_floor = Some(0.1);
+    }),
+    ("learnable temperature", |f| {
+        f.learn_temperature = Some(true)
+    }),
+    ("log prior", |f| f.log_prior = Some(true)),
+    ("class-balanced sampler", |f| f.class_balanced = Some(true)),
+    ("EM on eval-mode features", |f| {
+        f.em_on_eval_features = Some(true)
+    }),
+    ("momentum warm-up", |f| f.momentum_warmup = Some(true)),
+];
+
+/// The factors of [`GAP_FACTORS`] that apply to the softmax baseline too.
+pub const GAP_SHARED_FACTORS: [(&str, SetFactor); 2] = [
+    ("no projection ReLU", |f| f.projection_relu = Some(false)),
+    ("class-balanced sampler", |f| f.class_balanced = Some(true)),
+];
+
+/// Prefix of the `gap` study's softmax variants with a factor (`softmax + log prior`).
+pub const SOFTMAX_PREFIX: &str = "softmax + ";
 
 /// Prefix of the `flavours` study's cumulative-path variants (`cumulative 3: … + hard
 /// Sinkhorn`); the figure draws them as a path.
@@ -530,6 +596,25 @@ pub(crate) fn measure(study: Study, spec: &RunSpec, r: &ModelRecord) -> Vec<Meas
             em_metrics(&mut out, v, "val", None, r);
             for (split, rep) in &r.anomaly {
                 anomaly_metrics(&mut out, v, split, rep, "likelihood");
+            }
+        }
+        Study::Gap => {
+            // variant = spec name; the anomaly score is the head's own: the likelihood of a
+            // GMM head, the softmax model's MSP
+            let v = spec.name.as_str();
+            seg_metrics(&mut out, v, "val", None, &r.val);
+            if let Some(t) = &r.tune {
+                out.push(m(v, "tune", None, "miou", t.miou));
+            }
+            out.push(m(v, "val", None, "step_ms", r.step_ms));
+            em_metrics(&mut out, v, "val", None, r);
+            let score = if spec.head == HeadKind::Softmax {
+                "msp"
+            } else {
+                "likelihood"
+            };
+            for (split, rep) in &r.anomaly {
+                anomaly_metrics(&mut out, v, split, rep, score);
             }
         }
         Study::Runtime => {

@@ -517,6 +517,70 @@ fn templates(study: Study, rows: &[SummaryRow]) -> Vec<Template> {
         }
         // The paper reports no numbers for its released code: nothing to claim.
         Study::Flavours => {}
+        Study::Gap => {
+            let variants: BTreeSet<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+            let anomaly: Vec<&str> = groups
+                .iter()
+                .copied()
+                .filter(|g| g.starts_with("anomaly"))
+                .collect();
+            for &v in &variants {
+                let a = (v, None);
+                if v.starts_with("softmax") {
+                    if v != "softmax" {
+                        out.push(t(
+                            format!("{v}: val mIoU > softmax's"),
+                            "miou",
+                            "val",
+                            a,
+                            ("softmax", None),
+                            Better,
+                        ));
+                    }
+                    continue;
+                }
+                if v != "gmmseg" {
+                    out.push(t(
+                        format!("{v}: tune mIoU > tuned GMMSeg's (a factor is kept when the mean difference is > 0)"),
+                        "miou", "tune", a, ("gmmseg", None), Better,
+                    ));
+                    out.push(t(
+                        format!("{v}: val mIoU > tuned GMMSeg's"),
+                        "miou",
+                        "val",
+                        a,
+                        ("gmmseg", None),
+                        Better,
+                    ));
+                }
+                out.push(t(
+                    format!("{v}: val mIoU ≥ softmax mIoU − 0.01 (Table 1)"),
+                    "miou",
+                    "val",
+                    a,
+                    ("softmax", None),
+                    NotWorse(NOT_WORSE_MARGIN),
+                ));
+                for &g in &anomaly {
+                    out.push(t(
+                        format!("{v}: {g} likelihood AUROC > softmax MSP AUROC (Table 2)"),
+                        "auroc",
+                        g,
+                        a,
+                        ("softmax", None),
+                        Better,
+                    ));
+                }
+                out.push(t(
+                    format!("{v}: ECE < softmax ECE (Fig. 5)"),
+                    "ece",
+                    "val",
+                    a,
+                    ("softmax", None),
+                    Better,
+                ));
+            }
+        }
         // Decided on the paired ratio: two throughputs timed minutes apart, after two
         // trainings, differ by more than the head's cost on a shared machine.
         Study::Runtime => out.push(t(

@@ -24,8 +24,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -529,7 +527,7 @@ pub fn run_tuning(
         let train = open_split(p, dataset, "train")?;
         let tune = open_split(p, dataset, "tune")?;
         let n = todo.len();
-        train_parallel(
+        super::jobs::in_parallel(
             &todo,
             opts.jobs,
             &|plan| train_trial(plan, dataset, train.as_ref(), tune.as_ref(), p.val_images),
@@ -554,56 +552,6 @@ pub fn run_tuning(
         cached,
         trained,
         missing,
-    })
-}
-
-/// Trains `todo` with `jobs` workers, each in a pool of `threads / jobs` threads, handing
-/// every record to `keep` as it arrives; after an error no new trial starts, and the error
-/// of the earliest failed trial is returned.
-fn train_parallel(
-    todo: &[Plan],
-    jobs: usize,
-    train: &(dyn Fn(&Plan) -> Result<TrialRecord> + Sync),
-    keep: &mut dyn FnMut(TrialRecord) -> Result<()>,
-) -> Result<()> {
-    let jobs = jobs.min(todo.len()).max(1);
-    let threads = (rayon::current_num_threads() / jobs).max(1);
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Result<TrialRecord>)>();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            let tx = tx.clone();
-            let (next, stop) = (&next, &stop);
-            scope.spawn(move || {
-                let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-                    Ok(pool) => pool,
-                    Err(e) => {
-                        let detail = format!("could not start a pool of {threads} threads: {e}");
-                        let _ = tx.send((0, Err(GmmSegError::Device { detail })));
-                        return;
-                    }
-                };
-                while !stop.load(Ordering::SeqCst) {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(plan) = todo.get(i) else { break };
-                    if tx.send((i, pool.install(|| train(plan)))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut failed: Option<(usize, GmmSegError)> = None;
-        for (i, record) in rx {
-            if let Err(e) = record.and_then(&mut *keep) {
-                stop.store(true, Ordering::SeqCst);
-                if failed.as_ref().is_none_or(|(j, _)| i < *j) {
-                    failed = Some((i, e));
-                }
-            }
-        }
-        failed.map_or(Ok(()), |(_, e)| Err(e))
     })
 }
 
@@ -787,18 +735,23 @@ pub fn choose(profile: &str, space: &SearchSpace, trials: &[TrialRecord]) -> Opt
     })
 }
 
-fn fmt_values(v: &TrialValues) -> String {
-    let mut s = format!("lr {}, weight decay {}", v.lr, v.weight_decay);
-    if let Some(t) = v.momentum {
-        s.push_str(&format!(", τ {t}"));
+/// The values in words: `lr 0.027, weight decay 0.053, τ 0.9903, variance floor 2.461,
+/// warm start` (the GMM's only for a GMMSeg trial), as `chosen.md` and the command line
+/// print them.
+impl std::fmt::Display for TrialValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "lr {}, weight decay {}", self.lr, self.weight_decay)?;
+        if let Some(t) = self.momentum {
+            write!(f, ", τ {t}")?;
+        }
+        if let Some(r) = self.var_reg {
+            write!(f, ", variance floor {r}")?;
+        }
+        if let Some(w) = self.warm_start {
+            f.write_str(if w { ", warm start" } else { ", random start" })?;
+        }
+        Ok(())
     }
-    if let Some(r) = v.var_reg {
-        s.push_str(&format!(", variance floor {r}"));
-    }
-    if let Some(w) = v.warm_start {
-        s.push_str(if w { ", warm start" } else { ", random start" });
-    }
-    s
 }
 
 /// `chosen.md`: the choice per head and each head's five best trials beside its default.
@@ -818,12 +771,7 @@ fn chosen_markdown(c: &Chosen, trials: &[TrialRecord]) -> String {
         s.push_str(&format!(
             "## {}\n\nChosen: trial {} ({}), mean tune mIoU {:.4} (untuned default: {:.4}); \
              {} trials compared.\n\n| trial | values | mean tune mIoU |\n|---|---|---|\n",
-            h.head,
-            h.trial,
-            fmt_values(&h.values),
-            h.tune_miou,
-            h.default_tune_miou,
-            h.trials_compared
+            h.head, h.trial, h.values, h.tune_miou, h.default_tune_miou, h.trials_compared
         ));
         let mut by_trial: BTreeMap<usize, (Vec<f64>, &TrialValues, bool)> = BTreeMap::new();
         for r in trials.iter().filter(|r| r.head == h.head) {
@@ -842,7 +790,7 @@ fn chosen_markdown(c: &Chosen, trials: &[TrialRecord]) -> String {
         for (k, (t, m, v, d)) in rows.iter().enumerate() {
             if k < 5 || *t == 0 {
                 let note = if *d { " (diverged: scored 0)" } else { "" };
-                s.push_str(&format!("| {t} | {}{note} | {m:.4} |\n", fmt_values(v)));
+                s.push_str(&format!("| {t} | {}{note} | {m:.4} |\n", v));
             }
         }
         if diverged > 0 {

@@ -170,7 +170,7 @@ pub fn fit_with_progress(
             let shift = params.means.index_axis(Axis(0), c).to_owned();
             let est = estimate(
                 &Moments::accumulate(xc.view(), resp.view(), shift.view()),
-                cfg.var_reg,
+                cfg.variance_floor(),
                 cfg.mean_estimator,
             );
             apply(
@@ -407,7 +407,7 @@ pub fn init_class_from_data<R: Rng>(
     }
     let est = estimate(
         &Moments::accumulate(xc, resp.view(), centres.view()),
-        cfg.var_reg,
+        cfg.variance_floor(),
         cfg.mean_estimator,
     );
     let vanilla = matches!(cfg.e_step, EStep::Vanilla);

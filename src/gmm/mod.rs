@@ -47,6 +47,7 @@ pub mod vexp;
 
 pub use config::{
     Assignment, EStep, GmmConfig, MeanEstimator, Reduction, SinkhornConfig, ValidGmmConfig,
+    VarFloor, VarianceFloor,
 };
 pub use estep::EStepStats;
 pub use fit::{fit, fit_with_progress, FitOptions, FitReport};
@@ -56,6 +57,7 @@ pub use likelihood::{
 };
 pub use memory::{FeatureMemory, MemoryConfig, MemoryInit, MemoryLayout, Sampling};
 pub use online::{
-    ClassAssignment, EmSource, EmTrace, OnlineBatch, OnlineConfig, OnlineGmm, UpdateReport,
+    warmup_momentum, ClassAssignment, EmSource, EmTrace, OnlineBatch, OnlineConfig, OnlineGmm,
+    UpdateReport,
 };
 pub use params::GmmParams;

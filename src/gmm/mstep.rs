@@ -12,7 +12,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use super::config::MeanEstimator;
+use super::config::{MeanEstimator, VarFloor, VarianceFloor, MIN_RELATIVE_FLOOR};
 
 const CHUNK: usize = 4096;
 
@@ -264,12 +264,19 @@ pub struct Estimate {
     pub mass: Array1<f64>,
 }
 
-/// Turns moments into estimates. Components with mass below [`MIN_MASS`] are marked
-/// not estimated (their estimates are the shift and are not used).
-pub fn estimate(moments: &Moments, var_reg: f32, estimator: MeanEstimator) -> Estimate {
+/// Turns moments into estimates, each variance raised by `floor` (an `f32` is an absolute
+/// floor). Components with mass below [`MIN_MASS`] are marked not estimated (their
+/// estimates are the shift and are not used).
+pub fn estimate(
+    moments: &Moments,
+    floor: impl Into<VarianceFloor>,
+    estimator: MeanEstimator,
+) -> Estimate {
+    let floor = floor.into();
     let (m, d) = moments.first.dim();
+    let reg = floor_per_channel(moments, floor);
     let mut means = moments.shift.clone();
-    let mut variances = Array2::from_elem((m, d), var_reg as f64);
+    let mut variances = Array2::from_shape_fn((m, d), |(_, k)| reg[k]);
     let mut estimated = vec![false; m];
     for j in 0..m {
         let nm = moments.mass[j];
@@ -289,7 +296,7 @@ pub fn estimate(moments: &Moments, var_reg: f32, estimator: MeanEstimator) -> Es
         for k in 0..d {
             let delta = centre[k] - shift[k];
             let var = e2[k] - 2.0 * delta * e1[k] + delta * delta;
-            variances[[j, k]] = var.max(0.0) + var_reg as f64;
+            variances[[j, k]] = var.max(0.0) + reg[k];
         }
         means.row_mut(j).assign(&centre);
     }
@@ -299,6 +306,49 @@ pub fn estimate(moments: &Moments, var_reg: f32, estimator: MeanEstimator) -> Es
         estimated,
         mass: moments.mass.clone(),
     }
+}
+
+/// The floor added to each channel's variance (see [`VarFloor`]).
+fn floor_per_channel(moments: &Moments, floor: VarianceFloor) -> Vec<f64> {
+    let d = moments.first.ncols();
+    let reg = floor.reg as f64;
+    if floor.kind == VarFloor::Absolute {
+        return vec![reg; d];
+    }
+    let pooled = pooled_variance(moments);
+    let mean = pooled.iter().sum::<f64>() / d.max(1) as f64;
+    pooled
+        .iter()
+        .map(|&v| (reg * v.max(1e-3 * mean)).max(MIN_RELATIVE_FLOOR))
+        .collect()
+}
+
+/// Each channel's variance over all the weighted features behind `moments`, every
+/// component pooled (zero without mass): from E[x] = s + E[x−s] and
+/// E[x²] = E[(x−s)²] + 2s E[x−s] + s² per component.
+pub fn pooled_variance(moments: &Moments) -> Vec<f64> {
+    let (m, d) = moments.first.dim();
+    let total: f64 = moments.mass.sum();
+    if total < MIN_MASS {
+        return vec![0.0; d];
+    }
+    (0..d)
+        .map(|k| {
+            let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            for j in 0..m {
+                let s = moments.shift[[j, k]];
+                let (w, f1, f2) = (
+                    moments.mass[j],
+                    moments.first[[j, k]],
+                    moments.second[[j, k]],
+                );
+                s1 += f1 + w * s;
+                s2 += f2 + 2.0 * s * f1 + w * s * s;
+            }
+            let mean = s1 / total;
+            (s2 / total - mean * mean).max(0.0)
+        })
+        .collect()
 }
 
 /// Blends estimates of class `class` into `params` with momentum:
@@ -381,6 +431,53 @@ mod tests {
         assert!((est.means[[1, 1]] - 8.0).abs() < 1e-12);
         assert!((est.variances[[1, 0]] - 1.01).abs() < 1e-9);
         assert_eq!(est.mass, array![2.0, 1.0]);
+    }
+
+    /// The relative floor by hand: the same data as above, pooled over both components
+    /// with masses 2 and 1 — weights (1, 1.5, 0.5) on rows x = (1, 3, 5) and (2, 6, 10):
+    /// mean 8/3, E[x²] = (1 + 13.5 + 12.5)/3 = 9, variance 9 − 64/9 = 17/9 (and 4 × that).
+    #[test]
+    fn relative_floor_is_a_multiple_of_the_pooled_class_variance() {
+        let x = array![[1f32, 2.], [3., 6.], [5., 10.]];
+        let r = array![[1f32, 0.], [1., 0.5], [0., 0.5]];
+        let shift = array![[100f32, -100.], [0., 0.]];
+        let mo = Moments::accumulate(x.view(), r.view(), shift.view());
+        let pooled = pooled_variance(&mo);
+        assert!(
+            (pooled[0] - 17.0 / 9.0).abs() < 1e-9 && (pooled[1] - 68.0 / 9.0).abs() < 1e-9,
+            "{pooled:?}"
+        );
+        let floor = VarianceFloor {
+            reg: 0.5,
+            kind: VarFloor::Relative,
+        };
+        let est = estimate(&mo, floor, MeanEstimator::Euclidean);
+        // component 0: variances (1, 4) plus 0.5 × (17/9, 68/9)
+        assert!((est.variances[[0, 0]] - (1.0 + 8.5 / 9.0)).abs() < 1e-9);
+        assert!((est.variances[[0, 1]] - (4.0 + 34.0 / 9.0)).abs() < 1e-9);
+        // an absolute floor of the same value adds 0.5 everywhere
+        let abs = estimate(&mo, 0.5, MeanEstimator::Euclidean);
+        assert!((abs.variances[[0, 1]] - 4.5).abs() < 1e-9);
+    }
+
+    /// A channel that is 0 for every pixel (a dead ReLU) still gets a positive variance.
+    #[test]
+    fn relative_floor_keeps_a_dead_channel_positive() {
+        let x = array![[1f32, 0.], [3., 0.], [5., 0.]];
+        let r = array![[1f32], [1.], [1.]];
+        let shift = array![[0f32, 0.]];
+        let mo = Moments::accumulate(x.view(), r.view(), shift.view());
+        let floor = VarianceFloor {
+            reg: 0.1,
+            kind: VarFloor::Relative,
+        };
+        let est = estimate(&mo, floor, MeanEstimator::Euclidean);
+        // channel 0: var 8/3, floor 0.1 × 8/3; channel 1: floor 0.1 × 1e-3 × mean(8/3, 0)
+        // (0.1 is an f32: 1e-6 of slack)
+        assert!((est.variances[[0, 0]] - 1.1 * 8.0 / 3.0).abs() < 1e-6);
+        let dead = 0.1 * 1e-3 * (8.0 / 3.0) / 2.0;
+        assert!((est.variances[[0, 1]] - dead).abs() < 1e-9);
+        assert!(est.variances.iter().all(|&v| v > 0.0));
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub struct NetConfig {
     pub feature_dim: usize,
     /// Dropout2d probability before the projection (default 0.1, the reference code's).
     pub dropout: f32,
+    /// ReLU after the projection's batch norm (default `true`: the reference code's
+    /// conv-BN-ReLU). Off, the features the head sees are batch-normalised but signed, so
+    /// no channel is half zeros — a factor of the `gap` study. Left out of the JSON when on.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub projection_relu: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 impl Default for NetConfig {
@@ -36,6 +49,7 @@ impl Default for NetConfig {
             decoder: DecoderConfig::default(),
             feature_dim: 64,
             dropout: 0.1,
+            projection_relu: true,
         }
     }
 }
@@ -102,7 +116,7 @@ impl SegNet {
             rng,
         )?;
         let spec = ConvSpec::pointwise(config.decoder.channels, config.feature_dim);
-        let projection = ConvBn::new(dev, "projection", spec, true, rng);
+        let projection = ConvBn::new(dev, "projection", spec, config.projection_relu, rng);
         Ok(SegNet {
             config: config.clone(),
             backbone,

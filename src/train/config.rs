@@ -394,6 +394,96 @@ impl FlavourOverrides {
     }
 }
 
+/// The factors of the `gap` study (issue 19, item 2), each a validated setting that one
+/// spec switches on over the tuned preset; `None` keeps the preset's value. Unset fields are
+/// left out of the serialised spec. Factors on the mixture are refused for the softmax head;
+/// the network's and the sampler's apply to every head, so the softmax baseline can take
+/// them too.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GapFactors {
+    /// Variance floor relative to each channel's variance in the class, with this multiple
+    /// (`GmmConfig::var_floor`), replacing the absolute floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_var_floor: Option<f32>,
+    /// A learnable temperature on the class log-likelihoods (`GmmHeadConfig::learn_temperature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learn_temperature: Option<bool>,
+    /// The log class prior added to the logits (`GmmHeadConfig::log_prior`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_prior: Option<bool>,
+    /// EM on evaluation-mode features (`GmmHeadConfig::em_on_eval_features`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub em_on_eval_features: Option<bool>,
+    /// The bias-corrected momentum warm-up (`OnlineConfig::momentum_warmup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum_warmup: Option<bool>,
+    /// The ReLU after the projection (`NetConfig::projection_relu`); any head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_relu: Option<bool>,
+    /// Class-balanced image sampling (`SamplerKind::ClassBalanced`); any head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_balanced: Option<bool>,
+}
+
+impl GapFactors {
+    /// Whether no factor is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Sets the factors on a training configuration.
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidConfig`] naming the factor when it is a mixture setting and
+    /// the head is not a generative GMM head.
+    pub fn apply(&self, c: &mut TrainConfig) -> Result<()> {
+        if let Some(on) = self.projection_relu {
+            c.net.projection_relu = on;
+        }
+        if let Some(on) = self.class_balanced {
+            c.sampler = if on {
+                SamplerKind::ClassBalanced
+            } else {
+                SamplerKind::Shuffle
+            };
+        }
+        let mixture = [
+            ("relative_var_floor", self.relative_var_floor.is_some()),
+            ("learn_temperature", self.learn_temperature.is_some()),
+            ("log_prior", self.log_prior.is_some()),
+            ("em_on_eval_features", self.em_on_eval_features.is_some()),
+            ("momentum_warmup", self.momentum_warmup.is_some()),
+        ];
+        let kind = c.head.kind();
+        let Some(g) = c.head.gmm_mut() else {
+            return match mixture.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err(GmmSegError::config(
+                    *name,
+                    format!("does not apply to the {kind} head"),
+                )),
+                None => Ok(()),
+            };
+        };
+        if let Some(r) = self.relative_var_floor {
+            g.online.gmm.var_floor = crate::gmm::VarFloor::Relative;
+            g.online.gmm.var_reg = r;
+        }
+        if let Some(on) = self.learn_temperature {
+            g.learn_temperature = on;
+        }
+        if let Some(on) = self.log_prior {
+            g.log_prior = on;
+        }
+        if let Some(on) = self.em_on_eval_features {
+            g.em_on_eval_features = on;
+        }
+        if let Some(on) = self.momentum_warmup {
+            g.online.momentum_warmup = on;
+        }
+        Ok(())
+    }
+}
+
 /// Optimiser family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -876,10 +966,14 @@ mod tests {
                 em_source: EmSource::BatchAndMemory,
                 update_interval: 1,
                 warm_start: false,
+                momentum_warmup: false,
             },
             feature_norm: false,
             class_norm: false,
             component_loss_weight: 0.0,
+            learn_temperature: false,
+            log_prior: false,
+            em_on_eval_features: false,
         };
         assert_eq!(GmmHeadConfig::paper(m).bind(c, d), layered_paper);
         let layered_reference = GmmHeadConfig {
@@ -897,10 +991,14 @@ mod tests {
                 em_source: EmSource::MemoryOnly,
                 update_interval: 5,
                 warm_start: false,
+                momentum_warmup: false,
             },
             feature_norm: true,
             class_norm: true,
             component_loss_weight: 0.01,
+            learn_temperature: false,
+            log_prior: false,
+            em_on_eval_features: false,
         };
         assert_eq!(
             GmmHeadConfig::reference_code(m).bind(c, d),

@@ -11,7 +11,9 @@
 //! 4. A non-finite loss stops training with [`GmmSegError::Diverged`] *before* any update or
 //!    checkpoint, so the last checkpoint on disk stays the last good one.
 //! 5. Backward, then the optimiser step with the scheduled learning rate (trainable state).
-//! 6. `head.after_step(feats, labels_feat)` without gradient (fitted state: EM for GMM heads).
+//! 6. `head.after_step(feats, labels_feat)` without gradient (fitted state: EM for GMM heads);
+//!    a head that [reads evaluation-mode features](Head::update_reads_eval_features) gets
+//!    the batch's features from a second forward in evaluation mode, taken before step 5.
 //!    A head whose update reads no trainable parameter ([`Head::update_is_parameter_free`]:
 //!    the paper-flavour GMMSeg head) runs it on a second thread *during* step 5's backward:
 //!    the update reads only the detached features and the head's fitted state, the backward
@@ -311,11 +313,19 @@ impl Trainer {
                 detail: format!("loss is {loss_value} (lr {lr:.3e}); the last checkpoint was kept"),
             });
         }
-        // detached features as (N, D) rows for the head's no-gradient update
+        // detached features as (N, D) rows for the head's no-gradient update: the training
+        // forward's, or the same batch again in evaluation mode when the head asks for it
+        // (before the optimiser step, so with the weights that made the loss)
+        let update_feats = if self.model.head.update_reads_eval_features() {
+            let x = act_from_array(&self.dev, &batch.images);
+            self.model.net.features(x, &mut Ctx::eval())?
+        } else {
+            twin
+        };
         let hw = h * w;
         let rows = Array2::from_shape_vec(
             (b * hw, d),
-            crate::ops::layout::nchw_to_rows(&to_host(&twin), (b, d, h, w)),
+            crate::ops::layout::nchw_to_rows(&to_host(&update_feats), (b, d, h, w)),
         )
         .expect("shape matches");
         let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();

@@ -540,6 +540,7 @@ impl IdeaComparison {
                     em_loops: None,
                     momentum: None,
                     overrides: Default::default(),
+                    factors: Default::default(),
                 };
                 for m in studies::measure(Study::Calibration, &spec, r) {
                     // the trained head's rows only (not the temperature-scaled twin)

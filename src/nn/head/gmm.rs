@@ -19,12 +19,13 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::adjust::{self, adjust_nchw, adjust_rows, ClassPrior};
 use super::density::{act_to_rows, density_output, reduce_components};
 use super::{FittedState, Head, HeadOutput, HeadTarget, StepFeatures};
 use crate::error::{GmmSegError, Result};
 use crate::gmm::{
     class_scores, Assignment, EStep, EmSource, GmmConfig, GmmParams, LogLikTable, MeanEstimator,
-    MemoryConfig, OnlineBatch, OnlineConfig, OnlineGmm, Reduction, SinkhornConfig,
+    MemoryConfig, OnlineBatch, OnlineConfig, OnlineGmm, Reduction, SinkhornConfig, VarFloor,
 };
 use crate::nn::loss::cross_entropy;
 use crate::nn::resample::resize_bilinear;
@@ -49,6 +50,20 @@ pub struct GmmHeadConfig {
     /// Weight of the component-level cross-entropy with Sinkhorn targets (reference: 0.01;
     /// paper: 0).
     pub component_loss_weight: f32,
+    /// A learnable temperature on the class log-likelihoods ([`super::adjust`]). Off in
+    /// both flavours; a factor of the `gap` study. Left out of the JSON when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learn_temperature: bool,
+    /// Add the log class prior counted over training ([`super::adjust`]) to the logits.
+    /// Off in both flavours (the paper's posterior assumes uniform p(c)); a `gap` factor.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_prior: bool,
+    /// Run EM on the batch's evaluation-mode features (running batch-norm statistics, no
+    /// dropout: what inference sees) instead of the training forward's. Off in both
+    /// flavours (the reference code fits the training-mode features); a `gap` factor; costs
+    /// one forward without tape per step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub em_on_eval_features: bool,
 }
 
 impl GmmHeadConfig {
@@ -90,6 +105,7 @@ impl GmmHeadConfig {
                     mean_momentum: 0.99,
                     var_momentum: 0.99,
                     var_reg: 1.0,
+                    var_floor: VarFloor::Absolute,
                     em_loops: 1,
                     mean_estimator: MeanEstimator::Euclidean,
                 },
@@ -97,10 +113,14 @@ impl GmmHeadConfig {
                 em_source: EmSource::BatchAndMemory,
                 update_interval: 1,
                 warm_start: false,
+                momentum_warmup: false,
             },
             feature_norm: false,
             class_norm: false,
             component_loss_weight: 0.0,
+            learn_temperature: false,
+            log_prior: false,
+            em_on_eval_features: false,
         }
     }
 
@@ -124,6 +144,7 @@ impl GmmHeadConfig {
                     mean_momentum: 0.999,
                     var_momentum: 0.0,
                     var_reg: 0.01,
+                    var_floor: VarFloor::Absolute,
                     em_loops: 1,
                     mean_estimator: MeanEstimator::Direction,
                 },
@@ -131,10 +152,14 @@ impl GmmHeadConfig {
                 em_source: EmSource::MemoryOnly,
                 update_interval: 5,
                 warm_start: false,
+                momentum_warmup: false,
             },
             feature_norm: true,
             class_norm: true,
             component_loss_weight: 0.01,
+            learn_temperature: false,
+            log_prior: false,
+            em_on_eval_features: false,
         }
     }
 
@@ -236,6 +261,8 @@ pub struct GmmHead {
     table: Arc<LogLikTable>,
     feat_norm: Option<Affine>,
     class_norm: Option<Affine>,
+    log_temperature: Option<Param>,
+    prior: Option<ClassPrior>,
     dev: Dev,
     seed: u64,
 }
@@ -264,6 +291,10 @@ impl GmmHead {
         let class_norm = config
             .class_norm
             .then(|| Affine::new(dev, "head.mask_norm", g.num_classes));
+        let log_temperature = config
+            .learn_temperature
+            .then(|| adjust::log_temperature(dev, "head"));
+        let prior = config.log_prior.then(|| ClassPrior::new(g.num_classes));
         Ok(GmmHead {
             kind,
             config,
@@ -271,6 +302,8 @@ impl GmmHead {
             table,
             feat_norm,
             class_norm,
+            log_temperature,
+            prior,
             dev: dev.clone(),
             seed,
         })
@@ -321,12 +354,32 @@ impl GmmHead {
     fn scores_from_components(&self, ll: Array2<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
         let g = self.gmm.gmm_config();
         let class_ll = class_scores(ll.view(), g.components, g.reduction);
-        let logits = self.class_norm.as_ref().map(|a| {
+        let mut logits = self.class_norm.as_ref().map(|a| {
             let mut logits = class_ll.clone();
             a.apply_rows(&mut logits);
             logits
         });
+        if self.is_adjusted() {
+            let mut l = logits.unwrap_or_else(|| class_ll.clone());
+            let prior = self.prior.as_ref().map(ClassPrior::log_prior);
+            adjust_rows(&mut l, self.log_temperature.as_ref(), prior.as_deref());
+            logits = Some(l);
+        }
         (class_ll, logits)
+    }
+
+    /// Whether the logits carry a temperature or a log prior ([`super::adjust`]).
+    fn is_adjusted(&self) -> bool {
+        self.log_temperature.is_some() || self.prior.is_some()
+    }
+
+    /// The logit adjustment on the tape (identity without temperature and prior).
+    fn adjust_tape<T: Tape<f32, Cpu>>(&self, logits: Act<T>) -> Result<Act<T>> {
+        if !self.is_adjusted() {
+            return Ok(logits);
+        }
+        let prior = self.prior.as_ref().map(ClassPrior::log_prior);
+        adjust_nchw(logits, self.log_temperature.as_ref(), prior.as_deref())
     }
 
     /// No feature or class normalisation (the paper flavour): the logits are the class
@@ -338,7 +391,11 @@ impl GmmHead {
     /// The plain head's logits (B, C, H, W) from the feature map on the tape, without pixel
     /// rows or a component tensor (see [`crate::ops::loglik::class_log_likelihood_nchw`]).
     fn fused_logits<T: Tape<f32, Cpu>>(&self, feats: Act<T>) -> Result<Act<T>> {
-        class_log_likelihood_nchw(feats, &self.table, self.gmm.gmm_config().reduction)
+        self.adjust_tape(class_log_likelihood_nchw(
+            feats,
+            &self.table,
+            self.gmm.gmm_config().reduction,
+        )?)
     }
 
     fn logits_rows<T: Tape<f32, Cpu>>(&self, ll: Rows<T>) -> Result<Rows<T>> {
@@ -375,6 +432,9 @@ impl Params for GmmHead {
             f(&a.gamma);
             f(&a.beta);
         }
+        if let Some(t) = &self.log_temperature {
+            f(t);
+        }
     }
     fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Param)) {
         for a in [&mut self.feat_norm, &mut self.class_norm]
@@ -383,6 +443,9 @@ impl Params for GmmHead {
         {
             f(&mut a.gamma);
             f(&mut a.beta);
+        }
+        if let Some(t) = &mut self.log_temperature {
+            f(t);
         }
     }
 }
@@ -405,7 +468,7 @@ impl Head for GmmHead {
         let (b, _, h, w) = *feats.shape();
         let rows = self.transform_tape(to_pixels(feats)?)?;
         let ll = log_likelihood(rows, &self.table)?;
-        from_pixels(self.logits_rows(ll)?, b, h, w)
+        self.adjust_tape(from_pixels(self.logits_rows(ll)?, b, h, w)?)
     }
 
     fn loss(&mut self, feats: Act<Tp>, target: &HeadTarget<'_>) -> Result<Scalar<Tp>> {
@@ -419,7 +482,7 @@ impl Head for GmmHead {
         let (rows, rows_twin) = fork_rows(self.transform_tape(to_pixels(feats)?)?);
         let ll = log_likelihood(rows, &self.table)?;
         let (ll, ll_twin) = fork_rows(ll);
-        let logits = from_pixels(self.logits_rows(ll)?, b, h, w)?;
+        let logits = self.adjust_tape(from_pixels(self.logits_rows(ll)?, b, h, w)?)?;
         let seg = cross_entropy(resize_bilinear(logits, lh, lw)?, target.labels)?;
         if weight == 0.0 {
             return Ok(seg);
@@ -469,7 +532,14 @@ impl Head for GmmHead {
             correct: correct.as_deref(),
         })?;
         self.table = Arc::new(self.gmm.params.loglik_table());
+        if let Some(p) = &mut self.prior {
+            p.observe(step.labels);
+        }
         Ok(())
+    }
+
+    fn update_reads_eval_features(&self) -> bool {
+        self.config.em_on_eval_features
     }
 
     fn em_trace(&self) -> Option<crate::gmm::EmTrace> {
@@ -548,6 +618,9 @@ impl Head for GmmHead {
             .collect();
         counters.extend((0..4).map(|i| ((g.iteration >> (16 * i)) & 0xffff) as f32));
         s.insert("gmm.counters".into(), (vec![12], counters));
+        if let Some(p) = &self.prior {
+            s.insert("prior.class_pixels".into(), (vec![c, 2], p.to_pieces()));
+        }
         s
     }
 
@@ -600,6 +673,9 @@ impl Head for GmmHead {
         let pos = (0..8).fold(0u128, |acc, i| acc | ((counters[i] as u128) << (16 * i)));
         gmm.set_rng_position(pos);
         gmm.iteration = (0..4).fold(0u64, |acc, i| acc | ((counters[8 + i] as u64) << (16 * i)));
+        if self.prior.is_some() {
+            self.prior = Some(ClassPrior::from_pieces(get("prior.class_pixels", &[c, 2])?));
+        }
         self.table = Arc::new(gmm.params.loglik_table());
         self.gmm = gmm;
         Ok(())

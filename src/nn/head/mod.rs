@@ -33,6 +33,7 @@ use crate::nn::loss::cross_entropy;
 use crate::nn::resample::resize_bilinear;
 use crate::nn::{Act, Params, Scalar, Tp};
 
+pub mod adjust;
 pub(crate) mod density;
 pub mod disc_gmm;
 pub mod gmm;
@@ -113,6 +114,14 @@ pub trait Head: Params + Send {
     /// features and the head's fitted state), so that the trainer may run it during the
     /// backward pass with the same result. Default false: it runs after the optimiser step.
     fn update_is_parameter_free(&self) -> bool {
+        false
+    }
+
+    /// True when [`Head::after_step`] wants the batch's features in *evaluation* mode
+    /// (running batch-norm statistics, no dropout) — what inference will see — instead of
+    /// the training forward's; the trainer then runs one more forward without tape.
+    /// Default false.
+    fn update_reads_eval_features(&self) -> bool {
         false
     }
 
