@@ -38,7 +38,9 @@ pub const TRAIN_MISSING_ENV: &str = "GMMSEG_TRAIN_MISSING";
 /// are not affected.
 pub const TRAIN_STEPS_ENV: &str = "GMMSEG_TRAIN_STEPS";
 
+mod gap;
 mod playground;
+pub use gap::gap_tables;
 pub use playground::{Idea, IdeaComparison, PairedMetric};
 
 /// What a notebook runs: profile, datasets, whether to recompute, how many seeds.
@@ -452,7 +454,7 @@ pub fn headline_metrics(study: Study) -> &'static [&'static str] {
         ],
         Study::Flavours => &["miou", "ece", "auroc", "step_ms"],
         Study::Runtime => &["step_ms", "images_per_s", "throughput_vs_softmax"],
-        Study::Gap => &["miou", "ece", "auroc"],
+        Study::Gap => &["miou", "ece", "auroc", "em_floor_share_mean"],
     }
 }
 

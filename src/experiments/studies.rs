@@ -413,7 +413,9 @@ fn seg_metrics(
 
 /// The E-step statistics of a head fitted by EM, over training (nothing for other heads):
 /// `em_marginal_error_mean` / `_max` (relative deviation of the component masses from
-/// N_c/M) and `em_max_resp_mean` / `_max` (mean max responsibility, 1/M soft … 1 hard).
+/// N_c/M), `em_max_resp_mean` / `_max` (mean max responsibility, 1/M soft … 1 hard) and
+/// `em_floor_share_mean` (the variance floor's share of the estimated variances, mean over
+/// M-steps: near 1, the mixture is a nearest-mean classifier).
 fn em_metrics(
     out: &mut Vec<Measurement>,
     variant: &str,
@@ -429,6 +431,9 @@ fn em_metrics(
             ("em_max_resp_max", t.max_responsibility_max),
         ] {
             out.push(m(variant, group, param, k, v));
+        }
+        if let Some(share) = t.floor_share_mean() {
+            out.push(m(variant, group, param, "em_floor_share_mean", share));
         }
     }
 }

@@ -262,6 +262,10 @@ pub struct Estimate {
     pub estimated: Vec<bool>,
     /// Responsibility mass per component.
     pub mass: Array1<f64>,
+    /// How much of the estimated variances the floor is: the mean over estimated
+    /// components and channels of `floor / (σ̂² + floor)` (1: every variance is floor, the
+    /// mixture a nearest-mean classifier; `None` when no component was estimated).
+    pub floor_share: Option<f64>,
 }
 
 /// Turns moments into estimates, each variance raised by `floor` (an `f32` is an absolute
@@ -300,11 +304,19 @@ pub fn estimate(
         }
         means.row_mut(j).assign(&centre);
     }
+    let (mut share, mut n) = (0.0f64, 0usize);
+    for j in (0..m).filter(|&j| estimated[j]) {
+        for k in 0..d {
+            share += reg[k] / variances[[j, k]];
+            n += 1;
+        }
+    }
     Estimate {
         means,
         variances,
         estimated,
         mass: moments.mass.clone(),
+        floor_share: (n > 0).then(|| share / n as f64),
     }
 }
 

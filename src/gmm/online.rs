@@ -153,6 +153,13 @@ pub struct EmTrace {
     pub max_responsibility_max: f64,
     /// The last update's statistics.
     pub last: EStepStats,
+    /// Sum over M-step estimates (one per class and update) of the variance floor's share
+    /// of the estimated variances ([`super::mstep::Estimate::floor_share`]), for the mean.
+    #[serde(default)]
+    pub floor_share_sum: f64,
+    /// M-step estimates in `floor_share_sum`.
+    #[serde(default)]
+    pub floor_share_count: u64,
 }
 
 impl EmTrace {
@@ -164,6 +171,19 @@ impl EmTrace {
         self.max_responsibility_sum += s.mean_max_responsibility;
         self.max_responsibility_max = self.max_responsibility_max.max(s.mean_max_responsibility);
         self.last = *s;
+    }
+
+    /// Adds one M-step estimate's floor share (nothing for `None`).
+    pub fn record_floor_share(&mut self, share: Option<f64>) {
+        if let Some(s) = share {
+            self.floor_share_sum += s;
+            self.floor_share_count += 1;
+        }
+    }
+
+    /// Mean over M-step estimates of the floor's share of the variances, `None` without one.
+    pub fn floor_share_mean(&self) -> Option<f64> {
+        (self.floor_share_count > 0).then(|| self.floor_share_sum / self.floor_share_count as f64)
     }
 
     /// Mean over updates of the maximal marginal error (0 with no update).
@@ -196,8 +216,8 @@ fn m_step(
     x: ArrayView2<'_, f32>,
     resp: ArrayView2<'_, f32>,
     taus: Momenta,
-) {
-    m_step_blocks(params, cfg, c, &[x], resp, taus);
+) -> Option<f64> {
+    m_step_blocks(params, cfg, c, &[x], resp, taus)
 }
 
 /// [`m_step`] on several row blocks taken as one set; `resp` holds their rows in order.
@@ -208,10 +228,10 @@ fn m_step_blocks(
     blocks: &[ArrayView2<'_, f32>],
     resp: ArrayView2<'_, f32>,
     taus: Momenta,
-) {
-    if let Some(est) = estimate_blocks(params, cfg, c, blocks, resp) {
-        blend(params, cfg, c, &est, taus.0, taus.1);
-    }
+) -> Option<f64> {
+    let est = estimate_blocks(params, cfg, c, blocks, resp)?;
+    blend(params, cfg, c, &est, taus.0, taus.1);
+    est.floor_share
 }
 
 /// The M-step estimate φ̂ of class `c` from the weighted moments of the blocks (moments
@@ -261,14 +281,15 @@ fn blend(
 
 /// L EM loops of class `c` on the blocks, refining one estimate, blended into `params` once
 /// (module docs, step 2). Returns the new parameters of the class, loop 1's
-/// responsibilities (all rows) and the last loop's E-step statistics.
+/// responsibilities (all rows), the last loop's E-step statistics and its estimate's floor
+/// share.
 fn em_loops_once_blended(
     params: &GmmParams,
     cfg: &ValidGmmConfig,
     c: usize,
     blocks: &[ArrayView2<'_, f32>],
     taus: Momenta,
-) -> (GmmParams, Array2<f32>, EStepStats) {
+) -> (GmmParams, Array2<f32>, EStepStats, Option<f64>) {
     let mut work = params.clone();
     let mut first = None;
     let mut stats = EStepStats::default();
@@ -292,7 +313,8 @@ fn em_loops_once_blended(
     if let Some(e) = &last_estimate {
         blend(&mut out, cfg, c, e, taus.0, taus.1);
     }
-    (out, first.expect("em_loops ≥ 1"), stats)
+    let share = last_estimate.and_then(|e| e.floor_share);
+    (out, first.expect("em_loops ≥ 1"), stats, share)
 }
 
 /// The component of a responsibility row with the largest value (first on ties).
@@ -506,7 +528,8 @@ impl OnlineGmm {
         //    however many loops. Classes are independent, so they run in parallel, each on
         //    its own copy of the parameters.
         if paper_em {
-            let updated: Vec<(usize, GmmParams, Array2<f32>, EStepStats)> = batch_classes
+            type Updated = (usize, GmmParams, Array2<f32>, EStepStats, Option<f64>);
+            let updated: Vec<Updated> = batch_classes
                 .par_iter()
                 .map(|(c, xc, _)| {
                     // The batch's rows and each memory queue as blocks of one set: no copy
@@ -515,7 +538,7 @@ impl OnlineGmm {
                         .chain((0..self.memory.slots()).map(|s| self.memory.queue(*c, s)))
                         .filter(|b| b.nrows() > 0)
                         .collect();
-                    let (params, first, stats) = em_loops_once_blended(
+                    let (params, first, stats, share) = em_loops_once_blended(
                         &self.params,
                         &self.valid,
                         *c,
@@ -524,10 +547,10 @@ impl OnlineGmm {
                     );
                     // the batch's rows come first
                     let batch_resp = first.slice(ndarray::s![..xc.nrows(), ..]).to_owned();
-                    (*c, params, batch_resp, stats)
+                    (*c, params, batch_resp, stats, share)
                 })
                 .collect();
-            for ((c, params, batch_resp, stats), entry) in
+            for ((c, params, batch_resp, stats, share), entry) in
                 updated.into_iter().zip(batch_classes.iter_mut())
             {
                 debug_assert_eq!(c, entry.0);
@@ -535,6 +558,7 @@ impl OnlineGmm {
                     entry.2 = Some(batch_resp);
                 }
                 report.e_step = Some(report.e_step.unwrap_or_default().merge(&stats));
+                self.trace.record_floor_share(share);
                 self.params
                     .means
                     .index_axis_mut(Axis(0), c)
@@ -584,7 +608,8 @@ impl OnlineGmm {
 
     fn m_step(&mut self, c: usize, x: ArrayView2<'_, f32>, resp: ArrayView2<'_, f32>) {
         let taus = self.momenta(c);
-        m_step(&mut self.params, &self.valid, c, x, resp, taus);
+        let share = m_step(&mut self.params, &self.valid, c, x, resp, taus);
+        self.trace.record_floor_share(share);
     }
 
     /// The momenta of class `c`'s next update: τ, or its warm-up value
@@ -749,6 +774,27 @@ mod tests {
         };
         assert!((moved(false) - 0.01 * 4.0).abs() < 1e-5);
         assert!((moved(true) - 0.9 * 4.0).abs() < 1e-5);
+    }
+
+    /// Identical features have no variance: every estimated variance is the floor, a
+    /// share of 1.
+    #[test]
+    fn the_trace_records_the_floor_share() {
+        let mut cfg = crate::nn::head::GmmHeadConfig::paper(1).bind(1, 2).online;
+        cfg.memory.capacity = 8;
+        let x = Array2::from_elem((4, 2), 4.0f32);
+        let labels = [0u8; 4];
+        let mut gmm = OnlineGmm::new(cfg, GmmParams::standard(1, 1, 2), 0).unwrap();
+        assert_eq!(gmm.trace.floor_share_mean(), None);
+        gmm.update(&OnlineBatch {
+            features: x.view(),
+            labels: &labels,
+            pixels_per_image: 4,
+            correct: None,
+        })
+        .unwrap();
+        let share = gmm.trace.floor_share_mean().unwrap();
+        assert!((share - 1.0).abs() < 1e-9, "{share}");
     }
 
     /// EM on batch ∪ memory as separate blocks equals EM on the rows copied together.
