@@ -16,6 +16,7 @@ mod experiments_cli;
 mod experiments_summary;
 mod experiments_tiny;
 mod experiments_tuning;
+mod gap_factors;
 mod gmm_em;
 mod gmm_grad;
 mod gmm_head;
