@@ -22,7 +22,7 @@ use crate::data::{open_dataset, Dataset, DatasetOptions};
 use crate::error::{GmmSegError, Result};
 use crate::nn::decoder::DecoderKind;
 use crate::train::config::{
-    EmKind, FlavourOverrides, HeadConfig, HeadEdits, HeadKind, SamplerKind, TrainConfig,
+    EmKind, FlavourOverrides, GapFactors, HeadConfig, HeadEdits, HeadKind, SamplerKind, TrainConfig,
 };
 use crate::train::posthoc::{prepare_for_eval, PosthocConfig};
 use crate::train::trainer::Trainer;
@@ -75,6 +75,26 @@ pub struct TrainArgs {
     /// GMM heads: initialise each class from its first batch (default: off, a random start).
     #[arg(long)]
     pub warm_start: Option<bool>,
+    /// GMM heads: a variance floor of this multiple of each channel's variance in the class,
+    /// replacing the absolute floor of --var-reg (a factor of the `gap` study), e.g. 0.1.
+    #[arg(long, value_parser = super::f32_value)]
+    pub relative_var_floor: Option<f32>,
+    /// GMM heads: a learnable temperature on the class log-likelihoods (default: off).
+    #[arg(long)]
+    pub learn_temperature: Option<bool>,
+    /// GMM heads: add the log class prior counted over training to the logits (default: off).
+    #[arg(long)]
+    pub log_prior: Option<bool>,
+    /// GMM heads: run EM on evaluation-mode features (running batch-norm statistics, no
+    /// dropout) instead of the training forward's (default: off; one more forward per step).
+    #[arg(long)]
+    pub em_on_eval_features: Option<bool>,
+    /// GMM heads: momentum warm-up τ_t = min(τ, (1 + t)/(10 + t)) (default: off).
+    #[arg(long)]
+    pub momentum_warmup: Option<bool>,
+    /// The ReLU after the network's projection to D (default: on).
+    #[arg(long)]
+    pub projection_relu: Option<bool>,
     /// Image sampling: shuffle (default) or class-balanced (the reference code's sampler).
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerKind>,
@@ -252,6 +272,26 @@ pub fn train(args: TrainArgs) -> Result<()> {
     if let Some(s) = args.sampler {
         cfg.sampler = s;
     }
+    GapFactors {
+        relative_var_floor: args.relative_var_floor,
+        learn_temperature: args.learn_temperature,
+        log_prior: args.log_prior,
+        em_on_eval_features: args.em_on_eval_features,
+        momentum_warmup: args.momentum_warmup,
+        projection_relu: args.projection_relu,
+        class_balanced: None,
+    }
+    .apply(&mut cfg)
+    .map_err(|e| match e {
+        GmmSegError::InvalidConfig { field, .. } => GmmSegError::input(
+            format!("--{}", field.replace('_', "-")),
+            format!(
+                "applies to --head gmmseg or gmmseg-ref only, not to --head {}",
+                args.head
+            ),
+        ),
+        e => e,
+    })?;
     if let Some(d) = args.decoder {
         cfg.net.decoder.kind = d;
     }

@@ -130,3 +130,72 @@ fn unknown_or_unavailable_datasets_and_other_configs_fail_with_one_line() {
         String::from_utf8_lossy(&st.stderr)
     );
 }
+
+/// The `gap` study's factors are `train` flags: they reach the saved configuration, and a
+/// mixture factor on the softmax head fails in one line naming the flag.
+#[test]
+fn gap_factor_flags_reach_the_config_and_are_refused_for_softmax() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let st = gmmseg()
+        .args([
+            "train",
+            "--dataset",
+            "toy",
+            "--head",
+            "gmmseg",
+            "--steps",
+            "2",
+            "--relative-var-floor",
+            "0.1",
+            "--learn-temperature",
+            "true",
+            "--log-prior",
+            "true",
+            "--momentum-warmup",
+            "true",
+            "--em-on-eval-features",
+            "true",
+            "--projection-relu",
+            "false",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let g = &cfg["head"];
+    assert_eq!(g["online"]["gmm"]["var_floor"], "relative");
+    assert_eq!(g["online"]["gmm"]["var_reg"].as_f64().unwrap() as f32, 0.1);
+    for k in ["learn_temperature", "log_prior", "em_on_eval_features"] {
+        assert_eq!(g[k], true, "{k}");
+    }
+    assert_eq!(g["online"]["momentum_warmup"], true);
+    assert_eq!(cfg["net"]["projection_relu"], false);
+
+    let st = gmmseg()
+        .args([
+            "train",
+            "--dataset",
+            "toy",
+            "--head",
+            "softmax",
+            "--log-prior",
+            "true",
+            "--out",
+        ])
+        .arg(dir.path().join("never"))
+        .output()
+        .unwrap();
+    assert!(!st.status.success());
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--log-prior"), "{err}");
+    assert!(!dir.path().join("never").join("checkpoint.json").exists());
+}
