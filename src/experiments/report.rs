@@ -810,6 +810,58 @@ fn claims_markdown_row(
 /// # Errors
 /// [`GmmSegError::File`] naming `path` for a missing, unreadable or malformed file.
 pub fn claims_markdown_from_csv(path: &std::path::Path) -> Result<String> {
+    claims_markdown_of_studies(path, &StudyFilter::All)
+}
+
+/// Which studies' claims a generated block shows: the marker's optional second word,
+/// `only=gap` or `except=gap` (comma-separated study names). The `gap` study's claims are
+/// per factor and many, so README gives them a block of their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StudyFilter {
+    /// Every study.
+    All,
+    /// These studies only.
+    Only(Vec<String>),
+    /// Every study but these.
+    Except(Vec<String>),
+}
+
+impl StudyFilter {
+    /// Parses `only=a,b` or `except=a,b` (`None`: every study).
+    ///
+    /// # Errors
+    /// [`GmmSegError::InvalidInput`] naming the claims block for another word.
+    pub fn parse(word: Option<&str>) -> Result<Self> {
+        let list = |v: &str| v.split(',').map(|s| s.trim().to_string()).collect();
+        match word {
+            None => Ok(StudyFilter::All),
+            Some(w) => match w.split_once('=') {
+                Some(("only", v)) => Ok(StudyFilter::Only(list(v))),
+                Some(("except", v)) => Ok(StudyFilter::Except(list(v))),
+                _ => Err(GmmSegError::input(
+                    "claims block",
+                    format!(
+                        "expected `only=STUDIES` or `except=STUDIES` after the path, got `{w}`"
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn keeps(&self, study: &str) -> bool {
+        match self {
+            StudyFilter::All => true,
+            StudyFilter::Only(v) => v.iter().any(|s| s == study),
+            StudyFilter::Except(v) => !v.iter().any(|s| s == study),
+        }
+    }
+}
+
+/// [`claims_markdown_from_csv`] with the claims of the studies `filter` keeps.
+///
+/// # Errors
+/// As [`claims_markdown_from_csv`].
+pub fn claims_markdown_of_studies(path: &std::path::Path, filter: &StudyFilter) -> Result<String> {
     use polars::prelude::{CsvReadOptions, DataType, SerReader};
     let bad = |e: String| GmmSegError::file(path, e);
     let df = CsvReadOptions::default()
@@ -842,6 +894,9 @@ pub fn claims_markdown_from_csv(path: &std::path::Path) -> Result<String> {
     );
     let mut s = String::from(CLAIMS_MARKDOWN_HEADER);
     for i in 0..df.height() {
+        if !filter.keeps(&study[i]) {
+            continue;
+        }
         let verdict = match verdict[i].as_str() {
             "reproduced" => Some(super::Verdict::Reproduced),
             "contradicted" => Some(super::Verdict::Contradicted),
@@ -863,8 +918,8 @@ pub fn claims_markdown_from_csv(path: &std::path::Path) -> Result<String> {
 }
 
 /// The opening marker of a generated claims block in a Markdown file:
-/// `<!-- claims: PATH -->`, PATH relative to the file's folder; the block ends at
-/// [`CLAIMS_BLOCK_END`].
+/// `<!-- claims: PATH -->` or `<!-- claims: PATH only=gap -->` ([`StudyFilter`]), PATH
+/// relative to the file's folder; the block ends at [`CLAIMS_BLOCK_END`].
 pub const CLAIMS_BLOCK_START: &str = "<!-- claims: ";
 /// The closing marker of a generated claims block.
 pub const CLAIMS_BLOCK_END: &str = "<!-- /claims -->";
@@ -885,17 +940,20 @@ pub fn update_claims_blocks(text: &str, base: &std::path::Path) -> Result<(Strin
         let close = after
             .find("-->")
             .ok_or_else(|| GmmSegError::input("claims block", "a marker without `-->`"))?;
-        let csv = after[..close].trim();
+        let spec = after[..close].trim();
+        let mut words = spec.split_whitespace();
+        let csv = words.next().unwrap_or("");
+        let filter = StudyFilter::parse(words.next())?;
         let marker_end = at + CLAIMS_BLOCK_START.len() + close + 3;
         let end = rest[marker_end..].find(CLAIMS_BLOCK_END).ok_or_else(|| {
             GmmSegError::input(
                 "claims block",
-                format!("`{CLAIMS_BLOCK_START}{csv} -->` has no `{CLAIMS_BLOCK_END}`"),
+                format!("`{CLAIMS_BLOCK_START}{spec} -->` has no `{CLAIMS_BLOCK_END}`"),
             )
         })?;
         out.push_str(&rest[..marker_end]);
         out.push('\n');
-        out.push_str(&claims_markdown_from_csv(&base.join(csv))?);
+        out.push_str(&claims_markdown_of_studies(&base.join(csv), &filter)?);
         rest = &rest[marker_end + end..];
         blocks += 1;
     }

@@ -243,3 +243,39 @@ fn the_claims_command_prints_updates_and_checks() {
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("<!-- /claims -->"));
 }
+
+/// A block's optional `only=` / `except=` word keeps the named studies' claims or drops them;
+/// any other word is refused by name.
+#[test]
+fn a_claims_block_can_keep_or_drop_studies() {
+    use gmmseg::experiments::report::{
+        claims_markdown_of_studies, update_claims_blocks, StudyFilter,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("claims.csv");
+    std::fs::write(
+        &csv,
+        "study,claim,metric,group,a_variant,a_param,b_variant,b_param,n,mean_diff,ci95,lower,upper,agree,verdict\n\
+         main_results,one,miou,val,gmmseg,,softmax,,2,0.1,0.2,-0.1,0.3,1,inconclusive\n\
+         gap,two,miou,val,log prior,,gmmseg,,2,0.1,0.2,-0.1,0.3,1,inconclusive\n",
+    )
+    .unwrap();
+    let rows = |f: &StudyFilter| {
+        let t = claims_markdown_of_studies(&csv, f).unwrap();
+        t.lines().count() - 2
+    };
+    assert_eq!(rows(&StudyFilter::All), 2);
+    assert_eq!(rows(&StudyFilter::parse(Some("only=gap")).unwrap()), 1);
+    assert_eq!(rows(&StudyFilter::parse(Some("except=gap")).unwrap()), 1);
+    let only = claims_markdown_of_studies(&csv, &StudyFilter::Only(vec!["gap".into()])).unwrap();
+    assert!(only.contains("| two |") && !only.contains("| one |"));
+    let text = "<!-- claims: claims.csv except=gap -->\nold\n<!-- /claims -->\n";
+    let (new, n) = update_claims_blocks(text, dir.path()).unwrap();
+    assert_eq!(n, 1);
+    assert!(new.contains("| one |") && !new.contains("| two |"));
+    let bad = "<!-- claims: claims.csv sometimes=gap -->\n<!-- /claims -->\n";
+    let err = update_claims_blocks(bad, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only=STUDIES"), "{err}");
+}
