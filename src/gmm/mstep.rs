@@ -336,8 +336,8 @@ fn floor_per_channel(moments: &Moments, floor: VarianceFloor) -> Vec<f64> {
 }
 
 /// Each channel's variance over all the weighted features behind `moments`, every
-/// component pooled (zero without mass): from E[x] = s + E[x−s] and
-/// E[x²] = E[(x−s)²] + 2s E[x−s] + s² per component.
+/// component pooled (zero without mass): from `E[x] = s + E[x−s]` and
+/// `E[x²] = E[(x−s)²] + 2s E[x−s] + s²` per component.
 pub fn pooled_variance(moments: &Moments) -> Vec<f64> {
     let (m, d) = moments.first.dim();
     let total: f64 = moments.mass.sum();
