@@ -750,12 +750,32 @@ mod tests {
         }
     }
 
+    /// One class, one component, D = 2, τ = 0.99, floor 1, a memory of 8 (the paper's EM).
+    fn one_class_config() -> OnlineConfig {
+        let mut memory = crate::gmm::MemoryConfig::paper();
+        memory.capacity = 8;
+        OnlineConfig {
+            gmm: GmmConfig {
+                components: 1,
+                dim: 2,
+                mean_momentum: 0.99,
+                var_momentum: 0.99,
+                var_reg: 1.0,
+                ..GmmConfig::paper(1)
+            },
+            memory,
+            em_source: EmSource::BatchAndMemory,
+            update_interval: 1,
+            warm_start: false,
+            momentum_warmup: false,
+        }
+    }
+
     /// With the warm-up, the first update moves a class 90% of the way to its estimate
     /// (τ_0 = 0.1) instead of 1% (τ = 0.99).
     #[test]
     fn warmup_makes_the_first_update_nearly_a_replacement() {
-        let mut cfg = crate::nn::head::GmmHeadConfig::paper(1).bind(1, 2).online;
-        cfg.memory.capacity = 8;
+        let cfg = one_class_config();
         let x = Array2::from_shape_vec((4, 2), vec![4.0f32, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
             .unwrap();
         let labels = [0u8; 4];
@@ -780,8 +800,7 @@ mod tests {
     /// share of 1.
     #[test]
     fn the_trace_records_the_floor_share() {
-        let mut cfg = crate::nn::head::GmmHeadConfig::paper(1).bind(1, 2).online;
-        cfg.memory.capacity = 8;
+        let cfg = one_class_config();
         let x = Array2::from_elem((4, 2), 4.0f32);
         let labels = [0u8; 4];
         let mut gmm = OnlineGmm::new(cfg, GmmParams::standard(1, 1, 2), 0).unwrap();
