@@ -202,9 +202,13 @@ pub fn metric_vs_parameter<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The most series whose bars [`grouped_bars`] labels with their means.
+pub const MAX_LABELLED_SERIES: usize = 10;
+
 /// Grouped bars: `categories` along x, one bar per series within each group, each with its
-/// 95% CI error bar and its mean written above. `series[k].1[g]` is series k in group g;
-/// `None` leaves a gap (a variant not run in that group).
+/// 95% CI error bar and its mean written above (up to [`MAX_LABELLED_SERIES`] series).
+/// `series[k].1[g]` is series k in group g; `None` leaves a gap (a variant not run in that
+/// group).
 pub fn grouped_bars<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     categories: &[&str],
@@ -298,7 +302,11 @@ pub fn grouped_bars<DB: DrawingBackend>(
                 5,
             )?;
         }
-        // the mean above its interval, or at the top of the axis when the interval is clipped
+        // the mean above its interval, or at the top of the axis when the interval is clipped;
+        // past ten series the labels would overlap their neighbours', so the table has them
+        if series.len() > MAX_LABELLED_SERIES {
+            continue;
+        }
         let top = hi - 0.005 * (hi - lo);
         chart.draw_series(bars.iter().map(|(gi, s)| {
             Text::new(

@@ -380,9 +380,9 @@ pub(crate) fn rgb(c: [u8; 3]) -> RGBColor {
 }
 
 /// Colours for series (curves, bars) of different models: colour-blind-safe (Okabe–Ito).
-/// The last four extend it for the studies with up to twelve variants (the one-knob
-/// flavours study has nine).
-pub const SERIES_COLORS: [RGBColor; 12] = [
+/// The last eight extend it for the studies with up to sixteen variants (the one-knob
+/// flavours study has nine, the `gap` study fourteen).
+pub const SERIES_COLORS: [RGBColor; 16] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -395,6 +395,10 @@ pub const SERIES_COLORS: [RGBColor; 12] = [
     RGBColor(140, 30, 30),
     RGBColor(90, 60, 150),
     RGBColor(110, 130, 40),
+    RGBColor(0, 80, 80),
+    RGBColor(255, 150, 150),
+    RGBColor(160, 110, 60),
+    RGBColor(170, 200, 255),
 ];
 
 /// The colour of the `i`-th series (cycling).
