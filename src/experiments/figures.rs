@@ -441,6 +441,21 @@ pub(in crate::experiments) fn reliability(
     })
 }
 
+/// Bar categories: the mIoU of each of `miou_splits`, then the AUROC of every anomaly split
+/// (the studies that set segmentation beside the density's anomaly score).
+fn miou_then_auroc<'a>(
+    miou_splits: &[&'a str],
+    anomaly_splits: &[&'a str],
+) -> Vec<(&'a str, &'static str, String)> {
+    let miou = miou_splits
+        .iter()
+        .map(|s| (*s, "miou", format!("{s} mIoU")));
+    let auroc = anomaly_splits
+        .iter()
+        .map(|s| (*s, "auroc", format!("{s} AUROC")));
+    miou.chain(auroc).collect()
+}
+
 /// The figures of `study`, built from its summary cells (bins averaged over seeds for the
 /// reliability diagrams). Figures whose cells are all missing (e.g. after a shard that ran
 /// none of them) are left out.
@@ -505,8 +520,7 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
             ));
         }
         Study::GenVsDisc => {
-            let mut cats = vec![("val", "miou", "val mIoU".to_string())];
-            cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));
+            let cats = miou_then_auroc(&["val"], &splits);
             let variants = distinct(rows, |r| Some(r.variant.as_str()));
             out.extend(bars(
                 study.name(),
@@ -518,11 +532,7 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
             ));
         }
         Study::Gap => {
-            let mut cats = vec![
-                ("tune", "miou", "tune mIoU".to_string()),
-                ("val", "miou", "val mIoU".to_string()),
-            ];
-            cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));
+            let cats = miou_then_auroc(&["tune", "val"], &splits);
             let variants = distinct(rows, |r| Some(r.variant.as_str()));
             out.extend(bars(
                 study.name(),
@@ -534,8 +544,7 @@ pub fn study_figures(study: Study, rows: &[SummaryRow]) -> Vec<StudyFigure> {
             ));
         }
         Study::Flavours => {
-            let mut cats = vec![("val", "miou", "val mIoU".to_string())];
-            cats.extend(splits.iter().map(|s| (*s, "auroc", format!("{s} AUROC"))));
+            let cats = miou_then_auroc(&["val"], &splits);
             let variants = distinct(rows, |r| Some(r.variant.as_str()));
             let on_path = |v: &&str| v.starts_with(super::CUMULATIVE_PREFIX);
             // one difference at a time

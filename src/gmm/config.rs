@@ -103,10 +103,10 @@ pub enum VarFloor {
     Absolute,
     /// `σ̂² + var_reg · v_d`, where `v_d` is channel d's variance over all the class's
     /// weighted features in the update (every component pooled). Why: the floor then has
-    /// the same meaning whatever the feature scale — an absolute 1.0 on batch-normalised
-    /// ReLU features, whose within-component variances are about 0.24 (measured, quick
-    /// SynthScapes), is four times the variance it floors and turns the mixture into a
-    /// nearest-mean classifier. `v_d` is bounded below by 1e-3 of its mean over channels
+    /// the same meaning whatever the feature scale — the quick profile's tuned absolute
+    /// floor makes up 86% of every variance of the trained head (`em_floor_share_mean` of
+    /// the `gap` study, `data/results/quick/synthscapes/gap_summary.csv`), which turns the
+    /// mixture into a nearest-mean classifier. `v_d` is bounded below by 1e-3 of its mean over channels
     /// and the floor by [`MIN_RELATIVE_FLOOR`], so a dead channel (all zeros) cannot make a
     /// variance vanish.
     Relative,

@@ -12,10 +12,11 @@ use gmmseg::experiments::{
     SOFTMAX_PREFIX,
 };
 use gmmseg::gmm::VarFloor;
-use gmmseg::nn::Params;
 use gmmseg::train::config::{GapFactors, HeadConfig, HeadKind, TrainConfig};
 use gmmseg::train::trainer::Trainer;
 use gmmseg::GmmSegError;
+
+use crate::train_resume::{params_of, small_config};
 
 fn quick() -> gmmseg::experiments::ValidProfile {
     ExperimentProfile::quick().check().unwrap()
@@ -136,17 +137,8 @@ fn a_mixture_factor_is_refused_for_the_softmax_head_by_name() {
 }
 
 fn small_gmm_config(steps: usize, factors: &GapFactors) -> TrainConfig {
-    let mut c = TrainConfig::quick();
+    let mut c = small_config(steps);
     c.head = HeadConfig::preset(HeadKind::Gmmseg);
-    c.steps = steps;
-    c.batch_size = 4;
-    c.optim.warmup_steps = 2;
-    c.eval_every = 0;
-    c.checkpoint_every = 0;
-    c.net.backbone.widths = vec![8, 16, 16];
-    c.net.decoder.channels = 16;
-    c.net.decoder.aspp_channels = 8;
-    c.net.feature_dim = 16;
     factors.apply(&mut c).unwrap();
     c
 }
@@ -161,12 +153,6 @@ fn every_factor() -> GapFactors {
         projection_relu: Some(false),
         class_balanced: Some(true),
     }
-}
-
-fn params_of(t: &Trainer) -> Vec<(String, Vec<f32>)> {
-    let mut v = Vec::new();
-    t.model.visit(&mut |p| v.push((p.name.clone(), p.to_vec())));
-    v
 }
 
 #[test]

@@ -11,7 +11,8 @@ use gmmseg::train::config::{OptimizerKind, TrainConfig};
 use gmmseg::train::trainer::Trainer;
 use gmmseg::{GmmSegError, Result};
 
-fn small_config(steps: usize) -> TrainConfig {
+/// A small network for fast trainings (shared with `gap_factors`).
+pub(crate) fn small_config(steps: usize) -> TrainConfig {
     let mut c = TrainConfig::quick();
     c.steps = steps;
     c.batch_size = 4;
@@ -25,7 +26,8 @@ fn small_config(steps: usize) -> TrainConfig {
     c
 }
 
-fn params_of(t: &Trainer) -> Vec<(String, Vec<f32>)> {
+/// Every parameter by name, in visit order.
+pub(crate) fn params_of(t: &Trainer) -> Vec<(String, Vec<f32>)> {
     let mut v = Vec::new();
     t.model.visit(&mut |p| v.push((p.name.clone(), p.to_vec())));
     v

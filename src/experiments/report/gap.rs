@@ -41,19 +41,11 @@ fn variants(result: &StudyResult) -> Vec<String> {
         .chain(GAP_FACTORS.iter().map(|(n, _)| n.to_string()))
         .filter(|v| present(v))
         .collect();
-    out.extend(
-        result
-            .cells
-            .iter()
-            .map(|c| c.variant.clone())
-            .filter(|v| v.starts_with(SOFTMAX_PREFIX))
-            .fold(Vec::<String>::new(), |mut acc, v| {
-                if !acc.contains(&v) {
-                    acc.push(v);
-                }
-                acc
-            }),
-    );
+    for c in &result.cells {
+        if c.variant.starts_with(SOFTMAX_PREFIX) && !out.contains(&c.variant) {
+            out.push(c.variant.clone());
+        }
+    }
     out
 }
 
