@@ -31,7 +31,7 @@ use crate::experiments::{
 #[derive(Debug, Args)]
 pub struct AblateArgs {
     /// A study (main_results, anomaly, online_vs_posthoc, gen_vs_disc, em, components,
-    /// calibration, flavours, runtime), `all`, or `tuning` (the search on the tune split that
+    /// calibration, flavours, runtime, gap), `all`, or `tuning` (the search on the tune split that
     /// chooses the presets; not part of `all`: `--seeds` is then seeds per trial, default 1).
     pub study: String,
     /// Profile: quick (5–6 minutes per dataset on 2 cores with the default `--jobs`) or full

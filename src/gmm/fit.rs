@@ -8,6 +8,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::config::{Assignment, EStep, ValidGmmConfig};
 use super::estep::{harden, vanilla_responsibilities, EStepStats};
@@ -15,8 +16,9 @@ use super::labels::ClassIndex;
 use super::likelihood::own_class_log_likelihood;
 use super::mstep::{apply, estimate, Moments};
 use super::params::GmmParams;
+use super::simd::avx2_dispatch;
 use super::sinkhorn::sinkhorn;
-use super::vexp::exp_nonpositive_in_place;
+use super::vexp::exp_nonpositive;
 use crate::error::{check_finite, GmmSegError, Result};
 
 /// Options of a batch fit.
@@ -163,16 +165,30 @@ pub fn fit_with_progress(
     for _ in 0..opts.iterations {
         let mut total_ll = 0f64;
         let mut stats = EStepStats::default();
-        for (c, xc) in per_class.iter().enumerate() {
-            let (resp, ll_sum, class_stats) = e_step(xc.view(), &params, c, cfg);
+        // Classes are independent (class c's E- and M-step read and write only class c's
+        // parameters), so they run in parallel and are applied in class order: the same
+        // parameters as one class at a time. One task per class keeps its pixels in one
+        // core's cache and spares the hundreds of short fork-joins of its inner loops.
+        let outcomes: Vec<_> = per_class
+            .par_iter()
+            .enumerate()
+            .map(|(c, xc)| {
+                let (resp, ll_sum, class_stats) = e_step(xc.view(), &params, c, cfg);
+                let est = estimate(
+                    &Moments::accumulate(
+                        xc.view(),
+                        resp.view(),
+                        params.means.index_axis(Axis(0), c),
+                    ),
+                    cfg.variance_floor(),
+                    cfg.mean_estimator,
+                );
+                (resp, ll_sum, class_stats, est)
+            })
+            .collect();
+        for (c, (resp, ll_sum, class_stats, est)) in outcomes.into_iter().enumerate() {
             total_ll += ll_sum;
             stats = stats.merge(&class_stats);
-            let shift = params.means.index_axis(Axis(0), c).to_owned();
-            let est = estimate(
-                &Moments::accumulate(xc.view(), resp.view(), shift.view()),
-                cfg.variance_floor(),
-                cfg.mean_estimator,
-            );
             apply(
                 &mut params,
                 c,
@@ -261,33 +277,42 @@ fn sum_of_row_logsumexps(ll: ArrayView2<'_, f32>) -> f64 {
     let flat = ll.as_slice().expect("standard layout");
     let partials: Vec<f64> = flat
         .par_chunks(ROWS * m)
-        .map(|rows| {
-            let mut e = vec![0f64; rows.len()];
-            let mut max_sum = 0f64;
-            for (er, row) in e.chunks_exact_mut(m).zip(rows.chunks_exact(m)) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if max == f32::NEG_INFINITY || max.is_nan() {
-                    // log Σ exp(−∞) = −∞; NaN stays NaN (the caller checks the total)
-                    return max as f64;
-                }
-                max_sum += max as f64;
-                for (ej, &v) in er.iter_mut().zip(row) {
-                    *ej = v as f64 - max as f64;
-                }
-            }
-            exp_nonpositive_in_place(&mut e);
-            let mut log_sum = 0f64;
-            for group in e.chunks(LN_GROUP * m) {
-                let product: f64 = group
-                    .chunks_exact(m)
-                    .map(|r| r.iter().sum::<f64>())
-                    .product();
-                log_sum += product.ln();
-            }
-            max_sum + log_sum
-        })
+        .map(|rows| chunk_row_logsumexp_sum(rows, m))
         .collect();
     partials.iter().sum()
+}
+
+avx2_dispatch! {
+    /// One chunk's `Σ_n log Σ_m exp(ll_nm)` of [`sum_of_row_logsumexps`], on the widest
+    /// vector unit the processor has.
+    fn chunk_row_logsumexp_sum(rows: &[f32], m: usize) -> f64 => chunk_row_logsumexp_sum_generic
+}
+
+#[inline(always)]
+fn chunk_row_logsumexp_sum_generic(rows: &[f32], m: usize) -> f64 {
+    let mut e = Vec::with_capacity(rows.len());
+    let mut max_sum = 0f64;
+    for row in rows.chunks_exact(m) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY || max.is_nan() {
+            // log Σ exp(−∞) = −∞; NaN stays NaN (the caller checks the total)
+            return max as f64;
+        }
+        max_sum += max as f64;
+        e.extend(row.iter().map(|&v| v as f64 - max as f64));
+    }
+    for v in e.iter_mut() {
+        *v = exp_nonpositive(*v);
+    }
+    let mut log_sum = 0f64;
+    for group in e.chunks(LN_GROUP * m) {
+        let product: f64 = group
+            .chunks_exact(m)
+            .map(|r| r.iter().sum::<f64>())
+            .product();
+        log_sum += product.ln();
+    }
+    max_sum + log_sum
 }
 
 /// Rows whose `Σ_m exp(ll − max)` (each in [1, M]) are multiplied before one logarithm:

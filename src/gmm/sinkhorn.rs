@@ -27,7 +27,8 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use super::config::SinkhornConfig;
-use super::vexp::exp_nonpositive_in_place;
+use super::simd::avx2_dispatch;
+use super::vexp::{exp_nonpositive, exp_nonpositive_in_place};
 
 /// Rows per parallel chunk; fixed so that results do not depend on the thread count.
 const CHUNK: usize = 4096;
@@ -65,11 +66,7 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
             .as_slice()
             .expect("standard layout")
             .par_chunks(CHUNK * m)
-            .map(|c| {
-                c.iter()
-                    .filter(|v| v.is_finite())
-                    .fold(0f64, |a, &v| a.max((v as f64).abs()))
-            })
+            .map(largest_finite_magnitude)
             .reduce(|| 0.0, f64::max);
         if max_abs > 0.0 {
             scale /= max_abs;
@@ -84,15 +81,7 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
                 .expect("standard layout")
                 .par_chunks(CHUNK * m),
         )
-        .for_each(|(k, s)| {
-            for (kv, &sv) in k.iter_mut().zip(s) {
-                *kv = if sv.is_finite() {
-                    sv as f64 * scale
-                } else {
-                    f64::NEG_INFINITY
-                };
-            }
-        });
+        .for_each(|(k, s)| scale_costs(k, s, scale));
     let log_b = -(m as f64).ln();
     // Iteration 1's component step, from u = 0: v_m = log b − LSE_j log K_jm.
     let first_step = |col_lse: Vec<f64>| -> Vec<f64> {
@@ -107,7 +96,12 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
             })
             .collect()
     };
-    if max_row_spread(&log_k, m) <= EXP_DOMAIN_MAX_ROW_SPREAD {
+    // Rescaled costs lie in [−1/ε, 1/ε], so their rows spread at most 2/ε: within the
+    // exponential domain's bound whenever ε ≥ 0.01 (1e-9 of margin for the rounding of the
+    // scale), which spares the pass that measures it.
+    let spread_bounded =
+        cfg.rescale_cost && 2.0 / cfg.epsilon as f64 <= EXP_DOMAIN_MAX_ROW_SPREAD * (1.0 - 1e-9);
+    if spread_bounded || max_row_spread(&log_k, m) <= EXP_DOMAIN_MAX_ROW_SPREAD {
         let (k, row_max) = row_scaled_kernel(&log_k, n, m);
         let col_lse = column_logsumexp_from_kernel(&k, &row_max, m)
             .unwrap_or_else(|| column_logsumexp(&log_k, m));
@@ -115,6 +109,37 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
     } else {
         let v = first_step(column_logsumexp(&log_k, m));
         log_domain(&log_k, v, 0, n, m, cfg)
+    }
+}
+
+avx2_dispatch! {
+    /// The largest finite |S| of a chunk, as f64 (f32 → f64 is exact and monotone, so the
+    /// max is taken in f32, branch-free), on the widest vector unit the processor has.
+    fn largest_finite_magnitude(s: &[f32]) -> f64 => largest_finite_magnitude_generic
+}
+
+#[inline(always)]
+fn largest_finite_magnitude_generic(s: &[f32]) -> f64 {
+    s.iter().fold(0f32, |a, &v| {
+        let abs = v.abs();
+        a.max(if abs.is_finite() { abs } else { 0.0 })
+    }) as f64
+}
+
+avx2_dispatch! {
+    /// `log K = S · scale` of one chunk in f64, −∞ for a non-finite S (an impossible
+    /// assignment), on the widest vector unit the processor has.
+    fn scale_costs(k: &mut [f64], s: &[f32], scale: f64) => scale_costs_generic
+}
+
+#[inline(always)]
+fn scale_costs_generic(k: &mut [f64], s: &[f32], scale: f64) {
+    for (kv, &sv) in k.iter_mut().zip(s) {
+        *kv = if sv.is_finite() {
+            sv as f64 * scale
+        } else {
+            f64::NEG_INFINITY
+        };
     }
 }
 
@@ -127,23 +152,34 @@ fn row_scaled_kernel(log_k: &[f64], n: usize, m: usize) -> (Vec<f64>, Vec<f64>) 
     k.par_chunks_mut(CHUNK * m)
         .zip(row_max.par_chunks_mut(CHUNK))
         .zip(log_k.par_chunks(CHUNK * m))
-        .for_each(|((kc, mc), lc)| {
-            let rows = lc.len() / m;
-            for (j, (row, mx)) in lc.chunks_exact(m).zip(mc.iter_mut()).enumerate() {
-                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                *mx = max;
-                for (c, &x) in row.iter().enumerate() {
-                    // a row with no finite entry stays −∞: K = 0, Q = 0
-                    kc[c * rows + j] = if max > f64::NEG_INFINITY {
-                        x - max
-                    } else {
-                        f64::NEG_INFINITY
-                    };
-                }
-            }
-            exp_nonpositive_in_place(kc);
-        });
+        .for_each(|((kc, mc), lc)| chunk_row_scaled_kernel(kc, mc, lc, m));
     (k, row_max)
+}
+
+avx2_dispatch! {
+    /// One chunk of [`row_scaled_kernel`], on the widest vector unit the processor has.
+    fn chunk_row_scaled_kernel(kc: &mut [f64], mc: &mut [f64], lc: &[f64], m: usize)
+        => chunk_row_scaled_kernel_generic
+}
+
+#[inline(always)]
+fn chunk_row_scaled_kernel_generic(kc: &mut [f64], mc: &mut [f64], lc: &[f64], m: usize) {
+    let rows = lc.len() / m;
+    for (j, (row, mx)) in lc.chunks_exact(m).zip(mc.iter_mut()).enumerate() {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        *mx = max;
+        for (c, &x) in row.iter().enumerate() {
+            // a row with no finite entry stays −∞: K = 0, Q = 0
+            kc[c * rows + j] = if max > f64::NEG_INFINITY {
+                x - max
+            } else {
+                f64::NEG_INFINITY
+            };
+        }
+    }
+    for v in kc.iter_mut() {
+        *v = exp_nonpositive(*v);
+    }
 }
 
 /// Spread of the finite row maxima within which [`column_logsumexp_from_kernel`] holds:
@@ -167,21 +203,7 @@ fn column_logsumexp_from_kernel(k: &[f64], row_max: &[f64], m: usize) -> Option<
     let partials: Vec<Vec<f64>> = k
         .par_chunks(CHUNK * m)
         .zip(row_max.par_chunks(CHUNK))
-        .map(|(kc, mc)| {
-            // rows with no finite entry have K = 0; their weight is set to 0 as well
-            let mut w: Vec<f64> = mc
-                .iter()
-                .map(|&r| {
-                    if r.is_finite() {
-                        r - g
-                    } else {
-                        f64::NEG_INFINITY
-                    }
-                })
-                .collect();
-            exp_nonpositive_in_place(&mut w);
-            kc.chunks_exact(w.len()).map(|col| dot(col, &w)).collect()
-        })
+        .map(|(kc, mc)| chunk_weighted_column_sums(kc, mc, g))
         .collect();
     let mut sums = vec![0f64; m];
     for p in partials {
@@ -200,6 +222,32 @@ fn column_logsumexp_from_kernel(k: &[f64], row_max: &[f64], m: usize) -> Option<
             })
             .collect(),
     )
+}
+
+avx2_dispatch! {
+    /// One chunk's `Σ_j K_jm e^(rowmax_j − g)` of [`column_logsumexp_from_kernel`], on the
+    /// widest vector unit the processor has.
+    fn chunk_weighted_column_sums(kc: &[f64], mc: &[f64], g: f64) -> Vec<f64>
+        => chunk_weighted_column_sums_generic
+}
+
+#[inline(always)]
+fn chunk_weighted_column_sums_generic(kc: &[f64], mc: &[f64], g: f64) -> Vec<f64> {
+    // rows with no finite entry have K = 0; their weight is set to 0 as well
+    let mut w: Vec<f64> = mc
+        .iter()
+        .map(|&r| {
+            if r.is_finite() {
+                r - g
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect();
+    for v in w.iter_mut() {
+        *v = exp_nonpositive(*v);
+    }
+    kc.chunks_exact(w.len()).map(|col| dot(col, &w)).collect()
 }
 
 /// Largest spread of a row of log K (over its finite entries) for which the iterations run
@@ -302,6 +350,7 @@ fn exp_domain(
 }
 
 /// `1 / Σ_m K_jm b_m` for each row j of one column-major chunk of K (0 for a row of zeros).
+#[inline(always)]
 fn inverse_row_sums(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) {
     let rows = kc.len() / b.len();
     inv.clear();
@@ -316,8 +365,40 @@ fn inverse_row_sums(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) {
     }
 }
 
+avx2_dispatch! {
+    /// One chunk's part of [`scaled_column_sums`] (before the scale `b`), on the widest
+    /// vector unit the processor has: the iterations' only pass over K.
+    fn chunk_scaled_column_sums(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) -> Vec<f64>
+        => chunk_scaled_column_sums_generic
+}
+
+#[inline(always)]
+fn chunk_scaled_column_sums_generic(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) -> Vec<f64> {
+    inverse_row_sums(kc, b, inv);
+    kc.chunks_exact(inv.len())
+        .map(|col| dot(col, inv))
+        .collect()
+}
+
+avx2_dispatch! {
+    /// One chunk of [`scaled_plan`], on the widest vector unit the processor has.
+    fn chunk_scaled_plan(qc: &mut [f32], kc: &[f64], b: &[f64], inv: &mut Vec<f64>)
+        => chunk_scaled_plan_generic
+}
+
+#[inline(always)]
+fn chunk_scaled_plan_generic(qc: &mut [f32], kc: &[f64], b: &[f64], inv: &mut Vec<f64>) {
+    let m = b.len();
+    inverse_row_sums(kc, b, inv);
+    for (c, (col, &bm)) in kc.chunks_exact(inv.len()).zip(b).enumerate() {
+        for (j, (&kv, &iv)) in col.iter().zip(inv.iter()).enumerate() {
+            qc[j * m + c] = (kv * bm * iv) as f32;
+        }
+    }
+}
+
 /// `Σ_j x_j y_j` over eight partial sums (a single running sum would not vectorise).
-#[inline]
+#[inline(always)]
 fn dot(x: &[f64], y: &[f64]) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0f64; LANES];
@@ -341,12 +422,7 @@ fn dot(x: &[f64], y: &[f64]) -> f64 {
 fn scaled_column_sums(k: &[f64], b: &[f64], m: usize) -> Vec<f64> {
     let partials: Vec<Vec<f64>> = k
         .par_chunks(CHUNK * m)
-        .map_init(Vec::new, |inv, kc| {
-            inverse_row_sums(kc, b, inv);
-            kc.chunks_exact(inv.len())
-                .map(|col| dot(col, inv))
-                .collect()
-        })
+        .map_init(Vec::new, |inv, kc| chunk_scaled_column_sums(kc, b, inv))
         .collect();
     let mut sums = vec![0f64; m];
     for p in partials {
@@ -364,14 +440,7 @@ fn scaled_plan(k: &[f64], b: &[f64], n: usize, m: usize) -> Array2<f32> {
     let mut q = vec![0f32; n * m];
     q.par_chunks_mut(CHUNK * m)
         .zip(k.par_chunks(CHUNK * m))
-        .for_each_init(Vec::new, |inv, (qc, kc)| {
-            inverse_row_sums(kc, b, inv);
-            for (c, (col, &bm)) in kc.chunks_exact(inv.len()).zip(b).enumerate() {
-                for (j, (&kv, &iv)) in col.iter().zip(inv.iter()).enumerate() {
-                    qc[j * m + c] = (kv * bm * iv) as f32;
-                }
-            }
-        });
+        .for_each_init(Vec::new, |inv, (qc, kc)| chunk_scaled_plan(qc, kc, b, inv));
     Array2::from_shape_vec((n, m), q).expect("shape matches")
 }
 

@@ -323,3 +323,42 @@ fn bad_inputs_are_typed_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("class 1 has 1 pixel"), "{err}");
 }
+
+/// The batch fit runs its classes in parallel; any thread count must give the parameters,
+/// log-likelihoods and responsibilities of one thread, bit for bit.
+#[test]
+fn batch_fit_is_the_same_for_any_thread_count() {
+    let (x, y) = mixture_data(400, 11);
+    let labels = ClassIndex::new(y.iter().copied(), 2, "labels").unwrap();
+    let cfg = GmmConfig {
+        e_step: EStep::Sinkhorn(SinkhornConfig {
+            epsilon: 0.05,
+            iterations: 50,
+            rescale_cost: true,
+            tolerance: Some(1e-3),
+        }),
+        ..GmmConfig::batch_vanilla(2, 3, 4)
+    }
+    .check()
+    .unwrap();
+    let opts = FitOptions {
+        iterations: 4,
+        seed: 5,
+        init: None,
+    };
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| fit(x.view(), &labels, &cfg, &opts).unwrap())
+    };
+    let (p1, r1) = run(1);
+    for threads in [2, 3] {
+        let (p, r) = run(threads);
+        assert_eq!(p, p1, "{threads} threads: parameters");
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&r.mean_log_likelihood), bits(&r1.mean_log_likelihood));
+        assert_eq!(r.responsibilities, r1.responsibilities, "{threads} threads");
+    }
+}
