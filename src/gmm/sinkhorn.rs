@@ -638,6 +638,40 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// The shortcut of [`sinkhorn`]: rescaled costs, scaled as it scales them, never
+        /// spread a row by more than 2/ε, whatever their magnitude or impossible entries —
+        /// so skipping the measurement at ε ≥ 0.01 takes the branch the measurement would.
+        #[test]
+        fn rescaled_costs_spread_a_row_by_at_most_two_over_epsilon(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -1e30f32..1e30,
+                    -1.0f32..1.0,
+                    proptest::prelude::Just(f32::NEG_INFINITY),
+                    proptest::prelude::Just(f32::NAN),
+                ],
+                2..200,
+            ),
+            m in 1usize..6,
+            epsilon in 0.01f32..1.0,
+        ) {
+            let n = values.len() / m;
+            let own = &values[..n * m];
+            let max_abs = largest_finite_magnitude(own);
+            let mut scale = 1.0 / epsilon as f64;
+            if max_abs > 0.0 {
+                scale /= max_abs;
+            }
+            let mut log_k = vec![0f64; n * m];
+            scale_costs(&mut log_k, own, scale);
+            let spread = max_row_spread(&log_k, m);
+            proptest::prop_assert!(spread <= 2.0 / epsilon as f64 * (1.0 + 1e-12), "{spread}");
+            proptest::prop_assert!(spread <= EXP_DOMAIN_MAX_ROW_SPREAD);
+        }
+    }
+
+    proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// Raw costs at ε = 0.05 put far components thousands of nats below a pixel's best;
         /// the fused passes' plain column sums must still agree with the log domain.

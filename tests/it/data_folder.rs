@@ -202,3 +202,52 @@ fn exported_splits_read_back_identically() {
         );
     }
 }
+
+/// `scripts/data/fashion-scenes.sh` (README's folder dataset that no preset was tuned on)
+/// writes four splits that open as one folder dataset: Fashion-MNIST's ten classes plus
+/// background, garments labelled 1..=10, and MNIST digits as the anomalies.
+#[test]
+fn fashion_scenes_script_writes_a_folder_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fashion-scenes");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/data/fashion-scenes.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&root)
+        .env("GMMSEG_BIN", env!("CARGO_BIN_EXE_gmmseg"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("fashion-scenes.partial").exists());
+    let spec = format!("folder:{}", root.display());
+    let opts = DatasetOptions::default();
+    for (split, len) in [
+        ("train", 2000),
+        ("tune", 500),
+        ("val", 500),
+        ("anomaly", 500),
+    ] {
+        let ds = open_dataset(&spec, split, &opts).unwrap();
+        assert_eq!(ds.len(), len, "{split}");
+        let names = ds.class_names();
+        assert_eq!(names.len(), 11);
+        assert_eq!(
+            (names[0].as_str(), names[10].as_str()),
+            ("background", "Ankle boot")
+        );
+        let sample = ds.get(0).unwrap();
+        assert!(sample
+            .label
+            .iter()
+            .all(|&l| (l as usize) < names.len() || l == 255));
+        assert!(
+            sample.label.iter().any(|&l| (1..=10).contains(&l)),
+            "{split}: no garment"
+        );
+        assert_eq!(sample.anomaly.is_some(), split == "anomaly", "{split}");
+    }
+}
