@@ -16,7 +16,7 @@ use super::labels::ClassIndex;
 use super::likelihood::own_class_log_likelihood;
 use super::mstep::{apply, estimate, Moments};
 use super::params::GmmParams;
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 use super::sinkhorn::sinkhorn;
 use super::vexp::exp_nonpositive;
 use crate::error::{check_finite, GmmSegError, Result};
@@ -282,7 +282,7 @@ fn sum_of_row_logsumexps(ll: ArrayView2<'_, f32>) -> f64 {
     partials.iter().sum()
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One chunk's `Σ_n log Σ_m exp(ll_nm)` of [`sum_of_row_logsumexps`], on the widest
     /// vector unit the processor has.
     fn chunk_row_logsumexp_sum(rows: &[f32], m: usize) -> f64 => chunk_row_logsumexp_sum_generic

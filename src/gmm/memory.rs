@@ -217,7 +217,7 @@ impl FeatureMemory {
         data: Vec<Vec<f32>>,
         ptr: Vec<usize>,
     ) -> Result<Self> {
-        if slots == 0 || dim == 0 || data.len() % slots != 0 || data.len() != ptr.len() {
+        if slots == 0 || dim == 0 || !data.len().is_multiple_of(slots) || data.len() != ptr.len() {
             return Err(GmmSegError::input(
                 "memory",
                 "inconsistent queue count, slots or pointers",

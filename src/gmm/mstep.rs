@@ -53,32 +53,39 @@ fn accumulate_chunk(xc: &[f32], rc: &[f32], shift: &[f32], m: usize, d: usize) -
     let mut second = vec![0f64; m * d];
     let d = d.max(1);
     let rows = xc.len() / d;
+    let mut block_mass = vec![0f64; m];
+    let mut sums = vec![([0f32; TILE], [0f32; TILE]); m];
     for start in (0..rows).step_by(BLOCK) {
         let end = (start + BLOCK).min(rows);
         let xb = &xc[start * d..end * d];
         let rb = &rc[start * m..end * m];
         let pivot = &xb[..d];
-        for j in 0..m {
-            let mut block_mass = 0f64;
+        for (j, bm) in block_mass.iter_mut().enumerate() {
+            *bm = 0.0;
             for r in rb.iter().skip(j).step_by(m) {
-                block_mass += *r as f64;
+                *bm += *r as f64;
             }
-            mass[j] += block_mass;
-            let mut add = |at: usize, f: f32, q: f32| {
-                let (f, q) = (f as f64, q as f64);
-                let delta = pivot[at - j * d] as f64 - shift[at] as f64;
-                first[at] += f + delta * block_mass;
-                second[at] += q + delta * (2.0 * f + delta * block_mass);
-            };
-            for k in (0..d).step_by(TILE) {
-                if k + TILE <= d {
-                    let p: &[f32; TILE] = pivot[k..k + TILE].try_into().expect("tile");
-                    let (f, q) = tile_sums(xb, rb, d, m, j, k, p);
+            mass[j] += *bm;
+        }
+        // one channel's block sums moved to the shift and added to the chunk's totals
+        let mut add = |j: usize, at: usize, f: f32, q: f32| {
+            let (f, q) = (f as f64, q as f64);
+            let delta = pivot[at - j * d] as f64 - shift[at] as f64;
+            first[at] += f + delta * block_mass[j];
+            second[at] += q + delta * (2.0 * f + delta * block_mass[j]);
+        };
+        for k in (0..d).step_by(TILE) {
+            if k + TILE <= d {
+                let p: &[f32; TILE] = pivot[k..k + TILE].try_into().expect("tile");
+                tile_sums_all(xb, rb, d, m, k, p, &mut sums);
+                for (j, (f, q)) in sums.iter().enumerate() {
                     for l in 0..TILE {
-                        add(j * d + k + l, f[l], q[l]);
+                        add(j, j * d + k + l, f[l], q[l]);
                     }
-                } else {
-                    // the last channels when D is not a multiple of the tile
+                }
+            } else {
+                // the last channels when D is not a multiple of the tile
+                for j in 0..m {
                     for kk in k..d {
                         let (mut f, mut q) = (0f32, 0f32);
                         for (xr, rr) in xb.chunks_exact(d).zip(rb.chunks_exact(m)) {
@@ -87,7 +94,7 @@ fn accumulate_chunk(xc: &[f32], rc: &[f32], shift: &[f32], m: usize, d: usize) -
                             f += rd;
                             q += rd * diff;
                         }
-                        add(j * d + kk, f, q);
+                        add(j, j * d + kk, f, q);
                     }
                 }
             }
@@ -95,6 +102,51 @@ fn accumulate_chunk(xc: &[f32], rc: &[f32], shift: &[f32], m: usize, d: usize) -
     }
     (mass, first, second)
 }
+
+/// [`tile_sums`] of every component (`out[j]`), on AVX-512 a few components per pass over
+/// the block ([`tile_sums_group_avx512`]): the rows' distances to the pivot are then loaded
+/// and taken once for all of them.
+fn tile_sums_all(
+    xb: &[f32],
+    rb: &[f32],
+    d: usize,
+    m: usize,
+    k: usize,
+    s: &[f32; TILE],
+    out: &mut [([f32; TILE], [f32; TILE])],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::simd::has_avx512() {
+            let mut j0 = 0;
+            while j0 < m {
+                let group = &mut out[j0..(j0 + COMPONENT_GROUP).min(m)];
+                // SAFETY: the processor supports AVX-512 F and DQ, checked just above.
+                unsafe {
+                    match group.len() {
+                        5 => tile_sums_group_avx512::<5>(xb, rb, d, m, j0, k, s, group),
+                        4 => tile_sums_group_avx512::<4>(xb, rb, d, m, j0, k, s, group),
+                        3 => tile_sums_group_avx512::<3>(xb, rb, d, m, j0, k, s, group),
+                        2 => tile_sums_group_avx512::<2>(xb, rb, d, m, j0, k, s, group),
+                        _ => tile_sums_group_avx512::<1>(xb, rb, d, m, j0, k, s, group),
+                    }
+                }
+                j0 += group.len();
+            }
+            return;
+        }
+    }
+    for (j, o) in out.iter_mut().enumerate().take(m) {
+        *o = tile_sums(xb, rb, d, m, j, k, s);
+    }
+}
+
+/// Components per pass of [`tile_sums_group_avx512`]: two 512-bit sums of each of F and Q
+/// per component, twenty registers for five, beside the pivot and the two distances (of the
+/// thirty-two AVX-512 has; AVX2's sixteen hold one component's, hence its per-component
+/// [`tile_sums_avx2`]).
+#[cfg(target_arch = "x86_64")]
+const COMPONENT_GROUP: usize = 5;
 
 /// `Σ r(x−p)` and `Σ r(x−p)²` over a block's rows (`xb`: rows of D, `rb`: rows of M) for
 /// component `j` and the [`TILE`] channels from `k` around the pivot tile `s`, in f32.
@@ -185,6 +237,61 @@ unsafe fn tile_sums_avx2(
         _mm256_storeu_ps(second.as_mut_ptr().add(8 * v), q[v]);
     }
     (first, second)
+}
+
+/// [`tile_sums_avx2`] on 512-bit registers (the tile in two vectors), for components
+/// `j0 .. j0 + G` in one pass over the block: each row's `x − p` is loaded and subtracted
+/// once and weighted by each component's responsibility. A lane of each component's sums
+/// sees the same operations in the same order as in [`tile_sums_scalar`], so the results
+/// agree bit for bit (test).
+///
+/// # Safety
+/// The processor must support AVX-512 F and DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_sums_group_avx512<const G: usize>(
+    xb: &[f32],
+    rb: &[f32],
+    d: usize,
+    m: usize,
+    j0: usize,
+    k: usize,
+    s: &[f32; TILE],
+    out: &mut [([f32; TILE], [f32; TILE])],
+) {
+    use std::arch::x86_64::*;
+    const V: usize = TILE / 16;
+    let rows = rb.len() / m;
+    assert!(j0 + G <= m && out.len() >= G && k + TILE <= d && xb.len() >= rows * d);
+    let mut sv = [_mm512_setzero_ps(); V];
+    for (v, slot) in sv.iter_mut().enumerate() {
+        *slot = _mm512_loadu_ps(s.as_ptr().add(16 * v));
+    }
+    let mut f = [[_mm512_setzero_ps(); V]; G];
+    let mut q = [[_mm512_setzero_ps(); V]; G];
+    for i in 0..rows {
+        // in bounds: i·M + j0 + g < rows·M = rb.len(), i·D + k + TILE ≤ rows·D ≤ xb.len()
+        let p = xb.as_ptr().add(i * d + k);
+        let mut diff = [_mm512_setzero_ps(); V];
+        for (v, dv) in diff.iter_mut().enumerate() {
+            *dv = _mm512_sub_ps(_mm512_loadu_ps(p.add(16 * v)), sv[v]);
+        }
+        for g in 0..G {
+            let rv = _mm512_set1_ps(*rb.get_unchecked(i * m + j0 + g));
+            for v in 0..V {
+                let rd = _mm512_mul_ps(rv, diff[v]);
+                f[g][v] = _mm512_add_ps(f[g][v], rd);
+                q[g][v] = _mm512_add_ps(q[g][v], _mm512_mul_ps(rd, diff[v]));
+            }
+        }
+    }
+    for g in 0..G {
+        for v in 0..V {
+            _mm512_storeu_ps(out[g].0.as_mut_ptr().add(16 * v), f[g][v]);
+            _mm512_storeu_ps(out[g].1.as_mut_ptr().add(16 * v), q[g][v]);
+        }
+    }
 }
 
 /// Weighted sufficient statistics of one class, centred on a shift per component.
@@ -529,25 +636,41 @@ mod tests {
     /// The AVX2 and the scalar tile sums agree bit for bit (same operations per lane), on
     /// rows with zeros among the responsibilities.
     #[test]
-    fn tile_sums_avx2_equals_scalar_bit_for_bit() {
+    fn vector_tile_sums_equal_scalar_bit_for_bit() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (rows, m, d) = (BLOCK, 3, 2 * TILE + 5);
-        let x: Vec<f32> = (0..rows * d)
-            .map(|_| rng.gen_range(-2.0f32..5.0).max(0.0))
-            .collect();
-        let r: Vec<f32> = (0..rows * m)
-            .map(|_| if rng.gen_bool(0.3) { 0.0 } else { rng.gen() })
-            .collect();
-        let s: Vec<f32> = (0..TILE).map(|l| 0.1 * l as f32).collect();
-        let s: &[f32; TILE] = s.as_slice().try_into().unwrap();
-        for j in 0..m {
-            for k in [0, TILE, d - TILE] {
-                let want = tile_sums_scalar(&x, &r, d, m, j, k, s);
-                let got = tile_sums(&x, &r, d, m, j, k, s);
-                let bits = |a: &[f32; TILE]| a.map(f32::to_bits);
-                assert_eq!(bits(&got.0), bits(&want.0));
-                assert_eq!(bits(&got.1), bits(&want.1));
+        // M = 11: two groups of five components and one of one on AVX-512
+        for m in [1, 3, 5, 7, 11] {
+            let (rows, d) = (BLOCK, 2 * TILE + 5);
+            let x: Vec<f32> = (0..rows * d)
+                .map(|_| rng.gen_range(-2.0f32..5.0).max(0.0))
+                .collect();
+            let r: Vec<f32> = (0..rows * m)
+                .map(|_| if rng.gen_bool(0.3) { 0.0 } else { rng.gen() })
+                .collect();
+            let s: Vec<f32> = (0..TILE).map(|l| 0.1 * l as f32).collect();
+            let s: &[f32; TILE] = s.as_slice().try_into().unwrap();
+            for j in 0..m {
+                for k in [0, TILE, d - TILE] {
+                    let want = tile_sums_scalar(&x, &r, d, m, j, k, s);
+                    let bits = |a: &[f32; TILE]| a.map(f32::to_bits);
+                    let mut variants = vec![("dispatched", tile_sums(&x, &r, d, m, j, k, s))];
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        if std::arch::is_x86_feature_detected!("avx2") {
+                            // SAFETY: the processor supports AVX2, checked just above.
+                            variants
+                                .push(("AVX2", unsafe { tile_sums_avx2(&x, &r, d, m, j, k, s) }));
+                        }
+                    }
+                    let mut all = vec![([0f32; TILE], [0f32; TILE]); m];
+                    tile_sums_all(&x, &r, d, m, k, s, &mut all);
+                    variants.push(("all components at once", all[j]));
+                    for (name, got) in variants {
+                        assert_eq!(bits(&got.0), bits(&want.0), "{name}");
+                        assert_eq!(bits(&got.1), bits(&want.1), "{name}");
+                    }
+                }
             }
         }
     }

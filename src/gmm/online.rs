@@ -453,7 +453,7 @@ impl OnlineGmm {
     /// One online update from a batch (see the module docs for the order of operations).
     pub fn update(&mut self, batch: &OnlineBatch<'_>) -> Result<UpdateReport> {
         let n = batch.features.nrows();
-        if batch.pixels_per_image == 0 || n % batch.pixels_per_image != 0 {
+        if batch.pixels_per_image == 0 || !n.is_multiple_of(batch.pixels_per_image) {
             return Err(GmmSegError::shape(
                 "pixels_per_image",
                 format!(
@@ -472,7 +472,9 @@ impl OnlineGmm {
         }
         let index = self.check_batch(batch.features, batch.labels)?;
         let mut report = UpdateReport::default();
-        let due = self.iteration % self.config.update_interval as u64 == 0;
+        let due = self
+            .iteration
+            .is_multiple_of(self.config.update_interval as u64);
 
         // 0. Warm start of classes seen for the first time.
         if self.config.warm_start {

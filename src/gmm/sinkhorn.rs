@@ -27,7 +27,7 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use super::config::SinkhornConfig;
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 use super::vexp::{exp_nonpositive, exp_nonpositive_in_place};
 
 /// Rows per parallel chunk; fixed so that results do not depend on the thread count.
@@ -112,7 +112,7 @@ pub fn sinkhorn(own_ll: ArrayView2<'_, f32>, cfg: &SinkhornConfig) -> SinkhornOu
     }
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// The largest finite |S| of a chunk, as f64 (f32 → f64 is exact and monotone, so the
     /// max is taken in f32, branch-free), on the widest vector unit the processor has.
     fn largest_finite_magnitude(s: &[f32]) -> f64 => largest_finite_magnitude_generic
@@ -126,7 +126,7 @@ fn largest_finite_magnitude_generic(s: &[f32]) -> f64 {
     }) as f64
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// `log K = S · scale` of one chunk in f64, −∞ for a non-finite S (an impossible
     /// assignment), on the widest vector unit the processor has.
     fn scale_costs(k: &mut [f64], s: &[f32], scale: f64) => scale_costs_generic
@@ -156,7 +156,7 @@ fn row_scaled_kernel(log_k: &[f64], n: usize, m: usize) -> (Vec<f64>, Vec<f64>) 
     (k, row_max)
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One chunk of [`row_scaled_kernel`], on the widest vector unit the processor has.
     fn chunk_row_scaled_kernel(kc: &mut [f64], mc: &mut [f64], lc: &[f64], m: usize)
         => chunk_row_scaled_kernel_generic
@@ -224,7 +224,7 @@ fn column_logsumexp_from_kernel(k: &[f64], row_max: &[f64], m: usize) -> Option<
     )
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One chunk's `Σ_j K_jm e^(rowmax_j − g)` of [`column_logsumexp_from_kernel`], on the
     /// widest vector unit the processor has.
     fn chunk_weighted_column_sums(kc: &[f64], mc: &[f64], g: f64) -> Vec<f64>
@@ -365,7 +365,7 @@ fn inverse_row_sums(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) {
     }
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One chunk's part of [`scaled_column_sums`] (before the scale `b`), on the widest
     /// vector unit the processor has: the iterations' only pass over K.
     fn chunk_scaled_column_sums(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) -> Vec<f64>
@@ -380,7 +380,7 @@ fn chunk_scaled_column_sums_generic(kc: &[f64], b: &[f64], inv: &mut Vec<f64>) -
         .collect()
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// One chunk of [`scaled_plan`], on the widest vector unit the processor has.
     fn chunk_scaled_plan(qc: &mut [f32], kc: &[f64], b: &[f64], inv: &mut Vec<f64>)
         => chunk_scaled_plan_generic

@@ -2,7 +2,7 @@
 //!
 //! The Sinkhorn E-step spends most of its time in exponentials of `x − max ≤ 0`; libm's `exp`
 //! is a scalar call (about 7 ns here, more on its underflow path). This one is branch-free
-//! arithmetic the compiler turns into AVX2 code over a slice: `e^x = 2^k · e^r` with
+//! arithmetic the compiler turns into AVX2 or AVX-512 code over a slice: `e^x = 2^k · e^r` with
 //! `k = round(x / ln 2)`, `|r| ≤ ln 2 / 2`, `e^r` by its degree-12 Taylor polynomial (relative
 //! error below 1e-15 on that interval), and `2^k` built in the exponent bits.
 
@@ -10,7 +10,7 @@
 /// every log-sum-exp pass contains, and beyond it `2^k` would leave the normal range.
 pub const FLUSH_BELOW: f64 = -700.0;
 
-use super::simd::avx2_dispatch;
+use super::simd::simd_dispatch;
 
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 split in a part exact in few bits and a remainder (Cody–Waite), so `x − k·ln 2` is
@@ -52,7 +52,7 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     }
 }
 
-avx2_dispatch! {
+simd_dispatch! {
     /// Replaces every `x ≤ 0` in `values` by `e^x` (see [`exp_nonpositive`]), on the widest
     /// vector unit the processor has.
     pub fn exp_nonpositive_in_place(values: &mut [f64]) => exp_in_place_generic

@@ -619,7 +619,7 @@ mod tests {
             4
         }
         fn get(&self, i: usize) -> Result<crate::data::Sample> {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 self.0.get(i / 2)
             } else {
                 self.1.get(i / 2)

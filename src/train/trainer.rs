@@ -422,7 +422,7 @@ impl Trainer {
             let last = self.step == cfg.steps;
             let mut eval = None;
             if let Some(val) = val {
-                if last || (cfg.eval_every > 0 && self.step % cfg.eval_every == 0) {
+                if last || (cfg.eval_every > 0 && self.step.is_multiple_of(cfg.eval_every)) {
                     // progress evaluations need no intervals
                     eval = Some(evaluate_with(
                         &mut self.model,
@@ -434,7 +434,8 @@ impl Trainer {
                     self.last_eval = eval.clone();
                 }
             }
-            if last || (cfg.checkpoint_every > 0 && self.step % cfg.checkpoint_every == 0) {
+            if last || (cfg.checkpoint_every > 0 && self.step.is_multiple_of(cfg.checkpoint_every))
+            {
                 self.save()?;
             }
             progress(&Progress {

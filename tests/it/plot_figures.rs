@@ -145,7 +145,7 @@ fn scene(h: usize, w: usize) -> (Array3<f32>, Array2<u8>, Array2<u8>, Array2<f32
             let (fy, fx) = (y as f32 / h as f32, x as f32 / w as f32);
             let (cls, rgb) = if fy < 0.3 {
                 (10u8, [0.45 + 0.3 * fy, 0.65, 0.95])
-            } else if fy < 0.55 && (fx * 7.0) as usize % 2 == 0 {
+            } else if fy < 0.55 && ((fx * 7.0) as usize).is_multiple_of(2) {
                 (2, [0.5, 0.45, 0.42])
             } else if fy < 0.55 {
                 (8, [0.2, 0.55, 0.2])
