@@ -132,9 +132,15 @@ impl ExperimentProfile {
     /// The full profile: 500 steps (3,000 on DigitScenes, see
     /// [`ExperimentProfile::dataset_steps`]), 200 validation and 300 images per anomaly
     /// split, 5 seeds (paired claims: two seeds decide nothing, t_{0.975,4} = 2.78), every M
-    /// in 1..=15, post-hoc fits on 256 images with 20 EM iterations. Measured on two cores
-    /// with the former code at 3 seeds: SynthScapes ≈ 1 hour; DigitScenes, at six times the
-    /// steps, about 1.5 hours per seed.
+    /// in 1..=15, post-hoc fits on 256 images with 20 EM iterations. DigitScenes keeps 3,000
+    /// steps: with the tuned learning rates both heads still gain 0.08–0.14 tune mIoU from
+    /// 1,500 to 3,000 (`data/results/full/tuning/step_budget.md`).
+    ///
+    /// Softmax and GMMSeg runs take the values the tuning study chose on the `tune` split of
+    /// both datasets with 24 trials per head (`data/results/full/tuning/chosen.json`,
+    /// `chosen.md`): softmax lr 0.035, weight decay 0.083; GMMSeg lr 0.048, weight decay
+    /// 0.025, τ 0.9984, variance floor 0.32, warm start. Measured wall times per study are in
+    /// `data/results/full/README.md`.
     pub fn full() -> Self {
         let mut train = TrainConfig::quick();
         train.steps = 500;

@@ -14,6 +14,9 @@ pub(super) fn presets(profile: &str) -> Option<TunedPresets> {
         // data/results/quick/tuning/chosen.json: softmax trial 6, GMMSeg trial 22 of
         // 24 each, mean tune mIoU over digitscenes and synthscapes
         "quick" => Some(quick()),
+        // data/results/full/tuning/chosen.json: softmax trial 23, GMMSeg trial 6 of
+        // 24 each, mean tune mIoU over digitscenes and synthscapes
+        "full" => Some(full()),
         _ => None,
     }
 }
@@ -32,6 +35,25 @@ fn quick() -> TunedPresets {
             weight_decay: 0.05263,
             momentum: Some(0.9903),
             var_reg: Some(2.461),
+            warm_start: Some(true),
+        },
+    }
+}
+
+fn full() -> TunedPresets {
+    TunedPresets {
+        softmax: TrialValues {
+            lr: 0.03504,
+            weight_decay: 0.08317,
+            momentum: None,
+            var_reg: None,
+            warm_start: None,
+        },
+        gmmseg: TrialValues {
+            lr: 0.04827,
+            weight_decay: 0.02455,
+            momentum: Some(0.9984),
+            var_reg: Some(0.3224),
             warm_start: Some(true),
         },
     }
