@@ -35,9 +35,9 @@ pub struct AblateArgs {
     /// chooses the presets; not part of `all`: `--seeds` is then seeds per trial, default 1).
     pub study: String,
     /// Profile: quick (5–6 minutes per dataset on 2 cores with the default `--jobs`) or full
-    /// (the reproduction, 5 seeds; measured with the former code at 3 seeds, about an hour for
-    /// SynthScapes and five for DigitScenes on 2 cores — `--shard K/N` and scripts/slurm/
-    /// spread it).
+    /// (the reproduction, 5 seeds; measured on 2 cores: 56 minutes for SynthScapes, and
+    /// DigitScenes, at six times the steps, about four to five hours — `--shard K/N` and
+    /// scripts/slurm/ spread it).
     /// `tiny` (seconds, meaningless numbers) exists for tests.
     #[arg(long, default_value = "quick")]
     pub profile: String,

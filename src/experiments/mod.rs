@@ -49,8 +49,8 @@
 //! `tiny` (tests: a few steps on 32×32 images, seconds), `quick` (`ablate all` on one dataset
 //! within ten minutes on two cores) and `full` (5 seeds — paired claims need them —, longer
 //! training, larger evaluation sets: 500 steps on SynthScapes, 3,000 on DigitScenes, whose
-//! softmax baseline needs that long to tell the digits apart). Measured at three seeds with
-//! the former code, the full profile took about one hour for SynthScapes and five for
+//! softmax baseline needs that long to tell the digits apart). Measured at five seeds on two
+//! cores, the full profile takes 56 minutes for SynthScapes and about four to five hours for
 //! DigitScenes (`data/results/full/README.md`), which `--shard K/N` spreads over machines.
 //!
 //! # Claims
