@@ -15,14 +15,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
 
-use gmmseg::experiments::{open_split, ExperimentProfile};
+use gmmseg::experiments::tuning::TUNED_HEADS;
+use gmmseg::experiments::{open_split, ExperimentProfile, NOT_WORSE_MARGIN};
 use gmmseg::train::config::HeadKind;
 use gmmseg::train::trainer::Trainer;
 use gmmseg::GmmSegError;
 
 /// Slack of the rule: a budget within this much tune mIoU of the best budget's counts as
-/// enough (0.02 is twice the "not worse" margin of the claims).
-const SLACK: f64 = 0.02;
+/// enough (twice the "not worse" margin of the claims, 0.02).
+const SLACK: f64 = 2.0 * NOT_WORSE_MARGIN;
 
 /// Columns of the CSV that `run` appends to and `choose` reads.
 const HEADER: &str = "dataset,head,seed,steps,tune_miou,tune_acc,tune_macc,wall_s\n";
@@ -54,16 +55,11 @@ fn run(args: &[String]) -> gmmseg::Result<()> {
             "run HEAD DATASET OUT.csv [STEPS,…] [SEEDS,…]",
         ));
     };
-    let head = match head.as_str() {
-        "softmax" => HeadKind::Softmax,
-        "gmmseg" => HeadKind::Gmmseg,
-        other => {
-            return Err(GmmSegError::input(
-                "HEAD",
-                format!("softmax or gmmseg, got `{other}`"),
-            ))
-        }
-    };
+    // the heads the tuning study tunes, by their command-line names
+    let head = <HeadKind as clap::ValueEnum>::from_str(head, false)
+        .ok()
+        .filter(|h| TUNED_HEADS.contains(h))
+        .ok_or_else(|| GmmSegError::input("HEAD", format!("softmax or gmmseg, got `{head}`")))?;
     let budgets: Vec<usize> = parse_list(rest.first(), &[300, 500, 1000, 1500, 3000], "STEPS");
     let seeds: Vec<u64> = parse_list(rest.get(1), &[1000, 1001], "SEEDS");
     // the full profile's network, schedule and evaluation sizes; the quick profile's tuned
@@ -156,15 +152,22 @@ fn choose(args: &[String]) -> gmmseg::Result<()> {
             .collect();
         println!("| {s} | {} |", cells.join(" | "));
     }
-    let enough = |s: usize| {
-        heads.iter().all(|h| {
-            let best = budgets
+    // each head's best mean tune mIoU over the budgets
+    let best: BTreeMap<&String, f64> = heads
+        .iter()
+        .map(|h| {
+            let b = budgets
                 .iter()
                 .filter_map(|b| by.get(&(h.clone(), *b)))
                 .map(|v| mean(v))
                 .fold(f64::NEG_INFINITY, f64::max);
+            (h, b)
+        })
+        .collect();
+    let enough = |s: usize| {
+        heads.iter().all(|h| {
             by.get(&(h.clone(), s))
-                .is_some_and(|v| mean(v) >= best - SLACK)
+                .is_some_and(|v| mean(v) >= best[h] - SLACK)
         })
     };
     match budgets.iter().find(|s| enough(**s)) {
