@@ -6,11 +6,14 @@
 mod fingerprint;
 
 fn main() {
-    let src = std::path::Path::new("src");
     println!("cargo:rerun-if-changed=src");
-    let files = fingerprint::covered_sources(src).expect("read src/ for the code fingerprint");
+    println!("cargo:rerun-if-changed={}", fingerprint::LOCK_ENTRY);
+    let files = fingerprint::covered_inputs(std::path::Path::new("."))
+        .expect("read src/ and Cargo.lock for the code fingerprint");
     for (path, _) in &files {
-        println!("cargo:rerun-if-changed=src/{path}");
+        if path != fingerprint::LOCK_ENTRY {
+            println!("cargo:rerun-if-changed=src/{path}");
+        }
     }
     println!(
         "cargo:rustc-env=GMMSEG_CODE_FINGERPRINT={}",

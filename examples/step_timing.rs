@@ -7,6 +7,11 @@
 
 use std::time::Instant;
 
+/// The command-line tool's allocator (`src/main.rs`), so that this times what `gmmseg train`
+/// and `gmmseg ablate` run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gmmseg::data::batch::{batch_plan, make_batch};
 use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::data::Dataset;

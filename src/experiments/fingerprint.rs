@@ -19,8 +19,11 @@
 //! and a trailing `#[cfg(test)] mod tests` block (unit tests) is cut off. Any other edit —
 //! one character of the EM code — changes the fingerprint.
 //!
-//! Not covered: the versions of dependencies (dfdx is pinned to 0.13.0 in `Cargo.toml`;
-//! `Cargo.lock` pins the rest).
+//! Besides the sources, the fingerprint covers the locked versions of the dependencies that
+//! compute numbers ([`NUMERIC_DEPENDENCIES`], read from `Cargo.lock`): moving `gemm` to a
+//! release with other micro-kernels changes the rounding of every product, hence every model,
+//! without one character of `src/` changing. Other dependencies (I/O, tables, figures, the
+//! command line) are left out, like the presentation code.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -108,6 +111,63 @@ pub fn covered_sources(src_dir: &Path) -> io::Result<Vec<(String, String)>> {
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Dependencies whose version can change a trained model or a metric: the tensor library,
+/// the matrix products under the convolutions and the likelihood (and their SIMD layer), and
+/// the random number generators behind data, initialisation and sampling.
+pub const NUMERIC_DEPENDENCIES: [&str; 10] = [
+    "dfdx",
+    "gemm",
+    "gemm-common",
+    "gemm-f32",
+    "pulp",
+    "rand",
+    "rand_chacha",
+    "rand_core",
+    "rand_distr",
+    "libm",
+];
+
+/// The path under which the locked versions enter the fingerprint, beside the sources.
+pub const LOCK_ENTRY: &str = "Cargo.lock";
+
+/// `name version` of every locked package named in [`NUMERIC_DEPENDENCIES`], one per line,
+/// sorted (a crate locked at two versions appears twice), from a `Cargo.lock`'s text.
+pub fn locked_numeric_versions(lock: &str) -> String {
+    let mut found = Vec::new();
+    let mut name: Option<&str> = None;
+    for line in lock.lines() {
+        let line = line.trim();
+        if line == "[[package]]" {
+            name = None;
+        } else if let Some(v) = line.strip_prefix("name = ") {
+            name = Some(v.trim_matches('"'));
+        } else if let Some(v) = line.strip_prefix("version = ") {
+            if let Some(n) = name.filter(|n| NUMERIC_DEPENDENCIES.contains(n)) {
+                found.push(format!("{n} {}", v.trim_matches('"')));
+            }
+        }
+    }
+    found.sort();
+    found.join("\n")
+}
+
+/// Everything the fingerprint covers for the crate at `root`: the covered files under
+/// `root/src` and, as [`LOCK_ENTRY`], the locked numeric versions of `root/Cargo.lock`
+/// ("unlocked" when there is none, as for a crate built inside another workspace).
+///
+/// # Errors
+/// I/O errors reading the tree or the lock file.
+pub fn covered_inputs(root: &Path) -> io::Result<Vec<(String, String)>> {
+    let mut files = covered_sources(&root.join("src"))?;
+    let lock = match std::fs::read_to_string(root.join(LOCK_ENTRY)) {
+        Ok(text) => locked_numeric_versions(&text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => "unlocked".to_string(),
+        Err(e) => return Err(e),
+    };
+    files.push((LOCK_ENTRY.to_string(), lock));
     Ok(files)
 }
 

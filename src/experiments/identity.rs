@@ -47,13 +47,14 @@ pub fn code_fingerprint() -> &'static str {
     env!("GMMSEG_CODE_FINGERPRINT")
 }
 
-/// The fingerprint [`code_fingerprint`] would have for the sources under `src_dir` (the same
+/// The fingerprint [`code_fingerprint`] would have for the crate at `root`: its sources
+/// under `root/src` and the numeric dependencies locked in `root/Cargo.lock` (the same
 /// computation as `build.rs`).
 ///
 /// # Errors
-/// [`GmmSegError::Io`] when the tree cannot be read.
-pub fn fingerprint_of_tree(src_dir: &Path) -> Result<String> {
-    let files = fingerprint::covered_sources(src_dir).map_err(|e| GmmSegError::io(src_dir, e))?;
+/// [`GmmSegError::Io`] when the tree or the lock file cannot be read.
+pub fn fingerprint_of_crate(root: &Path) -> Result<String> {
+    let files = fingerprint::covered_inputs(root).map_err(|e| GmmSegError::io(root, e))?;
     Ok(fingerprint::fingerprint(&files))
 }
 
@@ -153,22 +154,25 @@ mod tests {
         assert_eq!(code_fingerprint().len(), 16);
     }
 
-    /// The build's fingerprint is the one computed over this checkout's `src/`, and editing
-    /// one line of the EM code changes it, while comments, formatting, unit tests and the
-    /// presentation code do not.
+    /// The build's fingerprint is the one computed over this checkout's `src/` and
+    /// `Cargo.lock`, and editing one line of the EM code changes it, while comments,
+    /// formatting, unit tests and the presentation code do not.
     #[test]
     fn one_changed_line_of_the_em_code_changes_the_fingerprint() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        assert_eq!(fingerprint_of_tree(&src).unwrap(), code_fingerprint());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(fingerprint_of_crate(root).unwrap(), code_fingerprint());
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&src, dir.path());
-        let base = fingerprint_of_tree(dir.path()).unwrap();
-        let online = dir.path().join("gmm/online.rs");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        copy_tree(&root.join("src"), &src);
+        std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
+        let base = fingerprint_of_crate(dir.path()).unwrap();
+        let online = src.join("gmm/online.rs");
         let text = std::fs::read_to_string(&online).unwrap();
         let edit = |from: &str, to: &str| {
             assert!(text.contains(from), "{from}");
             std::fs::write(&online, text.replacen(from, to, 1)).unwrap();
-            fingerprint_of_tree(dir.path()).unwrap()
+            fingerprint_of_crate(dir.path()).unwrap()
         };
         assert_ne!(edit("self.iteration += 1;", "self.iteration += 2;"), base);
         assert_eq!(edit("//! Online EM", "//! Online EM, edited"), base);
@@ -178,10 +182,39 @@ mod tests {
             base
         );
         std::fs::write(&online, &text).unwrap();
-        let plot = dir.path().join("plot/mod.rs");
+        let plot = src.join("plot/mod.rs");
         let p = std::fs::read_to_string(&plot).unwrap();
         std::fs::write(&plot, format!("{p}\nfn extra() {{}}\n")).unwrap();
-        assert_eq!(fingerprint_of_tree(dir.path()).unwrap(), base);
+        assert_eq!(fingerprint_of_crate(dir.path()).unwrap(), base);
+    }
+
+    /// Another locked version of a crate that computes numbers (the matrix products) changes
+    /// the fingerprint; another version of a presentation crate does not.
+    #[test]
+    fn the_locked_version_of_a_numeric_dependency_changes_the_fingerprint() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        copy_tree(&root.join("src"), &src);
+        let with_lock = |text: &str| {
+            std::fs::write(dir.path().join("Cargo.lock"), text).unwrap();
+            fingerprint_of_crate(dir.path()).unwrap()
+        };
+        let base = with_lock(&lock);
+        let bump = |name: &str| {
+            let at = lock
+                .find(&format!("name = \"{name}\"\nversion = \""))
+                .unwrap_or_else(|| panic!("{name} is locked"));
+            let version = at + format!("name = \"{name}\"\nversion = \"").len();
+            format!("{}9{}", &lock[..version], &lock[version..])
+        };
+        assert_ne!(with_lock(&bump("gemm")), base);
+        assert_ne!(with_lock(&bump("dfdx")), base);
+        assert_eq!(with_lock(&bump("polars")), base);
+        std::fs::remove_file(dir.path().join("Cargo.lock")).unwrap();
+        assert_ne!(fingerprint_of_crate(dir.path()).unwrap(), base);
     }
 
     fn copy_tree(from: &Path, to: &Path) {

@@ -108,7 +108,7 @@ pub mod tuning;
 
 pub use cache::{read_rows, runs_frame, write_csv_atomic as write_csv, write_rows_merged, RunRow};
 pub use figures::{study_figures, write_figures, FigureKind, StudyFigure};
-pub use identity::{code_fingerprint, dataset_slug, fingerprint_of_tree, model_key, RunIdentity};
+pub use identity::{code_fingerprint, dataset_slug, fingerprint_of_crate, model_key, RunIdentity};
 pub use jobs::default_jobs;
 pub use model::{BinRecord, ModelRecord};
 pub use profile::{open_split, EvalSettings, ExperimentProfile, ValidProfile};
