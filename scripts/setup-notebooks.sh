@@ -27,6 +27,28 @@ fi
 if ! "$venv/bin/jupyter" kernelspec list 2>/dev/null | grep -q "^ *rust "; then
   evcxr_jupyter --install >/dev/null
 fi
+# glibc's malloc gives every buffer above its mmap threshold fresh pages from the kernel and
+# hands them back on free, and one training step allocates dozens of such buffers: a step of
+# the default network took 31-32 ms under glibc's defaults and 17-18.5 ms with these two
+# settings, as fast as under mimalloc, the command line's allocator (examples/step_timing.rs
+# built without it, 2 threads, 6 December). The kernel, and the code it runs, inherit the
+# kernelspec's environment, so notebooks opened in JupyterLab get them too.
+spec=$("$venv/bin/jupyter" kernelspec list --json | "$venv/bin/python" -c \
+  'import json, sys; print(json.load(sys.stdin)["kernelspecs"]["rust"]["resource_dir"])')/kernel.json
+"$venv/bin/python" - "$spec" <<'PY' || { say "error: could not set the allocator settings in $spec"; exit 1; }
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    spec = json.load(f)
+want = {"MALLOC_MMAP_THRESHOLD_": "268435456", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+env = spec.setdefault("env", {})
+if any(env.get(k) != v for k, v in want.items()):
+    env.update(want)
+    with open(path + ".tmp", "w") as f:
+        json.dump(spec, f, indent=2)
+    import os
+    os.replace(path + ".tmp", path)
+PY
 # JupyterLab in this environment: no "get notified about Jupyter news?" pop-up (it asks to
 # reach the internet and covers the notebook on a first visit).
 overrides="$venv/share/jupyter/lab/settings/overrides.json"
