@@ -138,7 +138,7 @@ impl ExperimentProfile {
     ///
     /// Softmax and GMMSeg runs take the values the tuning study chose on the `tune` split of
     /// both datasets with 24 trials per head (`data/results/full/tuning/chosen.json`,
-    /// `chosen.md`): softmax lr 0.035, weight decay 0.083; GMMSeg lr 0.048, weight decay
+    /// `chosen.md`): softmax lr 0.026, weight decay 0.034; GMMSeg lr 0.048, weight decay
     /// 0.025, τ 0.9984, variance floor 0.32, warm start. Measured wall times per study are in
     /// `data/results/full/README.md`.
     pub fn full() -> Self {

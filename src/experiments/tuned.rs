@@ -43,8 +43,8 @@ fn quick() -> TunedPresets {
 fn full() -> TunedPresets {
     TunedPresets {
         softmax: TrialValues {
-            lr: 0.03504,
-            weight_decay: 0.08317,
+            lr: 0.02623,
+            weight_decay: 0.0336,
             momentum: None,
             var_reg: None,
             warm_start: None,
