@@ -161,11 +161,8 @@ mod tests {
     fn one_changed_line_of_the_em_code_changes_the_fingerprint() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         assert_eq!(fingerprint_of_crate(root).unwrap(), code_fingerprint());
-        let dir = tempfile::tempdir().unwrap();
+        let dir = copy_of_crate(root);
         let src = dir.path().join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        copy_tree(&root.join("src"), &src);
-        std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
         let base = fingerprint_of_crate(dir.path()).unwrap();
         let online = src.join("gmm/online.rs");
         let text = std::fs::read_to_string(&online).unwrap();
@@ -194,10 +191,7 @@ mod tests {
     fn the_locked_version_of_a_numeric_dependency_changes_the_fingerprint() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        copy_tree(&root.join("src"), &src);
+        let dir = copy_of_crate(root);
         let with_lock = |text: &str| {
             std::fs::write(dir.path().join("Cargo.lock"), text).unwrap();
             fingerprint_of_crate(dir.path()).unwrap()
@@ -215,6 +209,16 @@ mod tests {
         assert_eq!(with_lock(&bump("polars")), base);
         std::fs::remove_file(dir.path().join("Cargo.lock")).unwrap();
         assert_ne!(fingerprint_of_crate(dir.path()).unwrap(), base);
+    }
+
+    /// A scratch copy of what the fingerprint reads: `src/` and `Cargo.lock`.
+    fn copy_of_crate(root: &Path) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        copy_tree(&root.join("src"), &src);
+        std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
+        dir
     }
 
     fn copy_tree(from: &Path, to: &Path) {
