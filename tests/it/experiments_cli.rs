@@ -208,3 +208,48 @@ fn two_jobs_write_the_rows_of_one_job() {
     assert!(one.len() > 8, "{} rows", one.len());
     assert_eq!(one, two);
 }
+
+/// `scripts/reproduce.sh` (retrain a profile study by study after a code change) runs each
+/// study, assembles the claims with `--cache-only` while naming the command that made the
+/// rows, logs every command's wall time, and stops with the failing command's status.
+#[test]
+fn reproduce_script_runs_study_by_study_and_stops_on_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = |studies: &str| {
+        Command::new("bash")
+            .arg(format!("{root}/scripts/reproduce.sh"))
+            .args(["tiny", "synthscapes"])
+            .current_dir(root)
+            .env("GMMSEG", env!("CARGO_BIN_EXE_gmmseg"))
+            .env("GMMSEG_RESULTS_DIR", dir.path())
+            .env("STUDIES", studies)
+            .env("SKIP_TUNING", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run("main_results calibration");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(dir.path().join("tiny/reproduce.log")).unwrap();
+    for what in [
+        "tiny synthscapes main_results rc=0",
+        "tiny synthscapes calibration rc=0",
+        "tiny synthscapes cache-only rc=0",
+    ] {
+        assert!(log.contains(what), "{what} missing from {log}");
+    }
+    let claims = std::fs::read_to_string(dir.path().join("tiny/synthscapes/claims.md")).unwrap();
+    assert!(
+        claims.contains("`gmmseg ablate all --profile tiny --dataset synthscapes`. Rows of code"),
+        "{claims}"
+    );
+    let out = run("main_results nosuch gap");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'tiny synthscapes nosuch' failed"));
+    let log = std::fs::read_to_string(dir.path().join("tiny/reproduce.log")).unwrap();
+    assert!(!log.contains("synthscapes gap"), "{log}");
+}
