@@ -14,7 +14,7 @@ pub(super) fn presets(profile: &str) -> Option<TunedPresets> {
         // data/results/quick/tuning/chosen.json: softmax trial 6, GMMSeg trial 22 of
         // 24 each, mean tune mIoU over digitscenes and synthscapes
         "quick" => Some(quick()),
-        // data/results/full/tuning/chosen.json: softmax trial 23, GMMSeg trial 6 of
+        // data/results/full/tuning/chosen.json: softmax trial 11, GMMSeg trial 6 of
         // 24 each, mean tune mIoU over digitscenes and synthscapes
         "full" => Some(full()),
         _ => None,
