@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Retrains a whole profile after a code change, one command at a time, with a wall-time log:
-#   1. per dataset, the tuning study (`gmmseg ablate tuning`); it stops when the presets it
-#      chose differ from `src/experiments/tuned.rs` (update them and rebuild, then rerun with
-#      SKIP_TUNING=1);
+#   1. per dataset, the tuning study (`gmmseg ablate tuning`); then, with the default results
+#      folder, it stops when the choice differs from the presets in `src/experiments/tuned.rs`
+#      (the test that compares them; update them and rebuild, then rerun with SKIP_TUNING=1);
 #   2. per dataset, every study on its own, in the order of `ablate all` (a study's time is
 #      then that of the models it was the first to need);
 #   3. per dataset, `--cache-only` to assemble the tables, figures and claims;
@@ -49,25 +49,14 @@ step() {
   fi
 }
 
-# whether every value the tuning chose appears in the profile's preset function of tuned.rs
+# whether the presets this build carries (src/experiments/tuned.rs) are the committed choice:
+# the test that checks exactly that; for another results folder there is nothing committed
 presets_match() {
-  python3 - "$results/$profile/tuning/chosen.json" "$profile" <<'PY'
-import json, sys
-chosen, profile = sys.argv[1], sys.argv[2]
-source = open('src/experiments/tuned.rs').read()
-marker = f'fn {profile}('
-if marker not in source:
-    print(f'no presets for profile {profile} in tuned.rs: nothing to compare')
-    sys.exit(0)
-body = source[source.index(marker):]
-for head in json.load(open(chosen))['heads']:
-    for key, value in head['values'].items():
-        if value is None or isinstance(value, bool):
-            continue
-        if str(value) not in body:
-            print(f"tuning chose {head['head']} {key} = {value}, not in tuned.rs' {marker}")
-            sys.exit(1)
-PY
+  if [ "$results" != data/results ]; then
+    echo "reproduce.sh: results outside data/results: compare its tuning/chosen.json with src/experiments/tuned.rs yourself"
+    return 0
+  fi
+  cargo test --quiet --test it -- --exact experiments_tuning::profile_presets_equal_the_committed_choice
 }
 
 tuned=0
