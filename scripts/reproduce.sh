@@ -5,7 +5,8 @@
 #      (the test that compares them; update them and rebuild, then rerun with SKIP_TUNING=1);
 #   2. per dataset, every study on its own, in the order of `ablate all` (a study's time is
 #      then that of the models it was the first to need);
-#   3. per dataset, `--cache-only` to assemble the tables, figures and claims;
+#   3. per dataset, `--cache-only` to assemble the tables, figures and claims (whose file names
+#      the command that makes the rows, `gmmseg ablate all …`);
 #   4. with the default results folder, `gmmseg claims --update README.md`.
 # Every step is cached: rerunning the script resumes where it stopped.
 #
@@ -80,12 +81,7 @@ for dataset in "${datasets[@]}"; do
     fi
     step "$profile $dataset $study" ablate "$study" --profile "$profile" --dataset "$dataset" "${extra[@]}"
   done
-  marker=$(mktemp)
   step "$profile $dataset cache-only" ablate all --profile "$profile" --dataset "$dataset" --cache-only
-  # the claims file this wrote names the command that made its rows, not the assembling one
-  find "$results/$profile" -name claims.md -newer "$marker" \
-    -exec sed -i 's/ --cache-only`\. Rows of code/`. Rows of code/' {} +
-  rm -f "$marker"
 done
 
 if [ "$results" = data/results ] && [ -f README.md ]; then

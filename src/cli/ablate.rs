@@ -233,14 +233,15 @@ pub fn run(args: AblateArgs) -> Result<()> {
                 crate::experiments::code_fingerprint()
             ),
         };
+        // The command named is the one that makes these rows; `--cache-only` only assembles
+        // them (its missing runs read "not run" in the table), so it is not part of it.
         let text = format!(
-            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}{}{}`.{provenance}\n\nEach claim is decided on the paired per-seed differences A − B: their mean, a Student-t 95% CI, how many seeds agree in sign, and the verdict (reproduced: the CI lies on the claim's side of its margin — 0, or −0.01 mIoU for \"not worse\"; contradicted: on the other side; inconclusive: it straddles). The same numbers are in `claims.csv`.\n\n{}",
+            "# Claims of the paper on `{}` ({} profile)\n\nWritten by `gmmseg ablate all --profile {} --dataset {}{}`.{provenance}\n\nEach claim is decided on the paired per-seed differences A − B: their mean, a Student-t 95% CI, how many seeds agree in sign, and the verdict (reproduced: the CI lies on the claim's side of its margin — 0, or −0.01 mIoU for \"not worse\"; contradicted: on the other side; inconclusive: it straddles). The same numbers are in `claims.csv`.\n\n{}",
             args.dataset,
             args.profile,
             args.profile,
             args.dataset,
             args.seeds.map(|n| format!(" --seeds {n}")).unwrap_or_default(),
-            if args.cache_only { " --cache-only" } else { "" },
             crate::experiments::report::claims_markdown(&results)
         );
         std::fs::write(&path, text).map_err(|e| GmmSegError::io(&path, e))?;
