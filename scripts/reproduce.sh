@@ -7,7 +7,9 @@
 #      then that of the models it was the first to need);
 #   3. per dataset, `--cache-only` to assemble the tables, figures and claims (whose file names
 #      the command that makes the rows, `gmmseg ablate all …`);
-#   4. with the default results folder, `gmmseg claims --update README.md`.
+#   4. `gmmseg ablate prune`: the model records and trials of other code go (every record of
+#      this code stays, so every row just written keeps its model);
+#   5. with the default results folder, `gmmseg claims --update README.md`.
 # Every step is cached: rerunning the script resumes where it stopped.
 #
 # Usage: scripts/reproduce.sh PROFILE [DATASET ...]   (default datasets: synthscapes digitscenes)
@@ -83,6 +85,7 @@ for dataset in "${datasets[@]}"; do
   done
   step "$profile $dataset cache-only" ablate all --profile "$profile" --dataset "$dataset" --cache-only
 done
+step "$profile prune" ablate prune --profile "$profile"
 
 if [ "$results" = data/results ] && [ -f README.md ]; then
   step "claims --update README.md" claims --update README.md

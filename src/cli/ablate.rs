@@ -4,7 +4,9 @@
 //! ```text
 //! gmmseg ablate <study>|all|tuning --profile quick|full [--dataset synthscapes|digitscenes|folder:PATH]
 //!               [--seeds N] [--jobs N] [--force] [--shard K/N] [--cache-only]
+//! gmmseg ablate prune --profile quick|full [--results-dir DIR]
 //! ```
+//! `prune` removes the model records and tuning trials of other code (`cli::prune`).
 //! `--jobs N` trains N models at once, each on `threads / N` threads (default: one per
 //! thread, which measured fastest on two cores; the rows are those of `--jobs 1`).
 //! Files per study: `<study>.csv` (runs of every dataset, long format, the cache),
@@ -27,12 +29,16 @@ use crate::experiments::{
     StudyResult,
 };
 
+/// The dataset `ablate` runs on when `--dataset` is not given.
+pub const DEFAULT_DATASET: &str = "synthscapes";
+
 /// Arguments of `gmmseg ablate`.
 #[derive(Debug, Args)]
 pub struct AblateArgs {
     /// A study (main_results, anomaly, online_vs_posthoc, gen_vs_disc, em, components,
     /// calibration, flavours, runtime, gap), `all`, or `tuning` (the search on the tune split that
-    /// chooses the presets; not part of `all`: `--seeds` is then seeds per trial, default 1).
+    /// chooses the presets; not part of `all`: `--seeds` is then seeds per trial, default 1),
+    /// or `prune` (removes the profile's model records and trials of other code).
     pub study: String,
     /// Profile: quick (5–6 minutes per dataset on 2 cores with the default `--jobs`) or full
     /// (the reproduction, 5 seeds; measured on 2 cores: 56 minutes for SynthScapes, and
@@ -42,7 +48,7 @@ pub struct AblateArgs {
     #[arg(long, default_value = "quick")]
     pub profile: String,
     /// Dataset: synthscapes, digitscenes or folder:PATH.
-    #[arg(long, default_value = "synthscapes")]
+    #[arg(long, default_value = DEFAULT_DATASET)]
     pub dataset: String,
     /// Number of seeds (0..N); default: the profile's (quick 2, full 5).
     #[arg(long)]
@@ -78,7 +84,7 @@ pub struct AblateArgs {
 /// Where `ablate` writes: `--results-dir`, else `$GMMSEG_RESULTS_DIR`, else
 /// `./data/results` — under the directory the user is in, never the crate's own folder
 /// unless that is where they are.
-fn results_root(arg: Option<&std::path::Path>) -> std::path::PathBuf {
+pub(crate) fn results_root(arg: Option<&std::path::Path>) -> std::path::PathBuf {
     if let Some(d) = arg {
         return d.to_path_buf();
     }
@@ -135,6 +141,9 @@ fn print_result(r: &StudyResult) {
 pub fn run(args: AblateArgs) -> Result<()> {
     if args.study == "tuning" {
         return run_tuning(&args);
+    }
+    if args.study == "prune" {
+        return super::prune::run(&args, &results_root(args.results_dir.as_deref()));
     }
     let studies: Vec<Study> = if args.study == "all" {
         Study::ALL.to_vec()

@@ -13,6 +13,7 @@ pub mod claims;
 pub mod data;
 pub mod gmm;
 pub mod metrics;
+pub mod prune;
 pub mod train;
 
 /// gmmseg: generative semantic segmentation (GMMSeg) on a CPU.

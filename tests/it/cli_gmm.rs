@@ -1,27 +1,11 @@
 //! `gmmseg fit-gmm` and `gmmseg score` end to end, including every bad-input path.
 
 use std::path::Path;
-use std::process::Command;
 
+use super::cli::{gmmseg, p};
 use gmmseg::gmm::GmmParams;
 use ndarray::{Array1, Array2};
 use ndarray_npy::{write_npy, NpzReader};
-
-fn gmmseg(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gmmseg"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn p(dir: &Path, name: &str) -> String {
-    dir.join(name).display().to_string()
-}
 
 /// 3 classes in D = 3, two blobs each, as float64 features and int64 labels (some ignored).
 fn write_data(dir: &Path) {

@@ -1,19 +1,8 @@
 //! The `gmmseg data` command line: export, stats (--json) and preview, with the flags that
 //! the issue fixes as a contract.
 
+use super::cli::gmmseg;
 use std::process::Command;
-
-fn gmmseg(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gmmseg"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn export_then_stats_and_preview_of_the_export() {

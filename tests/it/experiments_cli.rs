@@ -239,6 +239,7 @@ fn reproduce_script_runs_study_by_study_and_stops_on_a_failure() {
         "tiny synthscapes main_results rc=0",
         "tiny synthscapes calibration rc=0",
         "tiny synthscapes cache-only rc=0",
+        "tiny prune rc=0",
     ] {
         assert!(log.contains(what), "{what} missing from {log}");
     }
@@ -252,4 +253,90 @@ fn reproduce_script_runs_study_by_study_and_stops_on_a_failure() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("'tiny synthscapes nosuch' failed"));
     let log = std::fs::read_to_string(dir.path().join("tiny/reproduce.log")).unwrap();
     assert!(!log.contains("synthscapes gap"), "{log}");
+}
+
+/// The `.json` files of a folder, sorted.
+fn json_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A copy of the JSON record at `from`, with `field` set to `value`, written to `to`.
+fn edited_copy(from: &std::path::Path, field: &str, value: &str, to: &std::path::Path) {
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(from).unwrap()).unwrap();
+    record[field] = serde_json::Value::String(value.into());
+    std::fs::write(to, serde_json::to_string(&record).unwrap()).unwrap();
+}
+
+#[test]
+fn prune_removes_other_codes_records_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["components", "--profile", "tiny"][..],
+        &["tuning", "--profile", "tiny"][..],
+    ] {
+        let out = ablate(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let res = dir.path().join("tiny");
+    let models = json_files(&res.join("models"));
+    let trials = json_files(&res.join("tuning/trials"));
+    assert!(!models.is_empty() && !trials.is_empty());
+    // another code's model (its key is not what this code gives its configuration), another
+    // code's trial, a file that does not parse, a write in progress
+    let old_model = res.join("models/00000000deadbeef.json");
+    edited_copy(&models[0], "key", "00000000deadbeef", &old_model);
+    let old_trial = res.join("tuning/trials/0000000000000old.json");
+    edited_copy(&trials[0], "code", "0123456789abcdef", &old_trial);
+    let broken = res.join("models/broken.json");
+    std::fs::write(&broken, "{\"key\": ").unwrap();
+    let partial = res.join("models/abc.json.tmp42");
+    std::fs::write(&partial, "{").unwrap();
+
+    let out = ablate(dir.path(), &["prune", "--profile", "tiny"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "removed 1 model records and 1 tuning trials of other code; kept {} and {}",
+            models.len(),
+            trials.len()
+        )) && stdout.contains("1 unreadable files left alone"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("broken.json"), "{stderr}");
+    assert!(!old_model.exists() && !old_trial.exists());
+    assert!(broken.exists() && partial.exists());
+    assert!(models.iter().chain(&trials).all(|p| p.exists()));
+    // what this code wrote is still served from the cache
+    let again = ablate(dir.path(), &["components", "--profile", "tiny"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 models trained"));
+
+    for (args, named) in [
+        (&["prune", "--profile", "tiny", "--jobs", "2"][..], "--jobs"),
+        (
+            &["prune", "--profile", "tiny", "--dataset", "digitscenes"][..],
+            "--dataset",
+        ),
+        (&["prune", "--profile", "quick"][..], "--profile"),
+        (&["prune", "--profile", "nosuch"][..], "nosuch"),
+    ] {
+        let out = ablate(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(named),
+            "{args:?}: {stderr}"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 mod architecture;
 mod bad_input_corpus;
+mod cli;
 mod cli_gmm;
 mod data_batch;
 mod data_cli;

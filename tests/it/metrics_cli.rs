@@ -1,26 +1,8 @@
 //! The `gmmseg metrics` command line: fixed flags and JSON keys, run on NumPy files.
 
-use std::path::Path;
-use std::process::Command;
-
+use super::cli::{gmmseg, p};
 use gmmseg::io::npy::write_npy;
 use ndarray::{array, Array1};
-
-fn gmmseg(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gmmseg"))
-        .args(args)
-        .output()
-        .expect("runs the binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn p(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
-}
 
 #[test]
 fn seg_json_keys_and_values() {
