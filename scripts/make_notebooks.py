@@ -301,14 +301,17 @@ NOTEBOOKS = {
             "what inference sees, instead of the training forward's dropout and batch "
             "statistics;\n"
             "- **a bias-corrected momentum warm-up** τ_t = min(τ, (1 + t)/(10 + t)) "
-            "(`OnlineConfig::momentum_warmup`).\n\n"
+            "(`OnlineConfig::momentum_warmup`);\n"
+            "- **the memory pre-filled** before the first EM update "
+            "(`OnlineConfig::prefill_batches`): the schedule's first 4 batches, seen by the "
+            "initial network in evaluation mode, fill the queues, so the first update does "
+            "not fit one batch alone (the authors' code has an unused runner for this).\n\n"
             "The projection and sampler factors apply to the softmax baseline too "
             "(`softmax + …` rows), so that a factor that helps segmentation in general is not "
             "mistaken for one that closes the gap. A factor is **kept** only if it raises the "
             "mean tune mIoU; val and the anomaly splits report. Beside every mIoU difference "
             "stand the likelihood's anomaly AUROC and the ECE, both against the softmax "
-            "baseline, so that a gain bought with the density's quality shows. Not here: "
-            "pre-filling the memory before the first update (the authors' unused runner)."
+            "baseline, so that a gain bought with the density's quality shows."
         ),
         *study_cells(
             "Gap",

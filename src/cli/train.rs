@@ -92,6 +92,10 @@ pub struct TrainArgs {
     /// GMM heads: momentum warm-up τ_t = min(τ, (1 + t)/(10 + t)) (default: off).
     #[arg(long)]
     pub momentum_warmup: Option<bool>,
+    /// GMM heads: batches whose features fill the memory before the first EM update
+    /// (default: 0, none).
+    #[arg(long)]
+    pub prefill_batches: Option<usize>,
     /// The ReLU after the network's projection to D (default: on).
     #[arg(long)]
     pub projection_relu: Option<bool>,
@@ -278,6 +282,7 @@ pub fn train(args: TrainArgs) -> Result<()> {
         log_prior: args.log_prior,
         em_on_eval_features: args.em_on_eval_features,
         momentum_warmup: args.momentum_warmup,
+        prefill_batches: args.prefill_batches,
         projection_relu: args.projection_relu,
         class_balanced: None,
     }

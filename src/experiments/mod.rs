@@ -120,7 +120,7 @@ pub use runner::{
 pub use schema::*;
 pub use studies::{
     specs_for, Measurement, RunSpec, Study, CUMULATIVE_PREFIX, FLAVOUR_STEPS, GAP_FACTORS,
-    GAP_SHARED_FACTORS, SOFTMAX_PREFIX,
+    GAP_PREFILL_BATCHES, GAP_SHARED_FACTORS, SOFTMAX_PREFIX,
 };
 pub use summary::{
     claims_csv_frame, decide_paired, evaluate_claims, summarize_rows, summarize_runs,

@@ -76,6 +76,19 @@ pub struct OnlineConfig {
     /// when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub momentum_warmup: bool,
+    /// Batches whose features fill the memory before the first update (0: none, the
+    /// default of both flavours). The trainer passes them through [`OnlineGmm::prefill`],
+    /// which enqueues as an update would and fits nothing, so that the first EM update
+    /// sees a memory of real features instead of one batch (paper flavour: empty queues) or
+    /// random unit vectors (reference code). The authors' code has a runner for this that no
+    /// config uses; a factor of the `gap` study. Left out of the JSON when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prefill_batches: usize,
+}
+
+/// Whether a count is 0 (serde: leave the field out).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The momentum of a class's `t`-th update (0-based) under the warm-up of
@@ -395,6 +408,60 @@ impl OnlineGmm {
             .collect()
     }
 
+    /// Fills the memory from `batch` as [`OnlineGmm::update`] would enqueue it (the same
+    /// sampling, each pixel in its E-step component's queue under the current parameters),
+    /// without fitting anything: parameters, update counts, the iteration and the trace stay
+    /// as they are ([`OnlineConfig::prefill_batches`]). Returns the features enqueued.
+    ///
+    /// # Errors
+    /// As [`OnlineGmm::update`]: shapes, labels, non-finite features.
+    pub fn prefill(&mut self, batch: &OnlineBatch<'_>) -> Result<usize> {
+        self.check_online_batch(batch)?;
+        let index = self.check_batch(batch.features, batch.labels)?;
+        let need_resp = self.config.memory.layout == MemoryLayout::PerComponent
+            || matches!(
+                self.config.memory.sampling,
+                Sampling::CorrectEvenlySpaced { .. }
+            );
+        let mut enqueued = 0;
+        for c in 0..index.per_class.len() {
+            let idx = &index.per_class[c];
+            if idx.is_empty() {
+                continue;
+            }
+            let resp = need_resp.then(|| {
+                let xc = gather_rows(batch.features, idx);
+                e_step(xc.view(), &self.params, c, &self.valid).0
+            });
+            enqueued += self.enqueue(c, idx, resp.as_ref(), batch);
+        }
+        Ok(enqueued)
+    }
+
+    /// The checks of a batch's shape that [`OnlineGmm::update`] and [`OnlineGmm::prefill`]
+    /// share: whole images, one correctness flag per pixel.
+    fn check_online_batch(&self, batch: &OnlineBatch<'_>) -> Result<()> {
+        let n = batch.features.nrows();
+        if batch.pixels_per_image == 0 || !n.is_multiple_of(batch.pixels_per_image) {
+            return Err(GmmSegError::shape(
+                "pixels_per_image",
+                format!(
+                    "{n} pixels are not a whole number of images of {} pixels",
+                    batch.pixels_per_image
+                ),
+            ));
+        }
+        if let Some(c) = batch.correct {
+            if c.len() != n {
+                return Err(GmmSegError::shape(
+                    "correct",
+                    format!("{} flags for {n} pixels", c.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Responsibilities of the valid pixels of each class present, under the current
     /// parameters and the configured E-step. The reference flavour's component-level loss
     /// takes its targets from here.
@@ -452,24 +519,7 @@ impl OnlineGmm {
 
     /// One online update from a batch (see the module docs for the order of operations).
     pub fn update(&mut self, batch: &OnlineBatch<'_>) -> Result<UpdateReport> {
-        let n = batch.features.nrows();
-        if batch.pixels_per_image == 0 || !n.is_multiple_of(batch.pixels_per_image) {
-            return Err(GmmSegError::shape(
-                "pixels_per_image",
-                format!(
-                    "{n} pixels are not a whole number of images of {} pixels",
-                    batch.pixels_per_image
-                ),
-            ));
-        }
-        if let Some(c) = batch.correct {
-            if c.len() != n {
-                return Err(GmmSegError::shape(
-                    "correct",
-                    format!("{} flags for {n} pixels", c.len()),
-                ));
-            }
-        }
+        self.check_online_batch(batch)?;
         let index = self.check_batch(batch.features, batch.labels)?;
         let mut report = UpdateReport::default();
         let due = self
@@ -770,7 +820,53 @@ mod tests {
             update_interval: 1,
             warm_start: false,
             momentum_warmup: false,
+            prefill_batches: 0,
         }
+    }
+
+    /// The rows of `x` as one image whose every pixel is of class 0.
+    fn one_image_of_class_0(x: &Array2<f32>) -> OnlineBatch<'_> {
+        const CLASS_0: [u8; 64] = [0; 64];
+        OnlineBatch {
+            features: x.view(),
+            labels: &CLASS_0[..x.nrows()],
+            pixels_per_image: x.nrows(),
+            correct: None,
+        }
+    }
+
+    /// The pre-fill enqueues what an update would and fits nothing; the update after it
+    /// reads the pre-filled memory.
+    #[test]
+    fn prefill_enqueues_and_fits_nothing() {
+        let x = Array2::from_shape_vec((4, 2), vec![4.0f32, 4.0, 3.0, 5.0, 5.0, 3.0, 4.0, 4.0])
+            .unwrap();
+        let batch = one_image_of_class_0(&x);
+        let fresh = || OnlineGmm::new(one_class_config(), GmmParams::standard(1, 1, 2), 0).unwrap();
+        let mut gmm = fresh();
+        assert_eq!(gmm.prefill(&batch).unwrap(), 4);
+        let untouched = fresh();
+        assert_eq!(gmm.params, untouched.params);
+        assert_eq!((gmm.iteration, gmm.class_updates.clone()), (0, vec![0]));
+        assert_eq!(gmm.memory.len(0, 0), 4);
+        let y = Array2::from_shape_vec((4, 2), vec![0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+            .unwrap();
+        let next = OnlineBatch {
+            features: y.view(),
+            ..batch
+        };
+        let mut plain = fresh();
+        plain.update(&next).unwrap();
+        gmm.update(&next).unwrap();
+        assert_eq!(gmm.iteration, 1);
+        // the estimate averages the batch with the pre-filled features (mean 4, 4)
+        assert!(gmm.params.means[[0, 0, 0]] > plain.params.means[[0, 0, 0]]);
+        // a batch of another shape is refused as by `update`
+        let odd = OnlineBatch {
+            pixels_per_image: 3,
+            ..batch
+        };
+        assert!(fresh().prefill(&odd).is_err());
     }
 
     /// With the warm-up, the first update moves a class 90% of the way to its estimate
@@ -780,13 +876,7 @@ mod tests {
         let cfg = one_class_config();
         let x = Array2::from_shape_vec((4, 2), vec![4.0f32, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])
             .unwrap();
-        let labels = [0u8; 4];
-        let batch = OnlineBatch {
-            features: x.view(),
-            labels: &labels,
-            pixels_per_image: 4,
-            correct: None,
-        };
+        let batch = one_image_of_class_0(&x);
         let moved = |warmup: bool| {
             let mut c = cfg.clone();
             c.momentum_warmup = warmup;

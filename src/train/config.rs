@@ -417,6 +417,9 @@ pub struct GapFactors {
     /// The bias-corrected momentum warm-up (`OnlineConfig::momentum_warmup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub momentum_warmup: Option<bool>,
+    /// Batches that fill the memory before the first update (`OnlineConfig::prefill_batches`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_batches: Option<usize>,
     /// The ReLU after the projection (`NetConfig::projection_relu`); any head.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection_relu: Option<bool>,
@@ -453,6 +456,7 @@ impl GapFactors {
             ("log_prior", self.log_prior.is_some()),
             ("em_on_eval_features", self.em_on_eval_features.is_some()),
             ("momentum_warmup", self.momentum_warmup.is_some()),
+            ("prefill_batches", self.prefill_batches.is_some()),
         ];
         let kind = c.head.kind();
         let Some(g) = c.head.gmm_mut() else {
@@ -479,6 +483,9 @@ impl GapFactors {
         }
         if let Some(on) = self.momentum_warmup {
             g.online.momentum_warmup = on;
+        }
+        if let Some(n) = self.prefill_batches {
+            g.online.prefill_batches = n;
         }
         Ok(())
     }
@@ -967,6 +974,7 @@ mod tests {
                 update_interval: 1,
                 warm_start: false,
                 momentum_warmup: false,
+                prefill_batches: 0,
             },
             feature_norm: false,
             class_norm: false,
@@ -992,6 +1000,7 @@ mod tests {
                 update_interval: 5,
                 warm_start: false,
                 momentum_warmup: false,
+                prefill_batches: 0,
             },
             feature_norm: true,
             class_norm: true,

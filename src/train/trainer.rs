@@ -107,6 +107,17 @@ pub fn em_line(t: &crate::gmm::EmTrace) -> String {
 
 /// Whether any image of `ds` has a pixel whose label is not the ignore label (stops at the
 /// first one, so an ordinary dataset costs one image).
+/// Detached (B, D, H, W) features as one row per pixel, row `(b·h + y)·w + x`: what a
+/// head's no-gradient update reads.
+fn feature_rows(feats: &crate::ops::tensor::Act) -> Array2<f32> {
+    let (b, d, h, w) = *feats.shape();
+    Array2::from_shape_vec(
+        (b * h * w, d),
+        crate::ops::layout::nchw_to_rows(&to_host(feats), (b, d, h, w)),
+    )
+    .expect("shape matches")
+}
+
 fn has_labelled_pixel(ds: &dyn Dataset) -> Result<bool> {
     for i in 0..ds.len() {
         if ds
@@ -297,7 +308,7 @@ impl Trainer {
         let mut ctx = Ctx::train(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
         let feats = self.model.net.features(x.traced(grads), &mut ctx)?;
         let (feats, twin) = crate::nn::fork(feats);
-        let (b, d, h, w) = *twin.shape();
+        let (_, _, h, w) = *twin.shape();
         let labels_feat = resize_labels_nearest(&batch.labels, h, w);
         let loss = self.model.head.loss(
             feats,
@@ -323,11 +334,7 @@ impl Trainer {
             twin
         };
         let hw = h * w;
-        let rows = Array2::from_shape_vec(
-            (b * hw, d),
-            crate::ops::layout::nchw_to_rows(&to_host(&update_feats), (b, d, h, w)),
-        )
-        .expect("shape matches");
+        let rows = feature_rows(&update_feats);
         let labels_rows: Vec<u8> = labels_feat.iter().copied().collect();
         let step_features = StepFeatures {
             step: step + 1,
@@ -377,6 +384,30 @@ impl Trainer {
         })
     }
 
+    /// Fills the head's memory before the first step ([`Head::prefill`]) from the head's
+    /// `prefill_batches()` batches: the batches of steps 0, 1, … of the schedule, seen by
+    /// the initial network in evaluation mode (a training-mode forward would move the
+    /// batch-norm statistics before the first step). Nothing is trained or fitted.
+    fn prefill(&mut self, train: &dyn Dataset, sampler: &Sampler) -> Result<()> {
+        for k in 0..self.model.head.prefill_batches() {
+            let batch = make_batch(train, &sampler.plan(k)?)?;
+            let x = act_from_array(&self.dev, &batch.images);
+            let feats = self.model.net.features(x, &mut Ctx::eval())?;
+            let (_, _, h, w) = *feats.shape();
+            let labels: Vec<u8> = resize_labels_nearest(&batch.labels, h, w)
+                .iter()
+                .copied()
+                .collect();
+            self.model.head.prefill(&StepFeatures {
+                step: 0,
+                feats: &feature_rows(&feats),
+                labels: &labels,
+                pixels_per_image: h * w,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Trains until `config.steps`, evaluating on `val` and checkpointing as configured, and
     /// calling `progress` after every step.
     ///
@@ -405,6 +436,9 @@ impl Trainer {
         let start = Instant::now();
         let mut first_batch = true;
         let sampler = Sampler::new(train, cfg.sampler, cfg.batch_size, cfg.seed, cfg.flip)?;
+        if self.step == 0 {
+            self.prefill(train, &sampler)?;
+        }
         while self.step < cfg.steps {
             let batch = make_batch(train, &sampler.plan(self.step)?)?;
             // a first batch without a labelled pixel: is there one anywhere? (scanned only

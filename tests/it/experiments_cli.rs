@@ -302,6 +302,14 @@ fn prune_removes_other_codes_records_only() {
     std::fs::write(&broken, "{\"key\": ").unwrap();
     let partial = res.join("models/abc.json.tmp42");
     std::fs::write(&partial, "{").unwrap();
+    // another code's model that a study table still names stays
+    let named = res.join("models/00000000deadbee2.json");
+    edited_copy(&models[0], "key", "00000000deadbee2", &named);
+    let csv = res.join("components.csv");
+    let stem = models[0].file_stem().unwrap().to_string_lossy().to_string();
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert!(table.contains(&stem));
+    std::fs::write(&csv, table.replacen(&stem, "00000000deadbee2", 1)).unwrap();
 
     let out = ablate(dir.path(), &["prune", "--profile", "tiny"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -309,15 +317,16 @@ fn prune_removes_other_codes_records_only() {
     assert!(out.status.success(), "{stderr}");
     assert!(
         stdout.contains(&format!(
-            "removed 1 model records and 1 tuning trials of other code; kept {} and {}",
+            "removed 1 model records and 1 tuning trials of other code; kept {} and {} of code {}, 1 of other code that a table still names",
             models.len(),
-            trials.len()
+            trials.len(),
+            gmmseg::experiments::code_fingerprint()
         )) && stdout.contains("1 unreadable files left alone"),
         "{stdout}"
     );
     assert!(stderr.contains("broken.json"), "{stderr}");
     assert!(!old_model.exists() && !old_trial.exists());
-    assert!(broken.exists() && partial.exists());
+    assert!(broken.exists() && partial.exists() && named.exists());
     assert!(models.iter().chain(&trials).all(|p| p.exists()));
     // what this code wrote is still served from the cache
     let again = ablate(dir.path(), &["components", "--profile", "tiny"]);

@@ -8,8 +8,8 @@ use gmmseg::data::toy::{ToyShapes, ToySplit};
 use gmmseg::data::Dataset;
 use gmmseg::experiments::report::gap_tables;
 use gmmseg::experiments::{
-    specs_for, ExperimentProfile, ExperimentRunner, Study, GAP_FACTORS, GAP_SHARED_FACTORS,
-    SOFTMAX_PREFIX,
+    specs_for, ExperimentProfile, ExperimentRunner, Study, GAP_FACTORS, GAP_PREFILL_BATCHES,
+    GAP_SHARED_FACTORS, SOFTMAX_PREFIX,
 };
 use gmmseg::gmm::VarFloor;
 use gmmseg::train::config::{GapFactors, HeadConfig, HeadKind, TrainConfig};
@@ -83,6 +83,10 @@ fn every_gap_factor_reaches_the_configuration_it_names_and_nothing_else() {
         config("momentum warm-up"),
         edit(&|c| gmm(c).online.momentum_warmup = true)
     );
+    assert_eq!(
+        config("memory pre-filled"),
+        edit(&|c| gmm(c).online.prefill_batches = GAP_PREFILL_BATCHES)
+    );
     let mut s = softmax.clone();
     s.net.projection_relu = false;
     assert_eq!(config(&format!("{SOFTMAX_PREFIX}no projection ReLU")), s);
@@ -97,7 +101,7 @@ fn every_gap_factor_reaches_the_configuration_it_names_and_nothing_else() {
     let g = base.head.gmm().unwrap();
     assert_eq!(g.online.gmm.var_floor, VarFloor::Absolute);
     assert!(!g.learn_temperature && !g.log_prior && !g.em_on_eval_features);
-    assert!(!g.online.momentum_warmup);
+    assert!(!g.online.momentum_warmup && g.online.prefill_batches == 0);
 }
 
 #[test]
@@ -150,6 +154,7 @@ fn every_factor() -> GapFactors {
         log_prior: Some(true),
         em_on_eval_features: Some(true),
         momentum_warmup: Some(true),
+        prefill_batches: Some(2),
         projection_relu: Some(false),
         class_balanced: Some(true),
     }
@@ -224,6 +229,38 @@ fn em_on_eval_features_changes_the_mixture_not_the_step() {
     let (p_eval, m_eval) = run(true);
     assert_eq!(p_train, p_eval);
     assert_ne!(m_train, m_eval);
+}
+
+/// The pre-fill fits nothing: the first step's loss reads the same initial mixture with or
+/// without it, so the network after one step is the same bit for bit, while the mixture's
+/// first update saw the pre-filled memory and differs.
+#[test]
+fn prefill_fills_the_memory_and_fits_nothing() {
+    let train = ToyShapes::new(ToySplit::Train, 8, 32, 1).unwrap();
+    let run = |prefill: usize| {
+        let f = GapFactors {
+            prefill_batches: Some(prefill),
+            ..Default::default()
+        };
+        let cfg = small_gmm_config(1, &f);
+        let mut t = Trainer::new(cfg.check().unwrap(), 4).unwrap();
+        t.fit(&train, None, &mut |_| {}).unwrap();
+        let state = t.model.head.fitted_state();
+        let (_, lens) = state.get("gmm.memory_len").unwrap().clone();
+        let means = t.model.head.mixture().unwrap().means.clone();
+        (params_of(&t), means, lens.iter().sum::<f32>())
+    };
+    let (p_plain, m_plain, len_plain) = run(0);
+    let (p_filled, m_filled, len_filled) = run(2);
+    assert_eq!(p_plain, p_filled, "the pre-fill changed the network");
+    assert_ne!(
+        m_plain, m_filled,
+        "the first update did not see the pre-filled memory"
+    );
+    assert!(
+        len_filled > len_plain && len_plain > 0.0,
+        "{len_filled} vs {len_plain}"
+    );
 }
 
 #[test]

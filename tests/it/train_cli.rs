@@ -154,6 +154,8 @@ fn gap_factor_flags_reach_the_config_and_are_refused_for_softmax() {
             "true",
             "--momentum-warmup",
             "true",
+            "--prefill-batches",
+            "2",
             "--em-on-eval-features",
             "true",
             "--projection-relu",
@@ -177,6 +179,7 @@ fn gap_factor_flags_reach_the_config_and_are_refused_for_softmax() {
         assert_eq!(g[k], true, "{k}");
     }
     assert_eq!(g["online"]["momentum_warmup"], true);
+    assert_eq!(g["online"]["prefill_batches"], 2);
     assert_eq!(cfg["net"]["projection_relu"], false);
 
     let st = gmmseg()

@@ -114,6 +114,7 @@ impl GmmHeadConfig {
                 update_interval: 1,
                 warm_start: false,
                 momentum_warmup: false,
+                prefill_batches: 0,
             },
             feature_norm: false,
             class_norm: false,
@@ -153,6 +154,7 @@ impl GmmHeadConfig {
                 update_interval: 5,
                 warm_start: false,
                 momentum_warmup: false,
+                prefill_batches: 0,
             },
             feature_norm: true,
             class_norm: true,
@@ -346,6 +348,37 @@ impl GmmHead {
 
     /// [`GmmHead::scores`] without copying the class log-likelihoods when they are the
     /// logits (no class LayerNorm, the paper flavour): `None` stands for "same as class_ll".
+    /// What the online GMM reads of a step besides its labels: the rows in mixture space
+    /// (`None`: the step's rows as they are — the paper flavour has no feature transform, so
+    /// no copy), and, for the reference code's sampling only, which pixels the current
+    /// mixture classifies correctly.
+    fn update_inputs(&self, step: &StepFeatures<'_>) -> (Option<Array2<f32>>, Option<Vec<bool>>) {
+        let transformed = self
+            .feat_norm
+            .is_some()
+            .then(|| self.transform(step.feats.clone()));
+        let rows = transformed.as_ref().unwrap_or(step.feats);
+        let needs_correct = matches!(
+            self.config.online.memory.sampling,
+            crate::gmm::Sampling::CorrectEvenlySpaced { .. }
+        );
+        let correct: Option<Vec<bool>> = needs_correct.then(|| {
+            let (_, logits) = self.scores(rows.view());
+            logits
+                .axis_iter(Axis(0))
+                .zip(step.labels)
+                .map(|(row, &l)| {
+                    let best = row
+                        .iter()
+                        .enumerate()
+                        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+                    best == l as usize
+                })
+                .collect()
+        });
+        (transformed, correct)
+    }
+
     fn scores_lean(&self, rows: ArrayView2<'_, f32>) -> (Array2<f32>, Option<Array2<f32>>) {
         self.scores_from_components(self.table.compute(rows))
     }
@@ -499,32 +532,8 @@ impl Head for GmmHead {
     }
 
     fn after_step(&mut self, step: &StepFeatures<'_>) -> Result<()> {
-        // The paper flavour has no feature transform: use the step's rows without a copy.
-        let transformed = self
-            .feat_norm
-            .is_some()
-            .then(|| self.transform(step.feats.clone()));
+        let (transformed, correct) = self.update_inputs(step);
         let rows = transformed.as_ref().unwrap_or(step.feats);
-        // Only the reference code's sampling needs to know which pixels are classified
-        // correctly (by the pre-update GMM).
-        let needs_correct = matches!(
-            self.config.online.memory.sampling,
-            crate::gmm::Sampling::CorrectEvenlySpaced { .. }
-        );
-        let correct: Option<Vec<bool>> = needs_correct.then(|| {
-            let (_, logits) = self.scores(rows.view());
-            logits
-                .axis_iter(Axis(0))
-                .zip(step.labels)
-                .map(|(row, &l)| {
-                    let best = row
-                        .iter()
-                        .enumerate()
-                        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
-                    best == l as usize
-                })
-                .collect()
-        });
         self.gmm.update(&OnlineBatch {
             features: rows.view(),
             labels: step.labels,
@@ -535,6 +544,22 @@ impl Head for GmmHead {
         if let Some(p) = &mut self.prior {
             p.observe(step.labels);
         }
+        Ok(())
+    }
+
+    fn prefill_batches(&self) -> usize {
+        self.config.online.prefill_batches
+    }
+
+    fn prefill(&mut self, step: &StepFeatures<'_>) -> Result<()> {
+        let (transformed, correct) = self.update_inputs(step);
+        let rows = transformed.as_ref().unwrap_or(step.feats);
+        self.gmm.prefill(&OnlineBatch {
+            features: rows.view(),
+            labels: step.labels,
+            pixels_per_image: step.pixels_per_image,
+            correct: correct.as_deref(),
+        })?;
         Ok(())
     }
 

@@ -110,6 +110,19 @@ pub trait Head: Params + Send {
         Ok(())
     }
 
+    /// Batches the trainer passes to [`Head::prefill`] before the first step (the GMM heads'
+    /// `online.prefill_batches`). Default 0.
+    fn prefill_batches(&self) -> usize {
+        0
+    }
+
+    /// Hook before the first step, without gradient, once per prefill batch (features of
+    /// the initial network in evaluation mode, `step.step` = 0): fills the GMM heads'
+    /// memory without fitting. Default: nothing.
+    fn prefill(&mut self, _step: &StepFeatures<'_>) -> Result<()> {
+        Ok(())
+    }
+
     /// True when [`Head::after_step`] reads no trainable parameter (only the step's detached
     /// features and the head's fitted state), so that the trainer may run it during the
     /// backward pass with the same result. Default false: it runs after the optimiser step.
