@@ -298,6 +298,7 @@ fn prune_removes_other_codes_records_only() {
     edited_copy(&models[0], "key", "00000000deadbeef", &old_model);
     let old_trial = res.join("tuning/trials/0000000000000old.json");
     edited_copy(&trials[0], "code", "0123456789abcdef", &old_trial);
+    edited_copy(&old_trial, "key", "0000000000000old", &old_trial);
     let broken = res.join("models/broken.json");
     std::fs::write(&broken, "{\"key\": ").unwrap();
     let partial = res.join("models/abc.json.tmp42");

@@ -105,15 +105,15 @@ fn every_study_runs_and_shares_models_then_a_rerun_trains_nothing() {
             );
         }
     }
-    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 15 + 4 + 2 + 14);
+    assert_eq!(total_runs, 4 + 2 + 2 + 2 + 2 + 2 + 15 + 4 + 2 + 15);
     // Distinct models: main_results 4 (softmax/gmmseg × fcn/deeplab; deeplab ones are the
     // shared defaults), disc-gmm 1, em 3 new (sinkhorn L=1 is the default gmmseg),
     // components 2 (M = 1, 3; the default M = 5 is not in tiny), flavours 14 (τ = 0.999,
     // the six one-knob variants, the warm start, five new steps of the cumulative path —
     // its first step is the feature-norm knob's model —, reference code; "paper" is the
-    // default gmmseg), gap 12 (ten factors over GMMSeg, two over softmax; its `softmax` and
+    // default gmmseg), gap 13 (eleven factors over GMMSeg, two over softmax; its `softmax` and
     // `gmmseg` are the shared defaults).
-    assert_eq!(r.trained_models(), 36);
+    assert_eq!(r.trained_models(), 37);
 
     // A new runner on the same folder: every row from the CSV, no model trained.
     let mut again = runner(dir.path());

@@ -163,7 +163,8 @@ fn every_factor() -> GapFactors {
 #[test]
 fn a_gmm_head_with_every_factor_trains_and_resumes_to_the_same_bits() {
     let train = ToyShapes::new(ToySplit::Train, 10, 32, 1).unwrap();
-    let cfg = small_gmm_config(6, &every_factor());
+    let mut cfg = small_gmm_config(6, &every_factor());
+    cfg.checkpoint_every = 3;
     let dir_a = tempfile::tempdir().unwrap();
     let mut a = Trainer::new(cfg.clone().check().unwrap(), 4)
         .unwrap()
@@ -171,19 +172,21 @@ fn a_gmm_head_with_every_factor_trains_and_resumes_to_the_same_bits() {
         .unwrap();
     a.fit(&train, None, &mut |_| {}).unwrap();
 
+    // the same run, interrupted after its step-3 checkpoint (the pre-fill happened before
+    // step 0 and is in the checkpoint's memory), then resumed in a new trainer
     let dir_b = tempfile::tempdir().unwrap();
     let mut b = Trainer::new(cfg.clone().check().unwrap(), 4)
         .unwrap()
         .with_out_dir(dir_b.path())
         .unwrap();
-    let sampler =
-        gmmseg::data::batch::Sampler::new(&train, cfg.sampler, cfg.batch_size, cfg.seed, cfg.flip)
-            .unwrap();
-    for step in 0..3 {
-        let batch = make_batch(&train, &sampler.plan(step).unwrap()).unwrap();
-        b.train_step(&batch).unwrap();
-    }
-    b.save().unwrap();
+    let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        b.fit(&train, None, &mut |p| {
+            if p.step == 3 {
+                panic!("simulated interruption after step 3");
+            }
+        })
+    }));
+    assert!(interrupted.is_err());
     drop(b);
     let mut c = Trainer::new(cfg.clone().check().unwrap(), 4)
         .unwrap()
