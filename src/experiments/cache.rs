@@ -243,10 +243,12 @@ impl Drop for Lock {
 }
 
 /// Merges `new` into the CSV at `path` under its lock, so that the file holds exactly one
-/// row per cell — (dataset, variant, group, param, seed, metric) — and only rows of the code
-/// `code`: rows of other code are dropped (they are superseded, and would be retrained), rows
-/// of the hashes in `new` and every row of a cell that `new` fills are replaced, every other
-/// row is kept. Also merges `identities` into `<study>.configs.json` (hash → [`RunIdentity`]),
+/// row per cell — (dataset, variant, group, param, seed, metric) — and, for the datasets this
+/// write touches, only rows of the code `code`: their rows of other code are dropped (they
+/// are superseded, and would be retrained), rows of the hashes in `new` and every row of a
+/// cell that `new` fills are replaced, every other row is kept. Rows of other datasets are
+/// kept whatever their code, so that a profile retrained one dataset at a time keeps the
+/// other dataset's rows — and the claims made from them — until that dataset's turn. Also merges `identities` into `<study>.configs.json` (hash → [`RunIdentity`]),
 /// which keeps only the hashes left in the CSV. Returns all rows now in the file.
 ///
 /// # Errors
@@ -284,9 +286,14 @@ pub fn write_rows_merged(
         .chain(new.iter().map(|r| r.hash.as_str()))
         .collect();
     let filled: HashSet<CellKey> = new.iter().map(cell_key).collect();
+    let written: HashSet<&str> = identities
+        .iter()
+        .map(|(_, id)| id.dataset.as_str())
+        .chain(new.iter().map(|r| r.dataset.as_str()))
+        .collect();
     let mut rows: Vec<RunRow> = read_rows(path)?
         .into_iter()
-        .filter(|r| r.code == code)
+        .filter(|r| r.code == code || !written.contains(r.dataset.as_str()))
         .filter(|r| !replaced.contains(r.hash.as_str()) && !filled.contains(&cell_key(r)))
         .filter(|r| !superseded(&r.hash))
         .collect();

@@ -38,7 +38,8 @@
 //! any edit of the model or EM code, the next `ablate` retrains what depends on it, and
 //! `--cache-only` reports those runs as missing. Each CSV holds exactly one row per
 //! (dataset, variant, group, param, seed, metric) cell, the current one, with its `code`:
-//! writing drops the rows of other code and of superseded runs. For `folder:PATH` datasets
+//! writing drops the rows of superseded runs and, of the dataset it writes, those of other
+//! code (another dataset's stay until that dataset is retrained). For `folder:PATH` datasets
 //! the key covers the path, not the files: after changing them, use `force`. A rerun reuses
 //! matching rows and trains only what is missing or changed; `force` recomputes (each model
 //! once per session). With a [`Shard`] only the specs whose index `i` satisfies

@@ -137,6 +137,24 @@ fn concurrent_merges_into_one_csv_lose_no_rows() {
     let after = gmmseg::experiments::write_rows_merged(&path, &[r], &[], "c1").unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(gmmseg::experiments::read_rows(&path).unwrap()[0].code, "c1");
+    // rows of another dataset stay whatever their code: a profile is retrained one dataset
+    // at a time, and the other dataset's claims are made from its rows until its turn
+    let mut other = row("variant9", "miou", 0, 0.2);
+    other.dataset = "digitscenes".into();
+    other.hash = "digitscenes-run".into();
+    other.code = "c1".into();
+    gmmseg::experiments::write_rows_merged(&path, &[other], &[], "c1").unwrap();
+    let mut r = row("variant9", "miou", 0, 0.3);
+    r.code = "c2".into();
+    r.hash = "c2-run".into();
+    let after = gmmseg::experiments::write_rows_merged(&path, &[r], &[], "c2").unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(after
+        .iter()
+        .any(|r| r.dataset == "digitscenes" && r.code == "c1" && r.value == 0.2));
+    assert!(!after
+        .iter()
+        .any(|r| r.dataset != "digitscenes" && r.code == "c1"));
 }
 
 /// Cached model records are JSON: reading one back must give the exact f64 that was written,

@@ -44,18 +44,26 @@ fn no_study_csv_has_a_duplicate_cell() {
                     dir.display()
                 );
             }
-            // one code per file: the rows of one version of the code
-            let codes: HashSet<&str> = rows.iter().map(|r| r.code.as_str()).collect();
-            assert!(
-                codes.len() <= 1,
-                "{}/{study}.csv mixes codes {codes:?}",
-                dir.display()
-            );
-            assert!(
-                !codes.contains(""),
-                "{}/{study}.csv has rows without a code",
-                dir.display()
-            );
+            // one code per dataset: the rows of one version of the code (a profile is
+            // retrained one dataset at a time, so two datasets may differ for a while)
+            let datasets: HashSet<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
+            for dataset in datasets {
+                let codes: HashSet<&str> = rows
+                    .iter()
+                    .filter(|r| r.dataset == dataset)
+                    .map(|r| r.code.as_str())
+                    .collect();
+                assert!(
+                    codes.len() <= 1,
+                    "{}/{study}.csv mixes codes {codes:?} for {dataset}",
+                    dir.display()
+                );
+                assert!(
+                    !codes.contains(""),
+                    "{}/{study}.csv has rows of {dataset} without a code",
+                    dir.display()
+                );
+            }
         }
     }
 }
