@@ -16,10 +16,9 @@
 //! half-copied); temporary files of a write in progress (`*.json.tmp<pid>`) are not `.json`
 //! and are never touched.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-
-use std::collections::HashSet;
 
 use polars::prelude::{CsvReadOptions, DataType, SerReader};
 
