@@ -248,7 +248,8 @@ impl Drop for Lock {
 /// are superseded, and would be retrained), rows of the hashes in `new` and every row of a
 /// cell that `new` fills are replaced, every other row is kept. Rows of other datasets are
 /// kept whatever their code, so that a profile retrained one dataset at a time keeps the
-/// other dataset's rows — and the claims made from them — until that dataset's turn. Also merges `identities` into `<study>.configs.json` (hash → [`RunIdentity`]),
+/// other dataset's rows — and the claims made from them — until that dataset's turn. Also
+/// merges `identities` into `<study>.configs.json` (hash → [`RunIdentity`]),
 /// which keeps only the hashes left in the CSV. Returns all rows now in the file.
 ///
 /// # Errors
