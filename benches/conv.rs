@@ -26,6 +26,9 @@ use gmmseg::ops::gemm::{matmul, MatMut, MatRef, Order, Parallelism};
 use rand::SeedableRng;
 use std::time::Instant;
 
+#[path = "common/network.rs"]
+mod network;
+
 const B: usize = 8;
 const C: usize = 64;
 const HW: usize = 32;
@@ -227,42 +230,8 @@ fn bench(c: &mut Criterion) {
         );
     }
     println!("per layer shape of the default network (quick profile, 64x64 input, batch {B}):");
-    let pw = |cin, cout, stride| ConvSpec {
-        stride,
-        ..ConvSpec::pointwise(cin, cout)
-    };
-    // every convolution of the default network, in forward order (input side in pixels)
-    let shapes: [(&str, ConvSpec, usize); 19] = [
-        ("stem 3x3 s2 3->16", ConvSpec::same(3, 16, 3, 2, 1), 64),
-        (
-            "stage0.a 3x3 s2 16->16",
-            ConvSpec::same(16, 16, 3, 2, 1),
-            32,
-        ),
-        ("stage0.b 3x3 16->16", ConvSpec::same(16, 16, 3, 1, 1), 16),
-        ("stage0.shortcut 1x1 s2", pw(16, 16, 2), 32),
-        (
-            "stage1.a 3x3 s2 16->32",
-            ConvSpec::same(16, 32, 3, 2, 1),
-            16,
-        ),
-        ("stage1.b 3x3 32->32", ConvSpec::same(32, 32, 3, 1, 1), 8),
-        ("stage1.shortcut 1x1 s2", pw(16, 32, 2), 16),
-        ("stage2.a 3x3 d2 32->64", ConvSpec::same(32, 64, 3, 1, 2), 8),
-        ("stage2.b 3x3 d2 64->64", ConvSpec::same(64, 64, 3, 1, 2), 8),
-        ("stage2.shortcut 1x1", pw(32, 64, 1), 8),
-        ("aspp.b0 1x1 64->32", pw(64, 32, 1), 8),
-        ("aspp.r1 3x3 d2 64->32", ConvSpec::same(64, 32, 3, 1, 2), 8),
-        ("aspp.r2 3x3 d4 64->32", ConvSpec::same(64, 32, 3, 1, 4), 8),
-        ("aspp.pool 1x1 64->32", pw(64, 32, 1), 1),
-        ("aspp.fuse 1x1 128->64", pw(128, 64, 1), 8),
-        ("low 1x1 16->16", pw(16, 16, 1), 16),
-        ("refine1 3x3 80->64", ConvSpec::same(80, 64, 3, 1, 1), 16),
-        ("refine2 3x3 64->64", ConvSpec::same(64, 64, 3, 1, 1), 16),
-        ("projection 1x1 64->64", pw(64, 64, 1), 16),
-    ];
     let (mut sum_c, mut sum_g) = (0.0, 0.0);
-    for (name, spec, hw) in shapes {
+    for (name, spec, hw) in network::default_network_convs() {
         let (tc, tg, _, _) = versus_floor(&dev, spec, B, hw, 30);
         sum_c += tc;
         sum_g += tg;
