@@ -15,7 +15,8 @@
 //! std, 95% CI, claim rows) and `<dataset>/<study>*.svg|png` (figures); with `all`, also
 //! `<dataset>/claims.md` and `<dataset>/claims.csv` (the paired verdicts). `--shard K/N` computes only the K-th of N disjoint slices of each study's
 //! runs (for job arrays) and writes no summary or figure; a later run without `--shard`
-//! assembles the cached rows and plots. The results folder is `<root>/<profile>/` with
+//! assembles the cached rows and plots. When the runtime study times models, a warning on
+//! stderr says whether other processes took the CPU meanwhile (`cli::machine_load`). The results folder is `<root>/<profile>/` with
 //! `<root>` = `--results-dir`, else `$GMMSEG_RESULTS_DIR`, else `./data/results`.
 
 use std::time::Instant;
@@ -23,6 +24,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::machine_load::{busy_warning, CpuSample};
 use crate::error::{GmmSegError, Result};
 use crate::experiments::{
     dataset_slug, default_jobs, write_figures, ExperimentProfile, ExperimentRunner, Shard, Study,
@@ -203,7 +205,16 @@ pub fn run(args: AblateArgs) -> Result<()> {
     let started = Instant::now();
     let mut results = Vec::new();
     for s in planned {
-        results.push(runner.run(s)?);
+        let before = (s == Study::Runtime).then(CpuSample::now).flatten();
+        let result = runner.run(s)?;
+        if let (Some(before), Some(after)) = (before, CpuSample::now()) {
+            if result.computed_runs > 0 {
+                if let Some(warning) = busy_warning(before.others_share_until(&after)) {
+                    bar.suspend(|| eprintln!("{warning}"));
+                }
+            }
+        }
+        results.push(result);
     }
     bar.finish_and_clear();
     let dir = runner.results_dir().to_path_buf();

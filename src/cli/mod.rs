@@ -12,6 +12,7 @@ pub mod ablate;
 pub mod claims;
 pub mod data;
 pub mod gmm;
+pub mod machine_load;
 pub mod metrics;
 pub mod prune;
 pub mod train;

@@ -350,3 +350,39 @@ fn prune_removes_other_codes_records_only() {
         );
     }
 }
+
+/// The runtime study's rows are wall-clock timings: with a busy loop on every core beside
+/// it, `ablate runtime` says that other processes took the CPU (and still writes its rows);
+/// a study that times nothing says nothing.
+#[cfg(target_os = "linux")]
+#[test]
+fn runtime_study_warns_when_other_processes_take_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut busy: Vec<_> = (0..cores)
+        .map(|_| {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("sh runs")
+        })
+        .collect();
+    let timed = ablate(dir.path(), &["runtime", "--profile", "tiny"]);
+    let untimed = ablate(dir.path(), &["components", "--profile", "tiny"]);
+    for child in &mut busy {
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let stderr = String::from_utf8_lossy(&timed.stderr);
+    assert!(timed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("other processes used") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("tiny/runtime.csv").exists());
+    let stderr = String::from_utf8_lossy(&untimed.stderr);
+    assert!(
+        untimed.status.success() && !stderr.contains("other processes used"),
+        "{stderr}"
+    );
+}
