@@ -15,8 +15,9 @@
 //! std, 95% CI, claim rows) and `<dataset>/<study>*.svg|png` (figures); with `all`, also
 //! `<dataset>/claims.md` and `<dataset>/claims.csv` (the paired verdicts). `--shard K/N` computes only the K-th of N disjoint slices of each study's
 //! runs (for job arrays) and writes no summary or figure; a later run without `--shard`
-//! assembles the cached rows and plots. When the runtime study times models, a warning on
-//! stderr says whether other processes took the CPU meanwhile (`cli::machine_load`). The results folder is `<root>/<profile>/` with
+//! assembles the cached rows and plots. When a study trains a model whose timings the
+//! runtime study reports, a warning on stderr says whether other processes took the CPU
+//! meanwhile (`cli::machine_load`). The results folder is `<root>/<profile>/` with
 //! `<root>` = `--results-dir`, else `$GMMSEG_RESULTS_DIR`, else `./data/results`.
 
 use std::time::Instant;
@@ -205,13 +206,15 @@ pub fn run(args: AblateArgs) -> Result<()> {
     let started = Instant::now();
     let mut results = Vec::new();
     for s in planned {
-        let before = (s == Study::Runtime).then(CpuSample::now).flatten();
+        // the runtime study's timings are taken when its models train, in whichever study
+        // needs them first
+        let timed_before = runner.timed_models_trained().unwrap_or(0);
+        let before = CpuSample::now();
         let result = runner.run(s)?;
-        if let (Some(before), Some(after)) = (before, CpuSample::now()) {
-            if result.computed_runs > 0 {
-                if let Some(warning) = busy_warning(before.others_share_until(&after)) {
-                    bar.suspend(|| eprintln!("{warning}"));
-                }
+        let timed_now = runner.timed_models_trained().unwrap_or(0) > timed_before;
+        if let (true, Some(before), Some(after)) = (timed_now, before, CpuSample::now()) {
+            if let Some(warning) = busy_warning(s, before.others_share_until(&after)) {
+                bar.suspend(|| eprintln!("{warning}"));
             }
         }
         results.push(result);

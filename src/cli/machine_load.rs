@@ -1,11 +1,13 @@
-//! How much of the machine other processes used while `ablate` timed the runtime study.
+//! How much of the machine other processes used while `ablate` trained the models whose
+//! timings the runtime study reports.
 //!
 //! The runtime study's rows are wall-clock measurements: a build, a test suite or another
 //! training beside it slows one model more than another and moves the paired throughput
 //! ratio (a retiming beside a build moved the full SynthScapes claim from −0.008 ± 0.011 to
 //! −0.012 ± 0.005, 7 December). The rows cannot tell, so the command checks: it reads the
-//! machine's and its own CPU time from `/proc` before and after the study and warns when
-//! other processes took more than [`BUSY_SHARE`] of the cores meanwhile. Only Linux has
+//! machine's and its own CPU time from `/proc` before and after each study that trained
+//! such a model (the runtime study's own, or `main_results`, which shares them) and warns
+//! when other processes took more than [`BUSY_SHARE`] of the cores meanwhile. Only Linux has
 //! `/proc`; elsewhere nothing is checked.
 
 use std::time::Instant;
@@ -103,12 +105,12 @@ fn others_share(machine_ticks: u64, own_ticks: u64, wall_s: f64, cores: usize) -
     (machine_ticks.saturating_sub(own_ticks) as f64 / capacity).clamp(0.0, 1.0)
 }
 
-/// The warning `ablate` prints when the runtime study's timings were taken on a busy
-/// machine, or `None` when they were not.
-pub fn busy_warning(share: f64) -> Option<String> {
+/// The warning `ablate` prints when `study` trained (and so timed) models of the runtime
+/// study on a busy machine, or `None` when the machine was quiet.
+pub fn busy_warning(study: impl std::fmt::Display, share: f64) -> Option<String> {
     (share > BUSY_SHARE).then(|| {
         format!(
-            "warning: other processes used {:.0}% of the CPU while the runtime study timed its models; its rows measure a shared machine (rerun it with --force when nothing else runs)",
+            "warning: other processes used {:.0}% of the CPU while {study} trained models whose timings the runtime study reports; those rows measure a shared machine (rerun `ablate runtime --force` when nothing else runs)",
             share * 100.0
         )
     })
@@ -145,8 +147,8 @@ mod tests {
         assert_eq!(others_share(1_000, 1_000, 10.0, 2), 0.0);
         assert_eq!(others_share(5, 0, 0.0, 2), 0.0);
         assert_eq!(others_share(9_000, 0, 10.0, 2), 1.0);
-        assert!(busy_warning(0.2).is_some_and(|w| w.contains("20%")));
-        assert!(busy_warning(0.05).is_none());
+        assert!(busy_warning("runtime", 0.2).is_some_and(|w| w.contains("20%")));
+        assert!(busy_warning("runtime", 0.05).is_none());
     }
 
     #[test]

@@ -108,6 +108,17 @@ impl ExperimentRunner {
         outcome.map(|()| reported)
     }
 
+    /// How many of the models whose timings the runtime study reports this runner has
+    /// trained so far: they may be trained by whichever study needs them first, so
+    /// `ablate` checks the machine's load around any study that trained one.
+    ///
+    /// # Errors
+    /// When the runtime study's configurations cannot be built for this dataset.
+    pub fn timed_models_trained(&self) -> Result<usize> {
+        let timed = self.runtime_model_keys()?;
+        Ok(self.fresh.iter().filter(|k| timed.contains(*k)).count())
+    }
+
     /// The model keys of every run of the runtime study of this runner's seeds (any shard).
     fn runtime_model_keys(&self) -> Result<HashSet<String>> {
         let eval = self.profile.eval_settings();

@@ -351,9 +351,10 @@ fn prune_removes_other_codes_records_only() {
     }
 }
 
-/// The runtime study's rows are wall-clock timings: with a busy loop on every core beside
-/// it, `ablate runtime` says that other processes took the CPU (and still writes its rows);
-/// a study that times nothing says nothing.
+/// The runtime study's rows are wall-clock timings taken when its models train: with a busy
+/// loop on every core beside it, `ablate runtime` says that other processes took the CPU
+/// (and still writes its rows), and so does `main_results`, which trains the same models
+/// first in a fresh folder; a study that trains none of them says nothing.
 #[cfg(target_os = "linux")]
 #[test]
 fn runtime_study_warns_when_other_processes_take_the_cpu() {
@@ -369,6 +370,8 @@ fn runtime_study_warns_when_other_processes_take_the_cpu() {
         .collect();
     let timed = ablate(dir.path(), &["runtime", "--profile", "tiny"]);
     let untimed = ablate(dir.path(), &["components", "--profile", "tiny"]);
+    let other = tempfile::tempdir().unwrap();
+    let shared = ablate(other.path(), &["main_results", "--profile", "tiny"]);
     for child in &mut busy {
         child.kill().ok();
         child.wait().ok();
@@ -380,6 +383,11 @@ fn runtime_study_warns_when_other_processes_take_the_cpu() {
         "{stderr}"
     );
     assert!(dir.path().join("tiny/runtime.csv").exists());
+    let stderr = String::from_utf8_lossy(&shared.stderr);
+    assert!(
+        shared.status.success() && stderr.contains("while main_results trained"),
+        "{stderr}"
+    );
     let stderr = String::from_utf8_lossy(&untimed.stderr);
     assert!(
         untimed.status.success() && !stderr.contains("other processes used"),
